@@ -1,0 +1,130 @@
+"""Settings from the environment and `.env`, typed and validated.
+
+A bad value stops the program at start with one line naming the variable and what it expects;
+secrets are `SecretStr`, so they never show in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
+VIRGINIA_BASE_URL = "https://dashscope-us.aliyuncs.com/api/v1"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# What each variable expects, in the words of the one-line start-up error.
+EXPECTS: dict[str, str] = {
+    "discord_token": "the bot token from the Discord developer portal (Bot → Reset Token)",
+    "dashscope_api_key": "a DashScope API key starting with 'sk-' (leave unset to use the "
+    "built-in simulator)",
+    "dashscope_base_url": "an http(s) URL ending in /api/v1, e.g. " + BEIJING_BASE_URL,
+    "dashscope_workspace": "a Model Studio workspace id, or unset",
+    "database_path": "a file path for the SQLite database, e.g. ./data/wanbot.db",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "simulator_speed": "a number > 0 by which the built-in simulator shortens task durations",
+    "download_max_bytes": "a whole number of bytes between 1 MiB and 200 MiB",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line fit to print."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    discord_token: SecretStr | None = Field(default=None, description=EXPECTS["discord_token"])
+    dashscope_api_key: SecretStr | None = Field(
+        default=None, description=EXPECTS["dashscope_api_key"]
+    )
+    dashscope_base_url: str = Field(default=BEIJING_BASE_URL)
+    dashscope_workspace: str | None = None
+    database_path: Path = Path("./data/wanbot.db")
+    log_level: str = "INFO"
+    simulator_speed: float = Field(default=10.0, gt=0, le=10_000)
+    download_max_bytes: int = Field(default=30 * 1024 * 1024, ge=1024 * 1024, le=200 * 1024 * 1024)
+
+    @field_validator("discord_token", "dashscope_api_key", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("dashscope_api_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(c.isspace() for c in value.get_secret_value()):
+            raise ValueError("contains whitespace")
+        return value
+
+    @field_validator("dashscope_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("dashscope_workspace", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> str:
+        text = str(value).strip().upper()
+        if text not in LOG_LEVELS:
+            raise ValueError("unknown level")
+        return text
+
+    @field_validator("database_path")
+    @classmethod
+    def _path(cls, value: Path) -> Path:
+        if not str(value).strip() or value.is_dir():
+            raise ValueError("not a file path")
+        return value
+
+    @property
+    def simulated(self) -> bool:
+        """No API key: everything runs against the built-in simulator."""
+        return self.dashscope_api_key is None
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning any validation failure into one clear `ConfigError` line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        expects = EXPECTS.get(field, error["msg"])
+        lines.append(f"{field.upper()}: expected {expects}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,211 @@
+"""The Wan image models as data: where each is served, what it accepts, and the account limits.
+
+Sources: ../shared/reference/dashscope-api.md §4, §6, §7, §12. Where the docs disagree we take
+the stricter reading, so a request we send is valid under every reading (for example the
+wan2.6-t2i prompt limit is 2,100 in some mirrors and 2,000 in others: we allow 2,000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+IMAGE_GENERATION = "/services/aigc/image-generation/generation"
+MULTIMODAL_GENERATION = "/services/aigc/multimodal-generation/generation"
+TEXT2IMAGE = "/services/aigc/text2image/image-synthesis"
+IMAGE2IMAGE = "/services/aigc/image2image/image-synthesis"
+
+SEED_MAX = 2_147_483_647
+
+BEIJING, SINGAPORE, VIRGINIA = "cn-beijing", "ap-southeast-1", "us-east-1"
+
+
+class Kind(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    EDIT = "edit"
+
+
+class Protocol(StrEnum):
+    """How the body is laid out and how results come back."""
+
+    MESSAGES = (
+        "messages"  # input.messages[0].content[0].text; negative_prompt in parameters; choices[]
+    )
+    PROMPT = "prompt"  # input.prompt (+ input.images, input.negative_prompt); results[]
+
+
+@dataclass(frozen=True)
+class PixelRange:
+    """Total pixels within [min_pixels, max_pixels] and aspect ratio within [1:4, 4:1]."""
+
+    min_pixels: int
+    max_pixels: int
+    max_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class SideRange:
+    """Each side within [min_side, max_side]."""
+
+    min_side: int
+    max_side: int
+
+
+SizeRule = PixelRange | SideRange
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: Kind
+    protocol: Protocol
+    async_path: str
+    sync_path: str | None
+    prompt_max: int
+    negative_max: int
+    size_rule: SizeRule
+    default_size: tuple[int, int]
+    recommended_sizes: tuple[tuple[int, int], ...]
+    n_min: int = 1
+    n_max: int = 4
+    images_min: int = 0
+    images_max: int = 0
+    submit_rps: int = 5
+    max_in_flight: int = 5
+    regions: tuple[str, ...] = (BEIJING,)
+    # Without `size`, an edit keeps the aspect ratio of its last input image (§7.1).
+    size_optional: bool = False
+
+    @property
+    def supports_sync(self) -> bool:
+        return self.sync_path is not None
+
+    @property
+    def default_size_text(self) -> str:
+        return format_size(*self.default_size)
+
+    def recommended_text(self) -> str:
+        return ", ".join(format_size(w, h) for w, h in self.recommended_sizes)
+
+
+def format_size(width: int, height: int) -> str:
+    return f"{width}*{height}"
+
+
+_T2I_SIZES = ((1280, 1280), (1104, 1472), (1472, 1104), (960, 1696), (1696, 960))
+_T2I_PIXELS = PixelRange(1280 * 1280, 1440 * 1440)
+_LEGACY_SIDES = SideRange(512, 1440)
+_LEGACY_SIZES = ((1024, 1024), (720, 1280), (1280, 720), (768, 1152), (1152, 768), (1440, 1440))
+
+
+def _legacy(name: str, prompt_max: int, regions: tuple[str, ...], sync: bool) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        kind=Kind.TEXT_TO_IMAGE,
+        protocol=Protocol.PROMPT,
+        async_path=TEXT2IMAGE,
+        sync_path=TEXT2IMAGE if sync else None,
+        prompt_max=prompt_max,
+        negative_max=500,
+        size_rule=_LEGACY_SIDES,
+        default_size=(1024, 1024),
+        recommended_sizes=_LEGACY_SIZES,
+        submit_rps=2,
+        max_in_flight=2,
+        regions=regions,
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="wan2.6-t2i",
+            kind=Kind.TEXT_TO_IMAGE,
+            protocol=Protocol.MESSAGES,
+            async_path=IMAGE_GENERATION,
+            sync_path=MULTIMODAL_GENERATION,
+            prompt_max=2000,
+            negative_max=500,
+            size_rule=_T2I_PIXELS,
+            default_size=(1280, 1280),
+            recommended_sizes=_T2I_SIZES,
+            regions=(BEIJING, SINGAPORE, VIRGINIA),
+        ),
+        ModelSpec(
+            name="wan2.5-t2i-preview",
+            kind=Kind.TEXT_TO_IMAGE,
+            protocol=Protocol.PROMPT,
+            async_path=TEXT2IMAGE,
+            sync_path=None,
+            prompt_max=2000,
+            negative_max=500,
+            size_rule=_T2I_PIXELS,
+            default_size=(1280, 1280),
+            recommended_sizes=_T2I_SIZES,
+            regions=(BEIJING, SINGAPORE),
+        ),
+        _legacy("wan2.2-t2i-plus", 500, (BEIJING, SINGAPORE), sync=True),
+        _legacy("wan2.2-t2i-flash", 500, (BEIJING, SINGAPORE), sync=True),
+        _legacy("wanx2.1-t2i-plus", 500, (BEIJING,), sync=False),
+        _legacy("wanx2.1-t2i-turbo", 500, (BEIJING,), sync=False),
+        _legacy("wan2.1-t2i-plus", 500, (SINGAPORE,), sync=False),
+        _legacy("wan2.1-t2i-turbo", 500, (SINGAPORE,), sync=False),
+        _legacy("wanx2.0-t2i-turbo", 800, (BEIJING,), sync=False),
+        ModelSpec(
+            name="wan2.5-i2i-preview",
+            kind=Kind.EDIT,
+            protocol=Protocol.PROMPT,
+            async_path=IMAGE2IMAGE,
+            sync_path=None,
+            prompt_max=2000,
+            negative_max=500,
+            size_rule=PixelRange(768 * 768, 1280 * 1280),
+            default_size=(1280, 1280),
+            recommended_sizes=(
+                (1280, 1280),
+                (1024, 1024),
+                (800, 1200),
+                (1200, 800),
+                (960, 1280),
+                (1280, 960),
+                (720, 1280),
+                (1280, 720),
+                (1344, 576),
+            ),
+            images_min=1,
+            images_max=3,
+            regions=(BEIJING, SINGAPORE),
+            size_optional=True,
+        ),
+    )
+}
+
+DEFAULT_TEXT_TO_IMAGE_MODEL = "wan2.6-t2i"
+DEFAULT_EDIT_MODEL = "wan2.5-i2i-preview"
+
+# Input images for edits (§7.1): each side 384–5000 px, at most 10 MB. Whether the 10 MB counts
+# raw or base64 bytes is unconfirmed, so we keep raw bytes under 7.5 MB: under 10 MB either way.
+INPUT_MIN_SIDE = 384
+INPUT_MAX_SIDE = 5000
+INPUT_MAX_BYTES = 7_500_000
+
+
+def get_model(name: str) -> ModelSpec | None:
+    return MODELS.get(name)
+
+
+def models_of(kind: Kind) -> list[ModelSpec]:
+    return [spec for spec in MODELS.values() if spec.kind is kind]
+
+
+def region_of_base_url(base_url: str) -> str | None:
+    """The region a DashScope gateway URL serves, or None for hosts we do not recognise."""
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    if host == "dashscope.aliyuncs.com" or host.endswith(".cn-beijing.maas.aliyuncs.com"):
+        return BEIJING
+    if host == "dashscope-intl.aliyuncs.com" or host.endswith(".ap-southeast-1.maas.aliyuncs.com"):
+        return SINGAPORE
+    if host == "dashscope-us.aliyuncs.com" or host.endswith(".us-east-1.maas.aliyuncs.com"):
+        return VIRGINIA
+    return None

@@ -1,0 +1,176 @@
+"""A generation or edit request: its fields, local validation by the model table, and its body.
+
+Validation happens before anything is sent or charged, and names what to change.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot.dashscope.models import (
+    MODELS,
+    SEED_MAX,
+    ModelSpec,
+    PixelRange,
+    Protocol,
+    SideRange,
+    format_size,
+)
+from bot.problems import InputRejected, Problem
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[*xX×]\s*(\d{1,5})\s*$")
+# Newlines and tabs are ordinary in prompts; the other control characters are not.
+_ALLOWED_CONTROLS = {"\n", "\r", "\t"}
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    model: str
+    prompt: str
+    negative_prompt: str | None = None
+    size: str | None = None  # "W*H"; None → the model's default
+    n: int = 1
+    seed: int | None = None
+    prompt_extend: bool | None = None  # None → the API's default (on)
+    watermark: bool | None = None  # None → the API's default (off)
+    images: tuple[str, ...] = ()  # data: URIs or http(s) URLs, for edits
+
+    @property
+    def spec(self) -> ModelSpec:
+        spec = MODELS.get(self.model)
+        if spec is None:
+            raise InputRejected.one("invalid.model", model=self.model, choices=", ".join(MODELS))
+        return spec
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    match = _SIZE.match(size)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
+    """Why W×H is not allowed for this model, or None."""
+    size = format_size(width, height)
+    common = {"size": size, "model": spec.name, "recommended": spec.recommended_text()}
+    rule = spec.size_rule
+    if isinstance(rule, PixelRange):
+        if width <= 0 or height <= 0 or max(width / height, height / width) > rule.max_ratio:
+            return Problem("invalid.size_ratio", common)
+        pixels = width * height
+        if not rule.min_pixels <= pixels <= rule.max_pixels:
+            return Problem(
+                "invalid.size_pixels",
+                {**common, "pixels": pixels, "low": rule.min_pixels, "high": rule.max_pixels},
+            )
+        return None
+    assert isinstance(rule, SideRange)
+    if not (rule.min_side <= width <= rule.max_side and rule.min_side <= height <= rule.max_side):
+        return Problem(
+            "invalid.size_sides", {**common, "low": rule.min_side, "high": rule.max_side}
+        )
+    return None
+
+
+def _text_problems(field: str, value: str) -> list[Problem]:
+    bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS]
+    return [Problem("invalid.control_chars", {"field": field})] if bad else []
+
+
+def validate(request: ImageRequest) -> ImageRequest:
+    """Check a request against its model's rules; return it with the size normalised.
+
+    Raises `InputRejected` listing every problem found.
+    """
+    spec = request.spec
+    problems: list[Problem] = []
+    prompt = request.prompt.strip()
+    if not prompt:
+        problems.append(Problem("invalid.prompt_empty"))
+    elif len(prompt) > spec.prompt_max:
+        problems.append(
+            Problem(
+                "invalid.prompt_long",
+                {"length": len(prompt), "limit": spec.prompt_max, "model": spec.name},
+            )
+        )
+    problems += _text_problems("prompt", prompt)
+    negative = (request.negative_prompt or "").strip() or None
+    if negative is not None:
+        if len(negative) > spec.negative_max:
+            problems.append(
+                Problem(
+                    "invalid.negative_long", {"length": len(negative), "limit": spec.negative_max}
+                )
+            )
+        problems += _text_problems("negative prompt", negative)
+
+    size = request.size
+    if size is not None:
+        parsed = parse_size(size)
+        if parsed is None:
+            problems.append(Problem("invalid.size_format", {"size": size}))
+        else:
+            size = format_size(*parsed)
+            if (problem := size_problem(spec, *parsed)) is not None:
+                problems.append(problem)
+    elif not spec.size_optional:
+        size = spec.default_size_text
+
+    if isinstance(request.n, bool) or not spec.n_min <= request.n <= spec.n_max:
+        problems.append(
+            Problem("invalid.n", {"low": spec.n_min, "high": spec.n_max, "n": request.n})
+        )
+    if request.seed is not None and (
+        isinstance(request.seed, bool) or not 0 <= request.seed <= SEED_MAX
+    ):
+        problems.append(Problem("invalid.seed", {"seed": request.seed}))
+
+    count = len(request.images)
+    if spec.images_max == 0 and count:
+        problems.append(Problem("invalid.images_unexpected", {"model": spec.name}))
+    elif spec.images_max and not spec.images_min <= count <= spec.images_max:
+        problems.append(
+            Problem(
+                "invalid.image_count",
+                {
+                    "model": spec.name,
+                    "low": spec.images_min,
+                    "high": spec.images_max,
+                    "count": count,
+                },
+            )
+        )
+    if problems:
+        raise InputRejected(problems)
+    return replace(request, prompt=prompt, negative_prompt=negative, size=size)
+
+
+def build_body(request: ImageRequest) -> dict[str, Any]:
+    """The JSON body for the request's protocol (reference §4.1, §6, §7.1)."""
+    spec = request.spec
+    parameters: dict[str, Any] = {"n": request.n}
+    if request.size is not None:
+        parameters["size"] = request.size
+    if request.seed is not None:
+        parameters["seed"] = request.seed
+    if request.prompt_extend is not None:
+        parameters["prompt_extend"] = request.prompt_extend
+    if request.watermark is not None:
+        parameters["watermark"] = request.watermark
+    body_input: dict[str, Any]
+    if spec.protocol is Protocol.MESSAGES:
+        body_input = {"messages": [{"role": "user", "content": [{"text": request.prompt}]}]}
+        if request.negative_prompt:
+            parameters["negative_prompt"] = request.negative_prompt
+    else:
+        body_input = {"prompt": request.prompt}
+        if request.negative_prompt:
+            body_input["negative_prompt"] = request.negative_prompt
+        if request.images:
+            body_input["images"] = list(request.images)
+    return {"model": spec.name, "input": body_input, "parameters": parameters}

@@ -1,0 +1,206 @@
+"""User-facing text in English and Simplified Chinese.
+
+Every message a user can see is a key in `MESSAGES` with both languages; `text()` formats one.
+Discord locales such as `zh-CN` and `zh-TW` map to Chinese, everything else to English.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["en", "zh"]
+
+MESSAGES: dict[str, dict[Lang, str]] = {
+    # --- DashScope errors -------------------------------------------------------------------
+    "error.authentication": {
+        "en": "The bot's DashScope API key was refused. The operator must check the key and that "
+        "it belongs to the configured region.",
+        "zh": "DashScope 拒绝了机器人的 API Key。请运营者检查密钥是否正确、是否属于所配置的地域。",
+    },
+    "error.permission": {
+        "en": "The DashScope account may not use this model right now (access or billing). "
+        "The operator must check the account.",
+        "zh": "DashScope 账号当前无权使用该模型（权限或欠费）。请运营者检查账号状态。",
+    },
+    "error.bad_request": {
+        "en": "DashScope refused the request as invalid: {detail}",
+        "zh": "DashScope 认为请求无效：{detail}",
+    },
+    "error.not_found": {
+        "en": "DashScope does not know this model or resource: {detail}",
+        "zh": "DashScope 找不到该模型或资源：{detail}",
+    },
+    "error.content.input_text": {
+        "en": "The prompt was blocked by content moderation. Rephrase it and try again.",
+        "zh": "提示词未通过内容审核，请修改后重试。",
+    },
+    "error.content.input_image": {
+        "en": "An input image was blocked by content moderation. Use a different image.",
+        "zh": "输入图片未通过内容审核，请换一张图片。",
+    },
+    "error.content.output": {
+        "en": "The generated image was blocked by content moderation. Try a different prompt.",
+        "zh": "生成的图片未通过内容审核，请换个提示词再试。",
+    },
+    "error.content.unknown": {
+        "en": "The request was blocked by content moderation. Change the prompt or the images.",
+        "zh": "请求未通过内容审核，请修改提示词或图片。",
+    },
+    "error.content.ip": {
+        "en": "The request looks like it involves copyrighted characters or brands. "
+        "Describe something original instead.",
+        "zh": "请求疑似涉及知识产权（版权角色或品牌），请换成原创的描述。",
+    },
+    "error.rate_limited": {
+        "en": "DashScope is busy (rate limit). Please try again in a minute.",
+        "zh": "DashScope 繁忙（触发限流），请稍后再试。",
+    },
+    "error.server": {
+        "en": "DashScope had an internal problem. Please try again later.",
+        "zh": "DashScope 服务内部出错，请稍后再试。",
+    },
+    "error.task_failed": {
+        "en": "The image task failed at DashScope ({code}). Nothing was charged for it.",
+        "zh": "DashScope 图像任务失败（{code}），不会为此计费。",
+    },
+    "error.task_expired": {
+        "en": "The task is no longer known to DashScope (tasks expire after 24 hours).",
+        "zh": "DashScope 已查不到该任务（任务 24 小时后过期）。",
+    },
+    "error.connection": {
+        "en": "Could not reach DashScope. Please try again later.",
+        "zh": "无法连接 DashScope，请稍后再试。",
+    },
+    "error.outcome_unknown": {
+        "en": "The connection to DashScope broke after the request was sent, so it is unknown "
+        "whether the task was created. It was not resent, to avoid paying twice.",
+        "zh": "请求发出后与 DashScope 的连接中断，无法确认任务是否已创建。为避免重复计费，未自动重发。",
+    },
+    "error.bad_response": {
+        "en": "DashScope sent an answer the bot could not read.",
+        "zh": "DashScope 返回了无法解析的响应。",
+    },
+    "error.download": {
+        "en": "A result image could not be downloaded: {detail}",
+        "zh": "无法下载结果图片：{detail}",
+    },
+    # --- validation of a request -----------------------------------------------------------
+    "invalid.model": {
+        "en": "Unknown model `{model}`. Choose one of: {choices}.",
+        "zh": "未知模型 `{model}`。可选：{choices}。",
+    },
+    "invalid.model_kind": {
+        "en": "`{model}` cannot {kind}. Use one of: {choices}.",
+        "zh": "`{model}` 不支持{kind}。可选：{choices}。",
+    },
+    "invalid.sync_unsupported": {
+        "en": "`{model}` has no synchronous mode. Leave out the sync option.",
+        "zh": "`{model}` 不支持同步调用，请去掉同步选项。",
+    },
+    "invalid.prompt_empty": {
+        "en": "The prompt is empty. Describe the image you want.",
+        "zh": "提示词为空，请描述你想要的图片。",
+    },
+    "invalid.prompt_long": {
+        "en": "The prompt is {length} characters; {model} accepts at most {limit}. Shorten it.",
+        "zh": "提示词有 {length} 个字符，{model} 最多接受 {limit} 个，请缩短。",
+    },
+    "invalid.negative_long": {
+        "en": "The negative prompt is {length} characters; at most {limit} are allowed. "
+        "Shorten it.",
+        "zh": "反向提示词有 {length} 个字符，最多 {limit} 个，请缩短。",
+    },
+    "invalid.control_chars": {
+        "en": "The {field} contains control characters. Remove them.",
+        "zh": "{field}中含有控制字符，请删除。",
+    },
+    "invalid.size_format": {
+        "en": "Size `{size}` is not WIDTH*HEIGHT (for example 1280*1280).",
+        "zh": "尺寸 `{size}` 格式不对，应为 宽*高（例如 1280*1280）。",
+    },
+    "invalid.size_pixels": {
+        "en": "Size {size} has {pixels:,} pixels; {model} needs between {low:,} and {high:,}. "
+        "Try one of: {recommended}.",
+        "zh": "尺寸 {size} 共 {pixels:,} 像素，{model} 要求在 {low:,} 到 {high:,} 之间。"
+        "可用：{recommended}。",
+    },
+    "invalid.size_ratio": {
+        "en": "Size {size} is too narrow or too wide; the aspect ratio must be between 1:4 and "
+        "4:1. Try one of: {recommended}.",
+        "zh": "尺寸 {size} 过窄或过宽，宽高比须在 1:4 到 4:1 之间。可用：{recommended}。",
+    },
+    "invalid.size_sides": {
+        "en": "Size {size}: each side must be between {low} and {high} pixels for {model}. "
+        "Try one of: {recommended}.",
+        "zh": "尺寸 {size}：{model} 要求每边在 {low} 到 {high} 像素之间。可用：{recommended}。",
+    },
+    "invalid.n": {
+        "en": "Number of images must be between {low} and {high} (got {n}).",
+        "zh": "图片数量须在 {low} 到 {high} 之间（当前 {n}）。",
+    },
+    "invalid.seed": {
+        "en": "Seed must be a whole number between 0 and 2147483647 (got {seed}).",
+        "zh": "种子须为 0 到 2147483647 之间的整数（当前 {seed}）。",
+    },
+    "invalid.image_count": {
+        "en": "{model} takes {low} to {high} images (got {count}).",
+        "zh": "{model} 需要 {low} 到 {high} 张图片（当前 {count} 张）。",
+    },
+    "invalid.images_unexpected": {
+        "en": "{model} makes images from text only; use an edit model to change images.",
+        "zh": "{model} 只能根据文字生成图片；修改图片请使用编辑模型。",
+    },
+    # --- input images ------------------------------------------------------------------------
+    "image.empty": {
+        "en": "Image {index} is an empty file.",
+        "zh": "第 {index} 张图片是空文件。",
+    },
+    "image.too_many_bytes": {
+        "en": "Image {index} is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB. "
+        "Use a smaller file.",
+        "zh": "第 {index} 张图片有 {size_mb:.1f} MB，上限为 {limit_mb:.0f} MB，请换一个更小的文件。",
+    },
+    "image.unreadable": {
+        "en": "Image {index} is not a readable image. Use a JPEG, PNG, WEBP, BMP or GIF file.",
+        "zh": "第 {index} 张图片无法识别，请使用 JPEG、PNG、WEBP、BMP 或 GIF 文件。",
+    },
+    "image.format": {
+        "en": "Image {index} is {format}, which is not supported. Use JPEG, PNG, WEBP, BMP or GIF.",
+        "zh": "第 {index} 张图片是 {format} 格式，不受支持，请使用 JPEG、PNG、WEBP、BMP 或 GIF。",
+    },
+    "image.bomb": {
+        "en": "Image {index} claims {pixels:,} pixels, too many to open safely. "
+        "Use an image under 40 megapixels.",
+        "zh": "第 {index} 张图片声称有 {pixels:,} 像素，过大无法安全打开，请使用 4000 万像素以下的图片。",
+    },
+    "image.too_small": {
+        "en": "Image {index} is {width}×{height} px; each side must be at least {min_side} px. "
+        "Use a larger image.",
+        "zh": "第 {index} 张图片为 {width}×{height} 像素，每边至少需要 {min_side} 像素，请换一张更大的图片。",
+    },
+    "image.too_thin": {
+        "en": "Image {index} is {width}×{height} px: too long and thin to fit {min_side}–{max_side} "
+        "px per side. Crop it closer to a square.",
+        "zh": "第 {index} 张图片为 {width}×{height} 像素，过于细长，无法让每边都在 {min_side}–{max_side} "
+        "像素之间，请裁剪得接近方形。",
+    },
+    "image.fetch": {
+        "en": "Image {index} could not be fetched: {detail}",
+        "zh": "无法获取第 {index} 张图片：{detail}",
+    },
+    # --- CLI ---------------------------------------------------------------------------------
+    "cli.simulated": {
+        "en": "No DASHSCOPE_API_KEY is set: using the built-in simulator. Results are simulated.",
+        "zh": "未设置 DASHSCOPE_API_KEY：使用内置模拟器，结果为模拟生成。",
+    },
+}
+
+
+def lang_for(locale: str | None) -> Lang:
+    """Map a Discord locale (or any BCP-47-ish tag) to one of our two languages."""
+    return "zh" if locale and locale.lower().startswith("zh") else "en"
+
+
+def text(key: str, lang: Lang = "en", /, **values: object) -> str:
+    entry = MESSAGES[key]
+    return entry[lang].format(**values)
