@@ -1,0 +1,279 @@
+"""The command line: `python -m bot imagine|edit|simulator`.
+
+`imagine` and `edit` run the whole generation path without Discord: validate, submit, wait,
+download, save. Progress goes to stderr; stdout gets one line per saved file, so the output can
+be piped. Exit codes: 0 at least one image saved, 1 an API or task error, 2 a usage, input or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.dashscope import (
+    DashScopeClient,
+    DashScopeError,
+    ImageRequest,
+    Kind,
+    TaskResult,
+    TaskState,
+    validate,
+)
+from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
+from bot.downloads import ResultFetcher
+from bot.i18n import text
+from bot.images import prepare_image
+from bot.logs import setup_logging
+from bot.problems import InputRejected
+
+EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("bot.cli")
+
+
+class UsageError(Exception):
+    """A command-line mistake; the message says what to change."""
+
+
+def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
+    parser.add_argument("prompt", help="what to make (or, for edit, how to change the images)")
+    parser.add_argument("--negative-prompt", help="what to keep out of the image")
+    parser.add_argument("--size", help="WIDTH*HEIGHT, e.g. 1280*1280 (default: the model's)")
+    parser.add_argument("--n", type=int, default=1, help="number of images, 1-4 (default 1)")
+    parser.add_argument("--seed", type=int, help="0-2147483647, for repeatable results")
+    parser.add_argument(
+        "--no-prompt-extend",
+        action="store_true",
+        help="send the prompt as written (by default DashScope rewrites short prompts)",
+    )
+    parser.add_argument("--watermark", action="store_true", help="stamp 'AI-generated' on images")
+    parser.add_argument("--model", default=default_model, help=f"model (default {default_model})")
+    parser.add_argument("--out", required=True, type=Path, help="folder to save the images in")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wanbot",
+        description="wanbot: Alibaba Wan image models from the command line and on Discord.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    imagine = commands.add_parser("imagine", help="make images from a text prompt")
+    _add_common(imagine, DEFAULT_TEXT_TO_IMAGE_MODEL)
+    imagine.add_argument(
+        "--sync",
+        action="store_true",
+        help="use the synchronous endpoint (wan2.6-t2i, wan2.2-t2i-*): one long request",
+    )
+    edit = commands.add_parser("edit", help="change one to three images as the prompt says")
+    _add_common(edit, DEFAULT_EDIT_MODEL)
+    edit.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="PATH_OR_URL",
+        help="an input image (repeat for up to 3); order matters: image 1, image 2, …",
+    )
+    commands.add_parser(
+        "simulator", help="run the DashScope simulator (see: simulator --help)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulator":
+        from bot.simulator.cli import main as simulator_main
+
+        return simulator_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    secret_values = [
+        s.get_secret_value() for s in (settings.dashscope_api_key, settings.discord_token) if s
+    ]
+    setup_logging(settings.log_level_number, secret_values)
+    try:
+        return asyncio.run(generate_command(args, settings))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send requests: the real service, or the embedded simulator."""
+
+    base_url: str
+    api_key: str
+    simulated: bool
+
+
+@contextlib.asynccontextmanager
+async def dashscope_target(settings: Settings) -> AsyncIterator[Target]:
+    """The configured DashScope, or, with no API key, a simulator in this process."""
+    if settings.dashscope_api_key is not None:
+        yield Target(
+            settings.dashscope_base_url, settings.dashscope_api_key.get_secret_value(), False
+        )
+        return
+    from bot.simulator import SimulatorConfig, start_simulator
+
+    key = "sk-local-" + secrets.token_hex(8)
+    running = await start_simulator(
+        SimulatorConfig(api_keys={key}, speed=settings.simulator_speed), "127.0.0.1", 0
+    )
+    try:
+        yield Target(running.base_url, key, True)
+    finally:
+        await running.stop()
+
+
+async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        spec = MODELS.get(args.model)
+        if spec is None:
+            raise UsageError(text("invalid.model", model=args.model, choices=", ".join(MODELS)))
+        wanted = Kind.EDIT if args.command == "edit" else Kind.TEXT_TO_IMAGE
+        if spec.kind is not wanted:
+            choices = ", ".join(m.name for m in MODELS.values() if m.kind is wanted)
+            verb = "edit images" if wanted is Kind.EDIT else "make images from text"
+            raise UsageError(
+                text("invalid.model_kind", model=spec.name, kind=verb, choices=choices)
+            )
+        if getattr(args, "sync", False) and not spec.supports_sync:
+            raise UsageError(text("invalid.sync_unsupported", model=spec.name))
+        out_dir: Path = args.out
+        if await asyncio.to_thread(out_dir.is_file):
+            raise UsageError(f"--out {out_dir} is a file; give a folder")
+    except UsageError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async with httpx.AsyncClient(follow_redirects=False) as http:
+        try:
+            images = await _load_images(http, args.image, settings) if wanted is Kind.EDIT else []
+            request = validate(
+                ImageRequest(
+                    model=spec.name,
+                    prompt=args.prompt,
+                    negative_prompt=args.negative_prompt,
+                    size=args.size,
+                    n=args.n,
+                    seed=args.seed,
+                    prompt_extend=False if args.no_prompt_extend else None,
+                    watermark=True if args.watermark else None,
+                    images=tuple(images),
+                )
+            )
+        except InputRejected as exc:
+            print(f"wanbot: {exc.user_message()}", file=sys.stderr)
+            return EXIT_USAGE
+
+        async with dashscope_target(settings) as target:
+            if target.simulated:
+                print(text("cli.simulated"), file=sys.stderr)
+            client = DashScopeClient(
+                target.api_key,
+                target.base_url,
+                http=http,
+                workspace=settings.dashscope_workspace,
+            )
+            try:
+                result = await _run(client, request, sync=getattr(args, "sync", False))
+            except DashScopeError as exc:
+                print(f"wanbot: {exc.user_message()}", file=sys.stderr)
+                print(f"wanbot: DashScope said: {exc}", file=sys.stderr)
+                return EXIT_API
+            fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
+            return await _save(fetcher, result, out_dir, request)
+
+
+async def _load_images(
+    http: httpx.AsyncClient, sources: list[str], settings: Settings
+) -> list[str]:
+    fetcher = ResultFetcher(
+        http, settings.dashscope_base_url, max_bytes=settings.download_max_bytes, any_host=True
+    )
+    uris = []
+    for index, source in enumerate(sources, start=1):
+        if source.startswith(("http://", "https://")):
+            try:
+                data = (await fetcher.fetch(source)).content
+            except DashScopeError as exc:
+                raise InputRejected.one("image.fetch", index=index, detail=exc.message) from None
+        else:
+            path = Path(source)
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                raise InputRejected.one(
+                    "image.fetch", index=index, detail=f"{path}: {exc.strerror}"
+                ) from None
+        prepared = prepare_image(data, index)
+        for change in prepared.changes:
+            print(f"image {index}: {change}", file=sys.stderr)
+        uris.append(prepared.data_uri)
+    return uris
+
+
+async def _run(client: DashScopeClient, request: ImageRequest, *, sync: bool) -> TaskResult:
+    started = time.monotonic()
+    if sync:
+        print(f"generating with {request.model} (synchronous call)…", file=sys.stderr)
+        return await client.generate(request)
+    submitted = await client.submit(request)
+    print(f"task {submitted.task_id} submitted ({request.model})", file=sys.stderr)
+    last: list[TaskState] = []
+
+    def show(result: TaskResult) -> None:
+        elapsed = time.monotonic() - started
+        if not last or last[-1] is not result.state or result.state.finished:
+            print(f"task {submitted.task_id}: {result.state} ({elapsed:.0f} s)", file=sys.stderr)
+            last.append(result.state)
+
+    return await client.wait(submitted.task_id, on_update=show)
+
+
+async def _save(
+    fetcher: ResultFetcher, result: TaskResult, out_dir: Path, request: ImageRequest
+) -> int:
+    actual = result.actual_prompt
+    if actual and actual.strip() != request.prompt.strip():
+        print(f"actual prompt: {actual}", file=sys.stderr)
+    for failure in result.failures:
+        print(f"image failed: {failure.code}: {failure.message}", file=sys.stderr)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    stem = (result.task_id or f"sync-{int(time.time())}")[:13]
+    saved = 0
+    for index, image in enumerate(result.images, start=1):
+        try:
+            download = await fetcher.fetch(image.url)
+        except DashScopeError as exc:
+            print(f"image {index} not saved: {exc.message}", file=sys.stderr)
+            continue
+        path = out_dir / f"wan-{stem}-{index}.png"
+        await asyncio.to_thread(path.write_bytes, download.content)
+        print(path)
+        saved += 1
+    if saved == 0:
+        print("wanbot: no image could be saved", file=sys.stderr)
+        return EXIT_API
+    return EXIT_OK

@@ -1,0 +1,106 @@
+"""Fetching result images safely: allow-listed hosts only, redirects checked, size capped, streamed.
+
+Result URLs come from DashScope's answers. A compromised or spoofed answer must not make the bot
+fetch internal addresses (SSRF) or fill its memory, so a URL is fetched only when it is
+https on a host under `aliyuncs.com` (DashScope's OSS buckets), or on exactly the configured
+gateway's own scheme, host and port (the simulator, a proxy). Every redirect is checked again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from bot.dashscope import constants
+from bot.dashscope.errors import DownloadError
+
+ALLOWED_SUFFIX = ".aliyuncs.com"
+MAX_REDIRECTS = 3
+DEFAULT_MAX_BYTES = 30 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    content: bytes
+    content_type: str | None
+
+
+class ResultFetcher:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        extra_hosts: tuple[str, ...] = (),
+        any_host: bool = False,
+    ) -> None:
+        self._http = http
+        base = urlsplit(base_url)
+        self._own_origin = (base.scheme, base.hostname, base.port)
+        self._extra_hosts = tuple(h.lower() for h in extra_hosts)
+        self.max_bytes = max_bytes
+        # For an operator's own command line only: fetch the http(s) URL they typed.
+        self._any_host = any_host
+
+    def allowed(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return False
+        host = (parts.hostname or "").lower()
+        if not host or parts.username or parts.password:
+            return False
+        if (parts.scheme, host, port) == self._own_origin:
+            return True
+        if self._any_host:
+            return parts.scheme in ("http", "https")
+        if parts.scheme != "https":
+            return False
+        return host.endswith(ALLOWED_SUFFIX) or host in self._extra_hosts
+
+    async def fetch(self, url: str) -> Download:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allowed(current):
+                raise DownloadError(f"refused to fetch {_describe(current)}: host not allowed")
+            try:
+                async with self._http.stream(
+                    "GET", current, timeout=constants.DOWNLOAD_TIMEOUT, follow_redirects=False
+                ) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise DownloadError("redirect without a location")
+                        current = urljoin(current, location)
+                        continue
+                    if response.status_code != 200:
+                        raise DownloadError(
+                            f"HTTP {response.status_code} for {_describe(current)}"
+                            + (" (the link has expired)" if response.status_code == 403 else ""),
+                            status=response.status_code,
+                        )
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                        raise DownloadError(f"result is {int(declared)} bytes, over the cap")
+                    chunks: list[bytes] = []
+                    received = 0
+                    async for chunk in response.aiter_bytes():
+                        received += len(chunk)
+                        if received > self.max_bytes:
+                            raise DownloadError(f"result exceeds {self.max_bytes} bytes")
+                        chunks.append(chunk)
+                    return Download(current, b"".join(chunks), response.headers.get("content-type"))
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"{type(exc).__name__} fetching {_describe(current)}") from None
+        raise DownloadError("too many redirects")
+
+
+def _describe(url: str) -> str:
+    """A URL without its query string: signatures stay out of logs and messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
