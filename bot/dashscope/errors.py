@@ -154,6 +154,8 @@ _PREFIXES: tuple[tuple[str, type[DashScopeError]], ...] = (
     ("PrepaidBillOverdue", PermissionDeniedError),
     ("PostpaidBillOverdue", PermissionDeniedError),
     ("Throttling", RateLimitedError),
+    # Quota used up: waiting seconds will not help, the operator must act.
+    ("Throttling.AllocationQuota", PermissionDeniedError),
     ("InvalidParameter", BadRequestError),
     ("InvalidURL", BadRequestError),
     ("InvalidImage", BadRequestError),
