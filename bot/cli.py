@@ -154,10 +154,8 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
         wanted = Kind.EDIT if args.command == "edit" else Kind.TEXT_TO_IMAGE
         if spec.kind is not wanted:
             choices = ", ".join(m.name for m in MODELS.values() if m.kind is wanted)
-            verb = "edit images" if wanted is Kind.EDIT else "make images from text"
-            raise UsageError(
-                text("invalid.model_kind", model=spec.name, kind=verb, choices=choices)
-            )
+            key = "invalid.model_not_edit" if wanted is Kind.EDIT else "invalid.model_not_text"
+            raise UsageError(text(key, model=spec.name, choices=choices))
         if getattr(args, "sync", False) and not spec.supports_sync:
             raise UsageError(text("invalid.sync_unsupported", model=spec.name))
         out_dir: Path = args.out

@@ -95,12 +95,15 @@ class ResultFetcher:
                             raise DownloadError(f"result exceeds {self.max_bytes} bytes")
                         chunks.append(chunk)
                     return Download(current, b"".join(chunks), response.headers.get("content-type"))
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise DownloadError(f"{type(exc).__name__} fetching {_describe(current)}") from None
         raise DownloadError("too many redirects")
 
 
 def _describe(url: str) -> str:
-    """A URL without its query string: signatures stay out of logs and messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    """A URL without its query string or user info: secrets stay out of logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"

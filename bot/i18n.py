@@ -89,9 +89,13 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Unknown model `{model}`. Choose one of: {choices}.",
         "zh": "未知模型 `{model}`。可选：{choices}。",
     },
-    "invalid.model_kind": {
-        "en": "`{model}` cannot {kind}. Use one of: {choices}.",
-        "zh": "`{model}` 不支持{kind}。可选：{choices}。",
+    "invalid.model_not_edit": {
+        "en": "`{model}` cannot edit images. Use one of: {choices}.",
+        "zh": "`{model}` 不能编辑图片。可选：{choices}。",
+    },
+    "invalid.model_not_text": {
+        "en": "`{model}` cannot make images from text. Use one of: {choices}.",
+        "zh": "`{model}` 不能根据文字生成图片。可选：{choices}。",
     },
     "invalid.sync_unsupported": {
         "en": "`{model}` has no synchronous mode. Leave out the sync option.",
@@ -110,9 +114,13 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "Shorten it.",
         "zh": "反向提示词有 {length} 个字符，最多 {limit} 个，请缩短。",
     },
-    "invalid.control_chars": {
-        "en": "The {field} contains control characters. Remove them.",
-        "zh": "{field}中含有控制字符，请删除。",
+    "invalid.control_chars.prompt": {
+        "en": "The prompt contains control characters. Remove them.",
+        "zh": "提示词中含有控制字符，请删除。",
+    },
+    "invalid.control_chars.negative_prompt": {
+        "en": "The negative prompt contains control characters. Remove them.",
+        "zh": "反向提示词中含有控制字符，请删除。",
     },
     "invalid.size_format": {
         "en": "Size `{size}` is not WIDTH*HEIGHT (for example 1280*1280).",

@@ -20,7 +20,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from bot.dashscope.models import INPUT_MAX_BYTES, INPUT_MAX_SIDE, INPUT_MIN_SIDE
 from bot.problems import InputRejected
@@ -33,6 +33,8 @@ PASS_THROUGH = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", 
 MAX_PIXELS = 40_000_000
 # A file larger than this is refused before it is even opened.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# EXIF orientations other than 1 (as stored) that exif_transpose acts on.
+_ROTATING_ORIENTATIONS = frozenset(range(2, 9))
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,10 @@ def prepare_image(data: bytes, index: int = 1) -> PreparedImage:
     if getattr(image, "is_animated", False):
         image.seek(0)
         changes.append("used the first frame")
-    transposed = ImageOps.exif_transpose(image)
-    if transposed is not image:
+    # exif_transpose returns a copy even when there is nothing to do, so ask first.
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in _ROTATING_ORIENTATIONS:
+        image = ImageOps.exif_transpose(image)
         changes.append("applied EXIF rotation")
-    image = transposed
     image, flattened = _to_rgb(image)
     if flattened:
         changes.append(flattened)
@@ -112,7 +114,9 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background, "flattened transparency onto white"
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale into 8 bits rather than clipping.
+        # 16/32-bit greyscale: scale into 8 bits rather than clipping. `point` only takes
+        # native-order modes (I;16B raises "image has wrong mode"), so widen to "I" first.
+        image = image.convert("I")
         extrema = image.getextrema()
         high = max(1, int(extrema[1]) if isinstance(extrema, tuple) else 1)
         eight = image.point(lambda v: v * 255 / high).convert("L")

@@ -58,6 +58,10 @@ def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
     size = format_size(width, height)
     common = {"size": size, "model": spec.name, "recommended": spec.recommended_text()}
     rule = spec.size_rule
+    if (width, height) in spec.recommended_sizes:
+        # The docs recommend 1104*1472 and 960*1696 (and their transposes) for wan2.6/2.5 t2i,
+        # just under their own 1280*1280 floor: the documented sizes are valid as listed.
+        return None
     if isinstance(rule, PixelRange):
         if width <= 0 or height <= 0 or max(width / height, height / width) > rule.max_ratio:
             return Problem("invalid.size_ratio", common)
@@ -78,7 +82,7 @@ def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
 
 def _text_problems(field: str, value: str) -> list[Problem]:
     bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS]
-    return [Problem("invalid.control_chars", {"field": field})] if bad else []
+    return [Problem(f"invalid.control_chars.{field}")] if bad else []
 
 
 def validate(request: ImageRequest) -> ImageRequest:
@@ -107,7 +111,7 @@ def validate(request: ImageRequest) -> ImageRequest:
                     "invalid.negative_long", {"length": len(negative), "limit": spec.negative_max}
                 )
             )
-        problems += _text_problems("negative prompt", negative)
+        problems += _text_problems("negative_prompt", negative)
 
     size = request.size
     if size is not None:

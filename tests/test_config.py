@@ -1,0 +1,222 @@
+"""Settings: defaults, one-line start-up errors naming the variable, and secrets that never show.
+
+Every test runs in an empty temporary directory (so no stray `.env` is read) with every wanbot
+variable removed from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.config import (
+    BEIJING_BASE_URL,
+    SINGAPORE_BASE_URL,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.discord-token-value-xyz"
+KEY = "sk-0123456789abcdef0123456789abcdef"
+FIELDS = {name.upper() for name in Settings.model_fields}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.upper() in FIELDS:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def config_error(monkeypatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("invalid configuration: ")
+    return message
+
+
+def test_defaults():
+    settings = load_settings()
+    assert settings.dashscope_base_url == "https://dashscope.aliyuncs.com/api/v1"
+    assert settings.dashscope_base_url == BEIJING_BASE_URL
+    assert settings.database_path == Path("./data/wanbot.db")
+    assert settings.log_level == "INFO"
+    assert settings.log_level_number == logging.INFO
+    assert settings.discord_token is None
+    assert settings.dashscope_api_key is None
+    assert settings.dashscope_workspace is None
+    assert settings.simulated is True
+    assert settings.simulator_speed == 10.0
+    assert settings.download_max_bytes == 30 * 1024 * 1024
+
+
+def test_values_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", SINGAPORE_BASE_URL + "/")
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE", "ws-123")
+    monkeypatch.setenv("DATABASE_PATH", "db/bot.sqlite")
+    monkeypatch.setenv("log_level", "debug")  # names and levels are case-insensitive
+    monkeypatch.setenv("SIMULATOR_SPEED", "2.5")
+    monkeypatch.setenv("DOWNLOAD_MAX_BYTES", str(1024 * 1024))
+    settings = load_settings()
+    assert settings.discord_token is not None
+    assert settings.discord_token.get_secret_value() == TOKEN
+    assert settings.dashscope_api_key is not None
+    assert settings.dashscope_api_key.get_secret_value() == KEY
+    assert settings.simulated is False
+    assert settings.dashscope_base_url == SINGAPORE_BASE_URL  # trailing slash dropped
+    assert settings.dashscope_workspace == "ws-123"
+    assert settings.database_path == Path("db/bot.sqlite")
+    assert settings.log_level == "DEBUG"
+    assert settings.log_level_number == logging.DEBUG
+    assert settings.simulator_speed == 2.5
+    assert settings.download_max_bytes == 1024 * 1024
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_blank_secrets_are_unset(monkeypatch, blank):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", blank)
+    monkeypatch.setenv("DISCORD_TOKEN", blank)
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE", blank)
+    settings = load_settings()
+    assert settings.dashscope_api_key is None
+    assert settings.discord_token is None
+    assert settings.dashscope_workspace is None
+    assert settings.simulated is True
+
+
+def test_surrounding_whitespace_is_trimmed_from_the_key(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", f"  {KEY}\n")
+    settings = load_settings()
+    assert settings.dashscope_api_key is not None
+    assert settings.dashscope_api_key.get_secret_value() == KEY
+
+
+def test_dotenv_file_is_read(clean_env, monkeypatch):
+    (clean_env / ".env").write_text(
+        f"DASHSCOPE_API_KEY={KEY}\nLOG_LEVEL=warning\nSOMETHING_ELSE=ignored\n", encoding="utf-8"
+    )
+    settings = load_settings()
+    assert settings.dashscope_api_key is not None
+    assert settings.dashscope_api_key.get_secret_value() == KEY
+    assert settings.log_level == "WARNING"
+    assert settings.simulated is False
+    # The environment wins over the file.
+    monkeypatch.setenv("LOG_LEVEL", "ERROR")
+    assert load_settings().log_level == "ERROR"
+
+
+LEVELS = "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+URL_EXPECTS = "an http(s) URL ending in /api/v1, e.g. https://dashscope.aliyuncs.com/api/v1"
+SPEED_EXPECTS = "a number > 0 by which the built-in simulator shortens task durations"
+BYTES_EXPECTS = "a whole number of bytes between 1 MiB and 200 MiB"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expects"),
+    [
+        ("LOG_LEVEL", "verbose", LEVELS),
+        ("LOG_LEVEL", "", LEVELS),
+        ("LOG_LEVEL", "20", LEVELS),
+        ("DASHSCOPE_BASE_URL", "dashscope.aliyuncs.com/api/v1", URL_EXPECTS),
+        ("DASHSCOPE_BASE_URL", "ftp://dashscope.aliyuncs.com/api/v1", URL_EXPECTS),
+        ("DASHSCOPE_BASE_URL", "https:///api/v1", URL_EXPECTS),
+        ("DASHSCOPE_BASE_URL", "", URL_EXPECTS),
+        ("SIMULATOR_SPEED", "fast", SPEED_EXPECTS),
+        ("SIMULATOR_SPEED", "0", SPEED_EXPECTS),
+        ("SIMULATOR_SPEED", "-3", SPEED_EXPECTS),
+        ("SIMULATOR_SPEED", "nan", SPEED_EXPECTS),
+        ("SIMULATOR_SPEED", "inf", SPEED_EXPECTS),
+        ("DOWNLOAD_MAX_BYTES", "100", BYTES_EXPECTS),
+        ("DOWNLOAD_MAX_BYTES", "1.5", BYTES_EXPECTS),
+        ("DOWNLOAD_MAX_BYTES", str(200 * 1024 * 1024 + 1), BYTES_EXPECTS),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_variable(monkeypatch, name, value, expects):
+    message = config_error(monkeypatch, **{name: value})
+    assert message == f"invalid configuration: {name}: expected {expects}"
+
+
+def test_database_path_that_is_a_directory(monkeypatch, clean_env):
+    message = config_error(monkeypatch, DATABASE_PATH=str(clean_env))
+    assert message.startswith("invalid configuration: DATABASE_PATH: expected a file path")
+
+
+def test_several_bad_values_are_all_named(monkeypatch):
+    message = config_error(monkeypatch, LOG_LEVEL="loud", SIMULATOR_SPEED="0")
+    assert message == (
+        f"invalid configuration: LOG_LEVEL: expected {LEVELS}; "
+        f"SIMULATOR_SPEED: expected {SPEED_EXPECTS}"
+    )
+
+
+@pytest.mark.parametrize(
+    "bad_key", ["sk-abc def0123456789", "sk-abc\tdef0123456789", "sk-abc\u3000def0123456789"]
+)
+def test_key_with_inner_whitespace_is_refused_without_echoing_it(monkeypatch, bad_key):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    message = config_error(monkeypatch, DASHSCOPE_API_KEY=bad_key)
+    assert message.startswith("invalid configuration: DASHSCOPE_API_KEY: expected ")
+    assert "sk-' (leave unset to use the built-in simulator)" in message
+    for fragment in ["sk-abc", "def0123456789", TOKEN, "discord-token"]:
+        assert fragment not in message
+
+
+def test_bad_key_in_dotenv_is_not_echoed(clean_env):
+    (clean_env / ".env").write_text("DASHSCOPE_API_KEY=sk-abc def0123456789\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "DASHSCOPE_API_KEY" in str(caught.value)
+    assert "def0123456789" not in str(caught.value)
+
+
+def test_error_never_echoes_values(monkeypatch):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    message = config_error(
+        monkeypatch, LOG_LEVEL="loud-value-77", SIMULATOR_SPEED="speedy-value-88"
+    )
+    for fragment in [TOKEN, KEY, "loud-value-77", "speedy-value-88"]:
+        assert fragment not in message
+
+
+def test_config_error_has_no_pydantic_cause(monkeypatch):
+    """`from None`: a traceback printed for a ConfigError does not carry the input values."""
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-abc def0123456789")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__ is True
+
+
+def test_secrets_never_show_in_repr_str_or_dumps(monkeypatch):
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    settings = load_settings()
+    shown = [
+        repr(settings),
+        str(settings),
+        f"{settings}",
+        settings.model_dump_json(),
+        json.dumps(settings.model_dump(mode="json")),
+        repr(settings.model_dump()),
+        repr(settings.dashscope_api_key),
+        str(settings.discord_token),
+    ]
+    for text in shown:
+        assert KEY not in text
+        assert TOKEN not in text
+        assert "0123456789abcdef" not in text
+    assert "**********" in settings.model_dump_json()
