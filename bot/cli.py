@@ -258,6 +258,10 @@ async def _save(
         print(f"actual prompt: {actual}", file=sys.stderr)
     for failure in result.failures:
         print(f"image failed: {failure.code}: {failure.message}", file=sys.stderr)
+    # The choices[] shape lists only the images that were made; the rest simply are not there.
+    missing = request.n - len(result.images) - len(result.failures)
+    if missing > 0:
+        print(f"image failed: {missing} of {request.n} images were not returned", file=sys.stderr)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     stem = (result.task_id or f"sync-{int(time.time())}")[:13]
     saved = 0

@@ -1,0 +1,130 @@
+"""Input images of an edit: `data:` URIs or http(s) URLs, checked as the service documents (§7.1).
+
+Formats JPEG, PNG (no alpha), BMP, WEBP; each side 384–5000 px; at most 10 MB decoded. What is
+kept is a downscaled copy, enough to render the edit from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+
+import aiohttp
+from PIL import Image, UnidentifiedImageError
+
+from bot.simulator.errors import DOWNLOAD_FAILED, DOWNLOAD_TIMEOUT, ApiError, invalid_parameter
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 384, 5000
+FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
+KEPT_SIDE = 512  # the copy kept for rendering
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5.0, sock_connect=2.0)
+
+_DATA_URI = re.compile(r"data:(?P<mime>[\w.+/-]+);base64,(?P<data>.*)", re.DOTALL | re.IGNORECASE)
+_MIMES = {"image/jpeg", "image/jpg", "image/png", "image/bmp", "image/webp"}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    width: int
+    height: int
+    format: str
+    kept: bytes  # PNG, longest side at most KEPT_SIDE
+
+
+def _invalid_format(detail: str) -> ApiError:
+    return invalid_parameter(
+        f"The input image is in invalid format: {detail}. "
+        "Supported formats are JPEG, PNG, BMP and WEBP."
+    )
+
+
+def _too_large(size: int) -> ApiError:
+    return invalid_parameter(
+        f"The input image is too large: {size} bytes, at most {MAX_IMAGE_BYTES} (10 MB) allowed."
+    )
+
+
+def decode_image(data: bytes, position: int) -> InputImage:
+    """Check one image's bytes and keep a small copy; ApiError says what is wrong."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _too_large(len(data))
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise _invalid_format(f"image {position} is not a readable image") from None
+    source_format = str(image.format)
+    if source_format not in FORMATS:
+        raise _invalid_format(f"image {position} is {source_format}")
+    width, height = image.size
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise invalid_parameter(
+            f"The image resolution is invalid: image {position} is {width}*{height}, "
+            f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels."
+        )
+    if source_format == "PNG" and (
+        image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    ):
+        raise _invalid_format(f"image {position} is a PNG with an alpha channel")
+    try:
+        image.draft("RGB", (KEPT_SIDE, KEPT_SIDE))
+        image = image.convert("RGB")
+    except Exception:  # a decoder may fail in many ways on hostile bytes
+        raise _invalid_format(f"image {position} is truncated or corrupt") from None
+    image.thumbnail((KEPT_SIDE, KEPT_SIDE))
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)
+    return InputImage(width, height, source_format, out.getvalue())
+
+
+def _data_uri_bytes(match: re.Match[str], position: int) -> bytes:
+    if match["mime"].lower() not in _MIMES:
+        raise _invalid_format(f"image {position} has MIME type {match['mime']}")
+    encoded = "".join(match["data"].split())
+    if len(encoded) * 3 // 4 > MAX_IMAGE_BYTES + 2:
+        raise _too_large(len(encoded) * 3 // 4)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid_format(f"image {position} is not valid base64") from None
+
+
+async def _download(url: str, session: aiohttp.ClientSession) -> bytes:
+    try:
+        async with session.get(url, timeout=FETCH_TIMEOUT, allow_redirects=True) as response:
+            if response.status != 200:
+                raise ApiError.of(DOWNLOAD_FAILED)
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                total += len(chunk)
+                if total > MAX_IMAGE_BYTES:
+                    raise _too_large(total)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        raise ApiError.of(DOWNLOAD_TIMEOUT) from None
+    except (aiohttp.ClientError, ValueError):
+        raise ApiError.of(DOWNLOAD_FAILED) from None
+
+
+async def load_images(sources: list[str], session: aiohttp.ClientSession) -> list[InputImage]:
+    """Fetch or decode each source in order; the first bad one raises its ApiError."""
+    images: list[InputImage] = []
+    for position, source in enumerate(sources, start=1):
+        match = _DATA_URI.fullmatch(source)
+        if match:
+            data = _data_uri_bytes(match, position)
+        elif source.lower().startswith(("http://", "https://")):
+            data = await _download(source, session)
+        else:
+            raise invalid_parameter(
+                f"The image source is invalid: image {position} must be an http(s) URL "
+                "or a data:image/...;base64 URI."
+            )
+        images.append(await asyncio.to_thread(decode_image, data, position))
+    return images

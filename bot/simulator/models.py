@@ -1,0 +1,174 @@
+"""The Wan image models the simulator serves: routes, limits, size rules and typical durations.
+
+From the reference §1.1 (regions), §3 (routes), §4.1/§6/§7.1 (fields) and §12 (limits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class Route(StrEnum):
+    """The submit routes under /api/v1/services/aigc/."""
+
+    MULTIMODAL = "multimodal-generation"  # .../multimodal-generation/generation (sync)
+    IMAGE_GENERATION = "image-generation"  # .../image-generation/generation (async)
+    TEXT2IMAGE = "text2image"  # .../text2image/image-synthesis
+    IMAGE2IMAGE = "image2image"  # .../image2image/image-synthesis
+
+
+class Protocol(StrEnum):
+    MESSAGES = "messages"  # wan2.6: input.messages, negative_prompt in parameters, choices[]
+    PROMPT = "prompt"  # legacy text-to-image: input.prompt, results[]
+    EDIT = "edit"  # image edit: input.prompt + input.images, results[]
+
+
+Mode = Literal["sync", "async", "both"]
+
+BEIJING = "cn-beijing"
+SINGAPORE = "ap-southeast-1"
+VIRGINIA = "us-east-1"
+
+ROUTE_FUNCTION = {
+    Route.MULTIMODAL: "generation",
+    Route.IMAGE_GENERATION: "generation",
+    Route.TEXT2IMAGE: "image-synthesis",
+    Route.IMAGE2IMAGE: "image-synthesis",
+}
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Either a total-pixel range with an aspect-ratio bound, or a per-side range."""
+
+    default: tuple[int, int]
+    min_pixels: int = 0
+    max_pixels: int = 0
+    max_ratio: float = 0.0
+    min_side: int = 0
+    max_side: int = 0
+
+    def problem(self, width: int, height: int) -> str | None:
+        """Why `width*height` is not allowed, or None when it is."""
+        if self.min_side:
+            if not (
+                self.min_side <= width <= self.max_side and self.min_side <= height <= self.max_side
+            ):
+                return (
+                    f"The size {width}*{height} is invalid: width and height must each be "
+                    f"between {self.min_side} and {self.max_side} pixels."
+                )
+            return None
+        pixels = width * height
+        if not self.min_pixels <= pixels <= self.max_pixels:
+            return (
+                f"The size {width}*{height} is invalid: the total pixels ({pixels}) must be "
+                f"between {self.min_pixels} and {self.max_pixels}."
+            )
+        if max(width, height) > self.max_ratio * min(width, height):
+            return (
+                f"The size {width}*{height} is invalid: the aspect ratio must be between "
+                f"1:{self.max_ratio:g} and {self.max_ratio:g}:1."
+            )
+        return None
+
+
+# The docs give [1280*1280, 1440*1440] pixels yet recommend 1104*1472 and 960*1696, which fall
+# just short of 1280*1280; the service must take its own recommendations, so the smallest of
+# them is the floor here.
+WAN_T2I_MIN_PIXELS = 1104 * 1472
+WAN_T2I_SIZE = SizeRule(
+    default=(1280, 1280), min_pixels=WAN_T2I_MIN_PIXELS, max_pixels=1440 * 1440, max_ratio=4
+)
+LEGACY_T2I_SIZE = SizeRule(default=(1024, 1024), min_side=512, max_side=1440)
+EDIT_SIZE = SizeRule(
+    default=(1280, 1280), min_pixels=768 * 768, max_pixels=1280 * 1280, max_ratio=4
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    protocol: Protocol
+    routes: dict[Route, Mode]
+    regions: frozenset[str]
+    prompt_limit: int
+    reject_long_prompt: bool  # wan2.6-t2i rejects an over-long prompt; the others truncate
+    size: SizeRule
+    submit_rps: int
+    max_in_flight: int
+    duration: tuple[float, float]  # typical seconds for n=1, before the speed divides it
+
+
+def _legacy(name: str, prompt_limit: int, regions: frozenset[str], mode: Mode) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        protocol=Protocol.PROMPT,
+        routes={Route.TEXT2IMAGE: mode},
+        regions=regions,
+        prompt_limit=prompt_limit,
+        reject_long_prompt=False,
+        size=LEGACY_T2I_SIZE,
+        submit_rps=2,
+        max_in_flight=2,
+        duration=(10.0, 30.0),
+    )
+
+
+_CN = frozenset({BEIJING})
+_CN_SG = frozenset({BEIJING, SINGAPORE})
+_SG = frozenset({SINGAPORE})
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="wan2.6-t2i",
+            protocol=Protocol.MESSAGES,
+            routes={Route.MULTIMODAL: "sync", Route.IMAGE_GENERATION: "async"},
+            regions=frozenset({BEIJING, SINGAPORE, VIRGINIA}),
+            prompt_limit=2100,
+            reject_long_prompt=True,
+            size=WAN_T2I_SIZE,
+            submit_rps=5,
+            max_in_flight=5,
+            duration=(15.0, 35.0),
+        ),
+        ModelSpec(
+            name="wan2.5-t2i-preview",
+            protocol=Protocol.PROMPT,
+            routes={Route.TEXT2IMAGE: "async"},
+            regions=_CN_SG,
+            prompt_limit=2000,
+            reject_long_prompt=False,
+            size=WAN_T2I_SIZE,
+            submit_rps=5,
+            max_in_flight=5,
+            duration=(10.0, 30.0),
+        ),
+        _legacy("wan2.2-t2i-plus", 500, _CN_SG, "both"),
+        _legacy("wan2.2-t2i-flash", 500, _CN_SG, "both"),
+        _legacy("wanx2.1-t2i-plus", 500, _CN, "async"),
+        _legacy("wanx2.1-t2i-turbo", 500, _CN, "async"),
+        _legacy("wan2.1-t2i-plus", 500, _SG, "async"),
+        _legacy("wan2.1-t2i-turbo", 500, _SG, "async"),
+        _legacy("wanx2.0-t2i-turbo", 800, _CN, "async"),
+        ModelSpec(
+            name="wan2.5-i2i-preview",
+            protocol=Protocol.EDIT,
+            routes={Route.IMAGE2IMAGE: "async"},
+            regions=_CN_SG,
+            prompt_limit=2000,
+            reject_long_prompt=False,
+            size=EDIT_SIZE,
+            submit_rps=5,
+            max_in_flight=5,
+            duration=(30.0, 60.0),
+        ),
+    )
+}
+
+NEGATIVE_PROMPT_LIMIT = 500
+MAX_SEED = 2_147_483_647

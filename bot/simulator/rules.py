@@ -1,0 +1,223 @@
+"""Per-model request validation, written from the reference (§4.1, §6, §7.1, §12.3).
+
+Deliberately independent of the bot's own client: a shared misreading would hide itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.simulator.errors import (
+    BODY_INVALID,
+    EMPTY_INPUT,
+    EMPTY_MODEL,
+    ILLEGAL_INPUT,
+    MODEL_NOT_EXIST,
+    URL_ERROR,
+    ApiError,
+    invalid_parameter,
+    parameter_invalid,
+)
+from bot.simulator.models import (
+    EDIT_SIZE,
+    MAX_SEED,
+    MODELS,
+    NEGATIVE_PROMPT_LIMIT,
+    ModelSpec,
+    Protocol,
+    Route,
+)
+
+_SIZE = re.compile(r"\s*(\d{1,5})\s*\*\s*(\d{1,5})\s*")
+MAX_INPUT_IMAGES = 3
+
+
+@dataclass
+class GenerationRequest:
+    """A submit request that passed validation, with defaults filled in."""
+
+    model: ModelSpec
+    route: Route
+    prompt: str
+    negative_prompt: str
+    n: int
+    size: tuple[int, int] | None  # None: an edit whose size follows its last input image
+    seed: int | None
+    prompt_extend: bool
+    watermark: bool
+    images: list[str] = field(default_factory=list)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise ApiError.of(BODY_INVALID)
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError.of(ILLEGAL_INPUT) from None
+    if not isinstance(body, dict):
+        raise ApiError.of(BODY_INVALID)
+    return body
+
+
+def resolve_model(body: dict[str, Any], route: Route, region: str) -> ModelSpec:
+    name = body.get("model")
+    if name is None or name == "":
+        raise ApiError.of(EMPTY_MODEL)
+    spec = MODELS.get(name) if isinstance(name, str) else None
+    if spec is None or region not in spec.regions:
+        raise ApiError.of(MODEL_NOT_EXIST)
+    if route not in spec.routes:
+        raise ApiError.of(URL_ERROR)
+    return spec
+
+
+def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationRequest:
+    payload = body.get("input")
+    if payload is None:
+        raise ApiError.of(EMPTY_INPUT)
+    if not isinstance(payload, dict):
+        raise parameter_invalid("input")
+    params = body.get("parameters")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise parameter_invalid("parameters")
+
+    if spec.protocol is Protocol.MESSAGES:
+        prompt = _message_text(payload)
+        negative = params.get("negative_prompt")
+    else:
+        prompt = payload.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise parameter_invalid("prompt")
+        negative = payload.get("negative_prompt")
+    if len(prompt) > spec.prompt_limit:
+        if spec.reject_long_prompt:
+            raise invalid_parameter(
+                f"The prompt is too long: {len(prompt)} characters, "
+                f"at most {spec.prompt_limit} are allowed."
+            )
+        prompt = prompt[: spec.prompt_limit]
+    if negative is None:
+        negative = ""
+    if not isinstance(negative, str):
+        raise parameter_invalid("negative_prompt")
+
+    images: list[str] = []
+    if spec.protocol is Protocol.EDIT:
+        images = _image_list(payload.get("images"))
+
+    size_text = params.get("size")
+    if size_text is None:
+        size = None if spec.protocol is Protocol.EDIT else spec.size.default
+    else:
+        size = parse_size(size_text)
+        problem = spec.size.problem(*size)
+        if problem:
+            raise invalid_parameter(problem)
+
+    return GenerationRequest(
+        model=spec,
+        route=route,
+        prompt=prompt,
+        negative_prompt=negative[:NEGATIVE_PROMPT_LIMIT],
+        n=_n(params.get("n")),
+        size=size,
+        seed=_seed(params.get("seed")),
+        prompt_extend=_flag(params, "prompt_extend", default=True),
+        watermark=_flag(params, "watermark", default=False),
+        images=images,
+    )
+
+
+def parse_size(text: Any) -> tuple[int, int]:
+    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise invalid_parameter(
+            f"The size {text!r} is invalid: use 'width*height' in pixels, e.g. '1280*1280'."
+        )
+    return int(match[1]), int(match[2])
+
+
+def edit_default_size(width: int, height: int) -> tuple[int, int]:
+    """About 1280*1280 pixels with the aspect ratio of the image (clamped to 1:4..4:1), in
+    multiples of 8: of the sizes near the ideal that fit the pixel cap, the truest to the ratio."""
+    ratio = min(max(width / height, 1 / EDIT_SIZE.max_ratio), EDIT_SIZE.max_ratio)
+    area = EDIT_SIZE.max_pixels
+    ideal = int(math.sqrt(area * ratio)) // 8 * 8
+    candidates = []
+    for out_w in range(ideal - 16, ideal + 24, 8):
+        out_h = round(out_w / ratio / 8) * 8
+        while out_w * out_h > area:
+            out_h -= 8
+        if out_w * out_h >= 0.98 * area and EDIT_SIZE.problem(out_w, out_h) is None:
+            candidates.append((abs(out_w / out_h - ratio), -out_w * out_h, out_w, out_h))
+    _, _, out_w, out_h = min(candidates)
+    return out_w, out_h
+
+
+def _message_text(payload: dict[str, Any]) -> str:
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise parameter_invalid("messages")
+    if len(messages) != 1:
+        raise invalid_parameter("Only one message is allowed per request (single turn).")
+    message = messages[0]
+    if not isinstance(message, dict) or message.get("role") != "user":
+        raise invalid_parameter("The role of the message must be user.")
+    content = message.get("content")
+    if (
+        not isinstance(content, list)
+        or len(content) != 1
+        or not isinstance(content[0], dict)
+        or set(content[0]) != {"text"}
+    ):
+        raise invalid_parameter(
+            'Only one text is allowed per request: content must hold exactly one {"text": ...}.'
+        )
+    text = content[0]["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise parameter_invalid("text")
+    return text
+
+
+def _image_list(images: Any) -> list[str]:
+    if not isinstance(images, list) or not images:
+        raise parameter_invalid("images")
+    if len(images) > MAX_INPUT_IMAGES:
+        raise invalid_parameter(
+            f"Too many input images: {len(images)}, at most {MAX_INPUT_IMAGES} are allowed."
+        )
+    if not all(isinstance(item, str) and item for item in images):
+        raise parameter_invalid("images")
+    return images
+
+
+def _n(value: Any) -> int:
+    if value is None:
+        return 4
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
+        raise invalid_parameter("Range of n should be [1, 4]")
+    return value
+
+
+def _seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise invalid_parameter(f"Range of seed should be [0, {MAX_SEED}]")
+    return value
+
+
+def _flag(params: dict[str, Any], name: str, *, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise parameter_invalid(name)
+    return value
