@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -33,6 +30,7 @@ from bot.dashscope import (
 )
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
 from bot.downloads import ResultFetcher
+from bot.gateway import dashscope_target
 from bot.i18n import text
 from bot.images import prepare_image
 from bot.logs import setup_logging
@@ -84,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_URL",
         help="an input image (repeat for up to 3); order matters: image 1, image 2, …",
     )
+    worker = commands.add_parser(
+        "worker", help="run queued jobs without Discord, saving each job's images to a folder"
+    )
+    worker.add_argument("--out", required=True, type=Path, help="folder for the images")
+    worker.add_argument(
+        "--exit-when-idle", action="store_true", help="stop once no job is left in progress"
+    )
     commands.add_parser(
         "simulator", help="run the DashScope simulator (see: simulator --help)", add_help=False
     )
@@ -111,39 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     setup_logging(settings.log_level_number, secret_values)
     try:
+        if args.command == "worker":
+            from bot.worker import run_worker
+
+            return asyncio.run(run_worker(settings, args.out, exit_when_idle=args.exit_when_idle))
         return asyncio.run(generate_command(args, settings))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where to send requests: the real service, or the embedded simulator."""
-
-    base_url: str
-    api_key: str
-    simulated: bool
-
-
-@contextlib.asynccontextmanager
-async def dashscope_target(settings: Settings) -> AsyncIterator[Target]:
-    """The configured DashScope, or, with no API key, a simulator in this process."""
-    if settings.dashscope_api_key is not None:
-        yield Target(
-            settings.dashscope_base_url, settings.dashscope_api_key.get_secret_value(), False
-        )
-        return
-    from bot.simulator import SimulatorConfig, start_simulator
-
-    key = "sk-local-" + secrets.token_hex(8)
-    running = await start_simulator(
-        SimulatorConfig(api_keys={key}, speed=settings.simulator_speed), "127.0.0.1", 0
-    )
-    try:
-        yield Target(running.base_url, key, True)
-    finally:
-        await running.stop()
 
 
 async def generate_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,14 @@ EXPECTS: dict[str, str] = {
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "simulator_speed": "a number > 0 by which the built-in simulator shortens task durations",
     "download_max_bytes": "a whole number of bytes between 1 MiB and 200 MiB",
+    "limit_images_per_user_day": "a whole number of images (0 = no limit)",
+    "limit_concurrent_jobs_per_user": "a whole number of jobs (0 = no limit)",
+    "limit_cooldown_seconds": "a whole number of seconds (0 = none)",
+    "limit_images_per_guild_day": "a whole number of images (0 = no limit)",
+    "max_in_flight": "a whole number of tasks between 1 and 100",
+    "submit_rate": "submissions per second, a number between 0.1 and 100",
+    "task_query_rate": "task queries per second, a number between 0.5 and 20",
+    "health_port": "a TCP port number (0 = no health endpoint)",
 }
 
 
@@ -57,6 +65,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     simulator_speed: float = Field(default=10.0, gt=0, le=10_000)
     download_max_bytes: int = Field(default=30 * 1024 * 1024, ge=1024 * 1024, le=200 * 1024 * 1024)
+
+    # Default limits; a server can override them in the database.
+    limit_images_per_user_day: int = Field(default=25, ge=0)
+    limit_concurrent_jobs_per_user: int = Field(default=2, ge=0)
+    limit_cooldown_seconds: int = Field(default=5, ge=0)
+    limit_images_per_guild_day: int = Field(default=200, ge=0)
+
+    # The DashScope account's limits, per model: tasks in flight and submissions per second.
+    max_in_flight: int = Field(default=5, ge=1, le=100)
+    submit_rate: float = Field(default=5.0, ge=0.1, le=100)
+    # Task queries per second for the whole process (the account allows 20; keep half spare).
+    task_query_rate: float = Field(default=10.0, ge=0.5, le=20)
+
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("discord_token", "dashscope_api_key", mode="before")
     @classmethod

@@ -196,6 +196,57 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Image {index} could not be fetched: {detail}",
         "zh": "无法获取第 {index} 张图片：{detail}",
     },
+    # --- quota -------------------------------------------------------------------------------
+    "quota.cooldown": {
+        "en": "Slow down a little: one job every {allowed} s. You can start the next one {when}.",
+        "zh": "请稍等：每 {allowed} 秒只能提交一个任务。{when}后可以再提交。",
+    },
+    "quota.concurrent": {
+        "en": "You already have {used} jobs running (the limit is {allowed}). Wait for one to "
+        "finish, or cancel one with /cancel.",
+        "zh": "你已有 {used} 个任务在进行（上限 {allowed} 个）。请等待其中一个完成，或用 /cancel 取消。",
+    },
+    "quota.user_day": {
+        "en": "You have used {used} of your {allowed} images for the last 24 hours. "
+        "More free up {when}.",
+        "zh": "过去 24 小时你已使用 {used} 张图片（上限 {allowed} 张）。{when}后会释放额度。",
+    },
+    "quota.guild_day": {
+        "en": "This server has used {used} of its {allowed} images for the last 24 hours. "
+        "More free up {when}.",
+        "zh": "本服务器过去 24 小时已使用 {used} 张图片（上限 {allowed} 张）。{when}后会释放额度。",
+    },
+    # --- jobs ----------------------------------------------------------------------------------
+    "job.cancel.not_found": {
+        "en": "There is no job #{job_id}.",
+        "zh": "没有编号为 #{job_id} 的任务。",
+    },
+    "job.cancel.not_yours": {
+        "en": "Job #{job_id} is not yours to cancel.",
+        "zh": "任务 #{job_id} 不是你的，无法取消。",
+    },
+    "job.cancel.finished": {
+        "en": "Job #{job_id} has already ended ({state}).",
+        "zh": "任务 #{job_id} 已经结束（{state}）。",
+    },
+    "job.cancel.running": {
+        "en": "Job #{job_id} is already being drawn by DashScope and cannot be stopped; "
+        "it will finish shortly.",
+        "zh": "任务 #{job_id} 已在 DashScope 生成中，无法中止，很快就会完成。",
+    },
+    "job.cancel.done": {
+        "en": "Job #{job_id} was cancelled; its images were refunded.",
+        "zh": "任务 #{job_id} 已取消，额度已退回。",
+    },
+    "job.interrupted": {
+        "en": "The bot restarted while this image was being drawn, so it was lost. "
+        "Nothing was charged; try again.",
+        "zh": "生成过程中机器人重启，结果丢失。未计费，请重试。",
+    },
+    "job.delivery_failed": {
+        "en": "The images were made but could not be delivered: {detail}. Nothing was charged.",
+        "zh": "图片已生成但无法发送：{detail}。未计费。",
+    },
     # --- CLI ---------------------------------------------------------------------------------
     "cli.simulated": {
         "en": "No DASHSCOPE_API_KEY is set: using the built-in simulator. Results are simulated.",

@@ -87,6 +87,14 @@ class DashScopeClient:
         self._workspace = workspace
         self.retry = retry or RetryPolicy()
 
+    def with_retry(self, retry: RetryPolicy) -> DashScopeClient:
+        """The same key, gateway and connection pool with another retry policy."""
+        twin = DashScopeClient(
+            self._api_key, self.base_url, http=self._http, workspace=self._workspace, retry=retry
+        )
+        twin._owns_http = False
+        return twin
+
     def __repr__(self) -> str:
         return f"DashScopeClient(base_url={self.base_url!r}, api_key=SecretStr('**********'))"
 

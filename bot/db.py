@@ -1,0 +1,133 @@
+"""The SQLite store: one aiosqlite connection, WAL, foreign keys, numbered migrations.
+
+Every other module reaches the database through `Database`: `transaction()` for writes (BEGIN
+IMMEDIATE, so a read-then-write cannot interleave with another writer), `fetchone`/`fetchall`
+for reads. The SQL is kept portable (no SQLite-only upserts beyond ON CONFLICT) so the store can
+move to PostgreSQL when the bot runs as several processes.
+
+Migrations are `bot/migrations/NNNN_name.sql`, applied in order, each in one transaction that
+also sets `PRAGMA user_version`. A database newer than the code is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class DatabaseError(Exception):
+    """The database cannot be used; the message says why and what to do."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) for every migration shipped with the code, in order."""
+    found = []
+    for entry in resources.files("bot.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [version for version, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise DatabaseError(f"migrations are not numbered 1..N without gaps: {versions}")
+    return found
+
+
+class Database:
+    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+        self._conn = connection
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Database:
+        """Open (creating if needed) and migrate the database at `path` (":memory:" works)."""
+        path = str(path)
+        if path != ":memory:":
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except Exception as exc:  # aiosqlite wraps sqlite3 errors of many kinds
+            raise DatabaseError(f"cannot open the database at {path}: {exc}") from None
+        connection.row_factory = aiosqlite.Row
+        db = cls(connection, path)
+        try:
+            await connection.execute("PRAGMA journal_mode=WAL")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            await connection.execute("PRAGMA busy_timeout=5000")
+            await db._migrate()
+        except BaseException:
+            await connection.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def schema_version(self) -> int:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        known = migrations()
+        latest = known[-1][0] if known else 0
+        current = await self.schema_version()
+        if current > latest:
+            raise DatabaseError(
+                f"the database at {self.path} has schema version {current}, but this wanbot "
+                f"knows only up to {latest}: it was used by a newer wanbot. Upgrade wanbot, or "
+                "point DATABASE_PATH at another file."
+            )
+        for version, name, sql in known:
+            if version <= current:
+                continue
+            async with self._write_lock:
+                try:
+                    # executescript commits first, so the transaction is part of the script.
+                    await self._conn.executescript(
+                        f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+                    )
+                except Exception as exc:
+                    if self._conn.in_transaction:
+                        await self._conn.rollback()
+                    raise DatabaseError(f"migration {name} failed: {exc}") from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; commits on success, rolls back on any exception."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            else:
+                await self._conn.commit()
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one write statement in its own transaction; returns lastrowid."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(sql, tuple(params))
+            return cursor.lastrowid or 0
+
+    # Reads wait for an open write transaction: on one shared connection they would otherwise
+    # see its uncommitted rows. Inside a transaction, read through its connection instead.
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._write_lock, self._conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._write_lock, self._conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())

@@ -1,0 +1,1 @@
+"""The job engine: persisted jobs, scheduler, poller, delivery, recovery."""

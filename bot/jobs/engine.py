@@ -1,0 +1,550 @@
+"""The job engine: accepts jobs, submits them fairly, watches their tasks, delivers their images.
+
+Everything the engine knows about a job is in its database row, and each step is one committed
+transition, so a process killed at any moment resumes from the rows (`recover`): queued jobs
+re-enter the queue in order, submitted and running tasks are polled again by task id,
+deliveries are retried (the delivery port is idempotent per job), and a synchronous call cut
+by the restart is refunded and marked retryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.dashscope.client import DashScopeClient, raise_for_task
+from bot.dashscope.errors import (
+    BadRequestError,
+    ConnectionFailedError,
+    DashScopeError,
+    DownloadError,
+    RateLimitedError,
+    ServerError,
+)
+from bot.dashscope.models import Kind
+from bot.dashscope.requests import ImageRequest
+from bot.dashscope.results import TaskResult, TaskState
+from bot.dashscope.retry import NO_RETRIES
+from bot.db import Database
+from bot.downloads import ResultFetcher
+from bot.i18n import lang_for, text
+from bot.jobs.delivery import DeliveredImage, DeliveryError, DeliveryPort
+from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
+from bot.jobs.pacing import Durations, RateLimiter, wait_for_event
+from bot.jobs.poller import Poller, Tracked
+from bot.jobs.queue import FairQueue
+from bot.limits import Quota
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+RESULT_LIFETIME = 24 * 3600.0  # result URLs and task data live 24 h
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_in_flight: int = 5  # tasks per model at DashScope at once
+    submit_rate: float = 5.0  # submissions per second per model
+    task_query_rate: float = 10.0  # task queries per second, all tasks together
+    use_task_list: bool = True
+    list_interval: float = 0.7
+    max_submit_attempts: int = 5
+    max_delivery_attempts: int = 8
+    delivery_concurrency: int = 4
+    stop_grace: float = 10.0  # seconds in-flight calls get to finish on stop
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    cancelled: bool
+    key: str
+    values: dict[str, Any]
+
+    def message(self, lang: str = "en") -> str:
+        return text(self.key, lang_for(lang), **self.values)
+
+
+class EngineStopping(Exception):
+    """The engine is shutting down and takes no new jobs."""
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        client: DashScopeClient,
+        fetcher: ResultFetcher,
+        port: DeliveryPort,
+        quota: Quota,
+        config: EngineConfig | None = None,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.store = quota.store
+        self.client = client
+        self.fetcher = fetcher
+        self.port = port
+        self.quota = quota
+        self.config = config or EngineConfig()
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.queue = FairQueue()
+        self.durations = Durations()
+        self.in_flight: dict[str, int] = {}
+        self._submit_limiters: dict[str, RateLimiter] = {}
+        self._model_pause: dict[str, float] = {}
+        self.poller = Poller(
+            client.with_retry(NO_RETRIES),
+            RateLimiter(self.config.task_query_rate),
+            self.durations,
+            self.metrics,
+            self._on_reading,
+            self._on_task_state,
+            use_list=self.config.use_task_list,
+            list_interval=self.config.list_interval,
+            clock=clock,
+        )
+        self._wake_scheduler = asyncio.Event()
+        self._wake_delivery = asyncio.Event()
+        self._delivery_due: dict[int, float] = {}
+        self._delivering: set[int] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._work: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._claimed: set[int] = set()  # popped from the queue, submission under way
+
+    # --- life ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recover()
+        for name, loop in (
+            ("scheduler", self._scheduler_loop()),
+            ("poller", self.poller.run()),
+            ("delivery", self._delivery_loop()),
+        ):
+            self._loops.append(asyncio.create_task(loop, name=f"engine-{name}"))
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self._loops) and not any(task.done() for task in self._loops)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Take no new jobs; give in-flight calls `grace` seconds, then cancel what remains.
+
+        Whatever is cut off stays in its committed state and resumes at the next start.
+        """
+        self._stopping = True
+        grace = self.config.stop_grace if grace is None else grace
+        if self._work:
+            _, pending = await asyncio.wait(set(self._work), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._work.add(task)
+        task.add_done_callback(self._work_done)
+
+    def _work_done(self, task: asyncio.Task[Any]) -> None:
+        self._work.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def recover(self) -> None:
+        """Rebuild the in-memory state from the database after a start or a crash."""
+        for job in await self.store.in_states(
+            [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
+        ):
+            if job.state is JobState.QUEUED:
+                self.queue.push(job.model, job.user_id, job.id)
+            elif job.state is JobState.DELIVERING:
+                self._schedule_delivery(job.id, self.clock())
+            elif job.sync:
+                await self._fail(
+                    job, "Interrupted", "the bot restarted during the call", retryable=True
+                )
+            elif job.task_id:
+                self.in_flight[job.model] = self.in_flight.get(job.model, 0) + 1
+                self._track(job)
+            else:  # cannot happen: an async job becomes submitted together with its task id
+                await self._fail(job, "NoTask", "submitted without a task id")
+        self._wake_scheduler.set()
+
+    async def adopt_queued(self) -> int:
+        """Queue jobs another process inserted (queued rows this engine does not know yet)."""
+        adopted = 0
+        for job in await self.store.in_states([JobState.QUEUED]):
+            if job.id not in self.queue and job.id not in self._claimed:
+                self.queue.push(job.model, job.user_id, job.id)
+                adopted += 1
+        if adopted:
+            self._wake_scheduler.set()
+        return adopted
+
+    # --- accepting and cancelling ------------------------------------------------------------
+
+    async def submit_job(self, new: NewJob) -> Job:
+        """Reserve quota and queue the job. Raises QuotaExceeded or EngineStopping."""
+        if self._stopping:
+            raise EngineStopping("the bot is restarting; try again in a minute")
+        job = await self.quota.reserve(new)
+        self.queue.push(job.model, job.user_id, job.id)
+        self._wake_scheduler.set()
+        await self._notify(job)
+        return job
+
+    def position(self, job_id: int) -> int | None:
+        return self.queue.position(job_id)
+
+    async def cancel(self, job_id: int, user_id: int, *, moderator: bool = False) -> CancelOutcome:
+        job = await self.store.get(job_id)
+        values: dict[str, Any] = {"job_id": job_id}
+        if job is None:
+            return CancelOutcome(False, "job.cancel.not_found", values)
+        if job.user_id != user_id and not moderator:
+            return CancelOutcome(False, "job.cancel.not_yours", values)
+        if job.state.terminal:
+            return CancelOutcome(False, "job.cancel.finished", {**values, "state": job.state})
+        if job.state is JobState.QUEUED:
+            self.queue.remove(job_id)
+            try:
+                await self._end(job, JobState.CANCELLED, charged=0)
+            except IllegalTransition:  # it was being submitted this very moment
+                return await self.cancel(job_id, user_id, moderator=moderator)
+            return CancelOutcome(True, "job.cancel.done", values)
+        if job.state is JobState.SUBMITTED and not job.sync and job.task_id:
+            try:
+                await self.client.cancel_task(job.task_id)
+            except BadRequestError:  # UnsupportedOperation: DashScope already started it
+                return CancelOutcome(False, "job.cancel.running", values)
+            self.poller.untrack(job.id)
+            self._release_slot(job.model)
+            await self._end(job, JobState.CANCELLED, charged=0)
+            return CancelOutcome(True, "job.cancel.done", values)
+        return CancelOutcome(False, "job.cancel.running", values)
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def _limiter(self, model: str) -> RateLimiter:
+        if model not in self._submit_limiters:
+            self._submit_limiters[model] = RateLimiter(self.config.submit_rate)
+        return self._submit_limiters[model]
+
+    def _release_slot(self, model: str) -> None:
+        self.in_flight[model] = max(0, self.in_flight.get(model, 0) - 1)
+        self._wake_scheduler.set()
+
+    async def _scheduler_loop(self) -> None:
+        while not self._stopping:
+            self._wake_scheduler.clear()
+            next_wake = 3600.0
+            popped: list[int] = []
+            for model in self.queue.models():
+                now = self.clock()
+                if self._model_pause.get(model, 0) > now:
+                    next_wake = min(next_wake, self._model_pause[model] - now)
+                    continue
+                while self.in_flight.get(model, 0) < self.config.max_in_flight:
+                    wait = self._limiter(model).try_acquire()
+                    if wait > 0:
+                        next_wake = min(next_wake, wait)
+                        break
+                    job_id = self.queue.pop(model)
+                    if job_id is None:
+                        break
+                    self._claimed.add(job_id)
+                    self.in_flight[model] = self.in_flight.get(model, 0) + 1
+                    popped.append(job_id)
+                    self._spawn(self._submit(job_id, model), f"submit-{job_id}")
+            if popped:
+                await self._notify_positions()
+            await wait_for_event(self._wake_scheduler, next_wake)
+
+    async def _notify_positions(self, limit: int = 25) -> None:
+        for job_id in self.queue.queued()[:limit]:
+            job = await self.store.get(job_id)
+            if job is not None:
+                await self._notify(job)
+
+    async def _submit(self, job_id: int, model: str) -> None:
+        try:
+            await self._submit_claimed(job_id, model)
+        finally:
+            self._claimed.discard(job_id)
+
+    async def _submit_claimed(self, job_id: int, model: str) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:  # cancelled meanwhile
+            self._release_slot(model)
+            return
+        async with self.db.transaction() as conn:
+            await self.store.update(conn, job.id, submit_attempts=job.submit_attempts + 1)
+        images = await self.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+        request = job.request(images)
+        if job.sync:
+            await self._run_sync(job, request)
+            return
+        try:
+            submitted = await self.client.submit(request)
+        except DashScopeError as exc:
+            self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
+            self._release_slot(model)
+            await self._submission_failed(job, exc)
+            return
+        self.metrics.inc("wanbot_submissions_total", model=model)
+        try:
+            async with self.db.transaction() as conn:
+                job = await self.store.transition(
+                    conn,
+                    job.id,
+                    JobState.SUBMITTED,
+                    task_id=submitted.task_id,
+                    submit_request_id=submitted.request_id,
+                )
+        except IllegalTransition:  # cancelled while the request was on its way
+            log.info("job %s was cancelled during submission; cancelling its task", job_id)
+            self._release_slot(model)
+            try:
+                await self.client.cancel_task(submitted.task_id)
+            except DashScopeError as exc:
+                log.warning("could not cancel orphan task %s: %s", submitted.task_id, exc)
+            return
+        self._track(job)
+        await self._notify(job)
+
+    async def _submission_failed(self, job: Job, exc: DashScopeError) -> None:
+        transient = isinstance(exc, RateLimitedError | ServerError | ConnectionFailedError)
+        if transient and job.submit_attempts + 1 < self.config.max_submit_attempts:
+            pause = exc.retry_after if isinstance(exc, RateLimitedError) else None
+            delay = pause if pause is not None else min(60.0, 2.0 ** (job.submit_attempts + 1))
+            self._model_pause[job.model] = self.clock() + delay * random.uniform(0.8, 1.2)
+            self.queue.push(job.model, job.user_id, job.id, front=True)
+            log.warning("job %s: submission failed (%s); retrying in %.0f s", job.id, exc, delay)
+            self._wake_scheduler.set()
+            return
+        await self._fail(
+            job, exc.code or type(exc).__name__, exc.user_message(lang_for(job.locale))
+        )
+
+    async def _run_sync(self, job: Job, request: ImageRequest) -> None:
+        async with self.db.transaction() as conn:
+            job = await self.store.transition(conn, job.id, JobState.SUBMITTED)
+        await self._notify(job)
+        started = self.clock()
+        try:
+            result = await self.client.generate(request)
+        except DashScopeError as exc:
+            self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
+            self._release_slot(job.model)
+            await self._fail(job, exc.code or "Error", exc.user_message(lang_for(job.locale)))
+            return
+        self._release_slot(job.model)
+        self.durations.observe(job.model, job.n, self.clock() - started)
+        await self._finished(job, result)
+
+    # --- watching tasks ----------------------------------------------------------------------
+
+    def _track(self, job: Job) -> None:
+        self.poller.track(
+            Tracked(
+                job_id=job.id,
+                task_id=job.task_id or "",
+                model=job.model,
+                n=job.n,
+                kind=job.kind.value,
+                submitted_at=job.submitted_at or job.created_at,
+                state=TaskState.RUNNING if job.state is JobState.RUNNING else TaskState.PENDING,
+            )
+        )
+
+    async def _on_task_state(self, tracked: Tracked, state: TaskState) -> None:
+        if state is not TaskState.RUNNING:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                job = await self.store.transition(conn, tracked.job_id, JobState.RUNNING)
+        except IllegalTransition:
+            return
+        await self._notify(job)
+
+    async def _on_reading(self, tracked: Tracked, result: TaskResult) -> None:
+        self._release_slot(tracked.model)
+        if result.end_time is not None and tracked.noticed_at is not None:
+            self.metrics.notice_delays.append(tracked.noticed_at - result.end_time.timestamp())
+        if result.submit_time and result.end_time:
+            seconds = (result.end_time - result.submit_time).total_seconds()
+            self.durations.observe(tracked.model, tracked.n, seconds)
+        job = await self.store.get(tracked.job_id)
+        if job is None or job.state.terminal:
+            return
+        try:
+            raise_for_task(result)
+        except DashScopeError as exc:
+            self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
+            await self._fail(job, exc.code or "TaskFailed", exc.user_message(lang_for(job.locale)))
+            return
+        await self._finished(job, result)
+
+    async def _finished(self, job: Job, result: TaskResult) -> None:
+        """A task succeeded: keep its result URLs and hand the job to delivery."""
+        async with self.db.transaction() as conn:
+            await self.store.save_results(conn, job.id, result, self.clock() + RESULT_LIFETIME)
+            job = await self.store.transition(
+                conn,
+                job.id,
+                JobState.DELIVERING,
+                result_request_id=result.request_id,
+                image_count=result.billed_images,
+                actual_prompt=result.actual_prompt,
+            )
+        await self._notify(job)
+        self._schedule_delivery(job.id, self.clock())
+
+    # --- delivering --------------------------------------------------------------------------
+
+    def _schedule_delivery(self, job_id: int, when: float) -> None:
+        self._delivery_due[job_id] = when
+        self._wake_delivery.set()
+
+    async def _delivery_loop(self) -> None:
+        slots = asyncio.Semaphore(self.config.delivery_concurrency)
+        while True:
+            self._wake_delivery.clear()
+            now = self.clock()
+            for job_id, due in sorted(self._delivery_due.items(), key=lambda item: item[1]):
+                if due > now or job_id in self._delivering:
+                    continue
+                del self._delivery_due[job_id]
+                self._delivering.add(job_id)
+                self._spawn(self._deliver_with(slots, job_id), f"deliver-{job_id}")
+            pending = list(self._delivery_due.values())
+            wait = max(0.0, min(pending) - self.clock()) if pending else 3600.0
+            await wait_for_event(self._wake_delivery, wait)
+
+    async def _deliver_with(self, slots: asyncio.Semaphore, job_id: int) -> None:
+        try:
+            async with slots:
+                await self._deliver(job_id)
+        finally:
+            self._delivering.discard(job_id)
+
+    async def _deliver(self, job_id: int) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.state is not JobState.DELIVERING:
+            return
+        results = [r for r in await self.store.results(job_id) if r.url]
+        images: list[DeliveredImage] = []
+        transient: DownloadError | None = None
+        now = self.clock()
+        for result in results:
+            if result.expires_at is not None and result.expires_at < now:
+                continue  # its URL has expired: it cannot be delivered any more
+            try:
+                download = await self.fetcher.fetch(result.url or "")
+            except DownloadError as exc:
+                if exc.status in (403, 404):  # expired or gone: permanent
+                    continue
+                transient = exc
+                break
+            images.append(DeliveredImage(result.position, download.content, download.content_type))
+        try:
+            if transient is not None:
+                raise DeliveryError(f"download failed: {transient.message}")
+            if not images:
+                raise DeliveryError("no result image could be downloaded", retryable=False)
+            message_ids = await self.port.deliver(job, images)
+        except DeliveryError as exc:
+            self.metrics.inc("wanbot_delivery_failures_total")
+            await self._delivery_failed(job, exc)
+            return
+        async with self.db.transaction() as conn:
+            for image, message_id in zip(images, message_ids, strict=False):
+                await self.store.mark_delivered(conn, job.id, image.position, message_id)
+            job = await self._end_in(conn, job, JobState.DONE, charged=len(images))
+        await self._notify(job)
+
+    async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
+        attempts = job.delivery_attempts + 1
+        if exc.retryable and attempts < self.config.max_delivery_attempts:
+            delay = min(300.0, 2.0**attempts) * random.uniform(0.8, 1.2)
+            async with self.db.transaction() as conn:
+                await self.store.update(
+                    conn,
+                    job.id,
+                    delivery_attempts=attempts,
+                    next_delivery_at=self.clock() + delay,
+                )
+            log.warning("job %s: delivery failed (%s); retry in %.0f s", job.id, exc, delay)
+            self._schedule_delivery(job.id, self.clock() + delay)
+            return
+        message = text("job.delivery_failed", lang_for(job.locale), detail=str(exc))
+        await self._fail(job, "DeliveryFailed", message)
+
+    # --- endings -------------------------------------------------------------------------------
+
+    async def _end_in(
+        self, conn: aiosqlite.Connection, job: Job, state: JobState, *, charged: int, **fields: Any
+    ) -> Job:
+        ended = await self.store.transition(conn, job.id, state, **fields)
+        await self.quota.settle(conn, ended, charged)
+        await self.store.drop_inputs(conn, job.id)
+        self.metrics.inc("wanbot_images_charged_total", charged)
+        self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
+        return ended
+
+    async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
+        async with self.db.transaction() as conn:
+            ended = await self._end_in(conn, job, state, charged=charged, **fields)
+        await self._notify(ended)
+        return ended
+
+    async def _fail(self, job: Job, code: str, message: str, *, retryable: bool = False) -> None:
+        try:
+            ended = await self._end(
+                job,
+                JobState.FAILED,
+                charged=0,
+                error_code=code,
+                error_message=message,
+                retryable=int(retryable),
+            )
+        except IllegalTransition:
+            return
+        try:
+            await self.port.failed(ended, message)
+        except Exception:
+            log.exception("telling the user about failed job %s", job.id)
+
+    async def _notify(self, job: Job) -> None:
+        try:
+            await self.port.status_changed(job, self.queue.position(job.id))
+        except Exception:
+            log.exception("status update for job %s", job.id)
+
+    # --- introspection -------------------------------------------------------------------------
+
+    async def gauges(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        counts = await self.store.count_by_state()
+        return {
+            "wanbot_jobs": {(("state", s.value),): float(n) for s, n in counts.items()},
+            "wanbot_queue_depth": {(): float(len(self.queue))},
+            "wanbot_tasks_in_flight": {(): float(len(self.poller.tracked))},
+        }
+
+    async def idle(self) -> bool:
+        counts = await self.store.count_by_state()
+        return all(counts[state] == 0 for state in JobState if state.active)

@@ -1,0 +1,215 @@
+"""A job and its life cycle: queued → submitted → running → delivering → done | failed | cancelled.
+
+Every transition is one committed row update (see `JobStore.transition`); a transition not in
+`TRANSITIONS` raises `IllegalTransition`, so a bug cannot move a finished job again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot.dashscope.models import Kind
+from bot.dashscope.requests import ImageRequest
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"  # async: DashScope has the task; sync: the call is in flight
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        return not self.terminal
+
+
+TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.SUBMITTED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.SUBMITTED: frozenset(
+        {JobState.RUNNING, JobState.DELIVERING, JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.RUNNING: frozenset({JobState.DELIVERING, JobState.FAILED}),
+    JobState.DELIVERING: frozenset({JobState.DONE, JobState.FAILED}),
+    JobState.DONE: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+# The column that records when a job entered each state.
+STATE_TIME_COLUMN: dict[JobState, str] = {
+    JobState.SUBMITTED: "submitted_at",
+    JobState.RUNNING: "running_at",
+    JobState.DELIVERING: "delivering_at",
+    JobState.DONE: "finished_at",
+    JobState.FAILED: "finished_at",
+    JobState.CANCELLED: "finished_at",
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, job_id: int, current: JobState | None, target: JobState) -> None:
+        super().__init__(f"job {job_id}: cannot go from {current} to {target}")
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+
+
+def check_transition(job_id: int, current: JobState, target: JobState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(job_id, current, target)
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """What the user asked for, apart from the model, n and the input images."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    size: str | None = None
+    seed: int | None = None
+    prompt_extend: bool | None = None
+    watermark: bool | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobParams:
+        data = json.loads(text)
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated request about to be accepted."""
+
+    request: ImageRequest
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    thread_id: int | None = None
+    locale: str = "en"
+    sync: bool = False
+    parent_job_id: int | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return self.request.spec.kind
+
+    @property
+    def params(self) -> JobParams:
+        r = self.request
+        return JobParams(r.prompt, r.negative_prompt, r.size, r.seed, r.prompt_extend, r.watermark)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    state: JobState
+    kind: Kind
+    model: str
+    sync: bool
+    params: JobParams
+    n: int
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    thread_id: int | None
+    status_message_id: int | None
+    locale: str
+    parent_job_id: int | None
+    task_id: str | None
+    submit_request_id: str | None
+    result_request_id: str | None
+    actual_prompt: str | None
+    image_count: int | None
+    error_code: str | None
+    error_message: str | None
+    retryable: bool
+    submit_attempts: int
+    delivery_attempts: int
+    next_delivery_at: float | None
+    created_at: float
+    submitted_at: float | None
+    running_at: float | None
+    delivering_at: float | None
+    finished_at: float | None
+    updated_at: float
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable per job: the Discord layer passes it as the message nonce (≤ 25 chars)."""
+        return f"wanbot-job-{self.id}"
+
+    def request(self, images: tuple[str, ...] = ()) -> ImageRequest:
+        p = self.params
+        return ImageRequest(
+            model=self.model,
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt,
+            size=p.size,
+            n=self.n,
+            seed=p.seed,
+            prompt_extend=p.prompt_extend,
+            watermark=p.watermark,
+            images=images,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        return cls(
+            id=row["id"],
+            state=JobState(row["state"]),
+            kind=Kind(row["kind"]),
+            model=row["model"],
+            sync=row["mode"] == "sync",
+            params=JobParams.from_json(row["params"]),
+            n=row["n"],
+            user_id=row["user_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            thread_id=row["thread_id"],
+            status_message_id=row["status_message_id"],
+            locale=row["locale"],
+            parent_job_id=row["parent_job_id"],
+            task_id=row["task_id"],
+            submit_request_id=row["submit_request_id"],
+            result_request_id=row["result_request_id"],
+            actual_prompt=row["actual_prompt"],
+            image_count=row["image_count"],
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            retryable=bool(row["retryable"]),
+            submit_attempts=row["submit_attempts"],
+            delivery_attempts=row["delivery_attempts"],
+            next_delivery_at=row["next_delivery_at"],
+            created_at=row["created_at"],
+            submitted_at=row["submitted_at"],
+            running_at=row["running_at"],
+            delivering_at=row["delivering_at"],
+            finished_at=row["finished_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ResultImage:
+    position: int
+    url: str | None
+    expires_at: float | None
+    failure_code: str | None
+    failure_message: str | None
+    delivered_message_id: int | None

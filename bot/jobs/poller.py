@@ -1,0 +1,244 @@
+"""One loop that watches every in-flight DashScope task under a global query budget.
+
+Two ways of noticing that a task finished:
+
+* **The list** (`GET /tasks?model_name=…&start_time=…`): one request reports the state of every
+  task of a model submitted in the window. While any tracked task could be finishing (it has run
+  longer than the shortest duration seen for its model and n), the poller lists every
+  `list_interval` seconds and fetches just the tasks the list shows finished, once each. So a
+  task costs about one query of its own, plus its share of the list requests.
+* **Direct queries** (`GET /tasks/{id}`), the fallback: for a task the list has not reported by
+  the time it is overdue (longer than the learned mean plus three spreads), and for every task
+  when the list fails (then it is switched off for a while). Direct polls start when the task is
+  likely done and repeat at a fraction of the learned spread, between 1 and 5 seconds.
+
+Errors back off per task (429 honours Retry-After); the budget is a token bucket shared by both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.dashscope.client import DashScopeClient
+from bot.dashscope.errors import DashScopeError, RateLimitedError
+from bot.dashscope.results import TaskResult, TaskState
+from bot.jobs.pacing import Durations, RateLimiter, wait_for_event
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 5
+LIST_DISABLED_FOR = 300.0  # seconds the list stays off after it failed
+OVERDUE_REPEAT = 15.0  # seconds between direct checks of an overdue task
+MAX_BACKOFF = 60.0
+
+ReadingHandler = Callable[["Tracked", TaskResult], Awaitable[None]]
+StateHandler = Callable[["Tracked", TaskState], Awaitable[None]]
+
+
+@dataclass
+class Tracked:
+    job_id: int
+    task_id: str
+    model: str
+    n: int
+    kind: str
+    submitted_at: float  # epoch seconds
+    state: TaskState = TaskState.PENDING
+    next_direct: float = 0.0
+    failures: int = 0
+    noticed_finished: bool = False
+    noticed_at: float | None = None  # when we first learned it had finished
+
+
+class Poller:
+    def __init__(
+        self,
+        client: DashScopeClient,
+        limiter: RateLimiter,
+        durations: Durations,
+        metrics: Metrics,
+        on_reading: ReadingHandler,
+        on_state: StateHandler,
+        *,
+        use_list: bool = True,
+        list_interval: float = 0.7,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.durations = durations
+        self.metrics = metrics
+        self.on_reading = on_reading
+        self.on_state = on_state
+        self.use_list = use_list
+        self.list_interval = list_interval
+        self.clock = clock
+        self.tracked: dict[int, Tracked] = {}
+        self._wake = asyncio.Event()
+        self._list_off_until = 0.0
+        self._last_list = 0.0
+        self._pause_until = 0.0  # after a 429 on any query
+
+    # --- tracking ------------------------------------------------------------------------
+
+    def track(self, tracked: Tracked) -> None:
+        tracked.next_direct = self._first_direct(tracked)
+        self.tracked[tracked.job_id] = tracked
+        self._wake.set()
+
+    def untrack(self, job_id: int) -> None:
+        self.tracked.pop(job_id, None)
+
+    def _listing(self, now: float) -> bool:
+        return self.use_list and now >= self._list_off_until
+
+    def _first_direct(self, t: Tracked) -> float:
+        if self._listing(self.clock()):
+            return t.submitted_at + self.durations.latest(t.model, t.n, t.kind)
+        expected = self.durations.expected(t.model, t.n, t.kind)
+        spread = self.durations.spread(t.model, t.n, t.kind)
+        return t.submitted_at + max(self.durations.earliest(t.model, t.n), expected - spread)
+
+    def _repeat_interval(self, t: Tracked) -> float:
+        if self._listing(self.clock()):
+            return OVERDUE_REPEAT
+        return min(5.0, max(1.0, self.durations.spread(t.model, t.n, t.kind) / 3))
+
+    def _could_be_done(self, t: Tracked, now: float) -> bool:
+        return now - t.submitted_at >= self.durations.earliest(t.model, t.n)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            if now < self._pause_until:
+                await self._sleep(self._pause_until - now)
+                continue
+            if (
+                self._listing(now)
+                and any(
+                    self._could_be_done(t, now) and not t.noticed_finished
+                    for t in self.tracked.values()
+                )
+                and now - self._last_list >= self.list_interval
+            ):
+                self._last_list = now
+                await self._list_round()
+                continue
+            await self._direct_round(self.clock())
+            await self._sleep(self._next_wake(self.clock()))
+
+    async def _sleep(self, seconds: float) -> None:
+        await wait_for_event(self._wake, seconds)
+
+    def _next_wake(self, now: float) -> float:
+        if not self.tracked:
+            return 3600.0
+        moments = [t.next_direct for t in self.tracked.values()]
+        if self._listing(now):
+            for t in self.tracked.values():
+                if t.noticed_finished:
+                    continue
+                could = t.submitted_at + self.durations.earliest(t.model, t.n)
+                moments.append(max(could, self._last_list + self.list_interval))
+        return max(0.0, min(moments) - now)
+
+    async def _direct_round(self, now: float) -> None:
+        due = sorted(
+            (t for t in self.tracked.values() if t.next_direct <= now), key=lambda t: t.next_direct
+        )
+        for t in due:
+            if t.job_id not in self.tracked:
+                continue
+            await self.limiter.acquire()
+            await self._query(t)
+
+    async def _query(self, t: Tracked) -> None:
+        self.metrics.inc("wanbot_task_queries_total", kind="get")
+        try:
+            result = await self.client.get_task(t.task_id)
+        except DashScopeError as exc:
+            self._backoff(t, exc)
+            return
+        t.failures = 0
+        if result.state.finished:
+            if not t.noticed_finished:
+                self._record_notice(t)
+            self.untrack(t.job_id)
+            await self.on_reading(t, result)
+            return
+        if result.state is not t.state:
+            t.state = result.state
+            await self.on_state(t, result.state)
+        t.next_direct = self.clock() + self._repeat_interval(t)
+
+    def _backoff(self, t: Tracked, exc: DashScopeError) -> None:
+        self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
+        t.failures += 1
+        delay = min(MAX_BACKOFF, 2.0**t.failures) * random.uniform(0.5, 1.0)
+        if isinstance(exc, RateLimitedError):
+            pause = exc.retry_after if exc.retry_after is not None else delay
+            self._pause_until = max(self._pause_until, self.clock() + pause)
+        log.warning("task %s: query failed (%s); again in %.1f s", t.task_id, exc, delay)
+        t.next_direct = self.clock() + delay
+
+    async def _list_round(self) -> None:
+        by_model: dict[str, list[Tracked]] = {}
+        now = self.clock()
+        for t in self.tracked.values():
+            if self._could_be_done(t, now) and not t.noticed_finished:
+                by_model.setdefault(t.model, []).append(t)
+        for model, tasks in by_model.items():
+            start = min(t.submitted_at for t in tasks) - 60
+            start = max(start, now - 23 * 3600)  # the list spans at most 24 h
+            states: dict[str, TaskState] = {}
+            try:
+                for page_no in range(1, LIST_MAX_PAGES + 1):
+                    await self.limiter.acquire()
+                    self.metrics.inc("wanbot_task_queries_total", kind="list")
+                    page = await self.client.list_tasks(
+                        model=model,
+                        start=datetime.fromtimestamp(start, UTC),
+                        end=datetime.fromtimestamp(now + 60, UTC),
+                        page_no=page_no,
+                        page_size=LIST_PAGE_SIZE,
+                    )
+                    states.update({item.task_id: item.state for item in page.items})
+                    if page_no >= page.total_pages or len(page.items) < LIST_PAGE_SIZE:
+                        break
+            except DashScopeError as exc:
+                self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
+                if isinstance(exc, RateLimitedError):
+                    self._pause_until = self.clock() + (exc.retry_after or 2.0)
+                    return
+                log.warning("task list failed (%s); polling tasks one by one for a while", exc)
+                self._list_off_until = self.clock() + LIST_DISABLED_FOR
+                for t in self.tracked.values():
+                    t.next_direct = min(t.next_direct, self._first_direct(t))
+                return
+            for t in tasks:
+                state = states.get(t.task_id)
+                if state is None:
+                    continue
+                if state.finished:
+                    t.noticed_finished = True
+                    t.next_direct = 0.0  # fetch its result now
+                    self._record_notice(t)
+                elif state is not t.state:
+                    t.state = state
+                    await self.on_state(t, state)
+        await self._direct_round(self.clock())
+
+    def _record_notice(self, t: Tracked) -> None:
+        t.noticed_finished = True
+        t.noticed_at = self.clock()

@@ -1,0 +1,191 @@
+"""Jobs in the database: create, read, move between states, record results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiosqlite
+
+from bot.dashscope.results import TaskResult
+from bot.db import Database
+from bot.jobs.model import (
+    STATE_TIME_COLUMN,
+    IllegalTransition,
+    Job,
+    JobState,
+    NewJob,
+    ResultImage,
+    check_transition,
+)
+
+# Columns a transition may set besides the state and its timestamp.
+_UPDATABLE = {
+    "task_id",
+    "submit_request_id",
+    "result_request_id",
+    "actual_prompt",
+    "image_count",
+    "error_code",
+    "error_message",
+    "retryable",
+    "status_message_id",
+    "thread_id",
+    "submit_attempts",
+    "delivery_attempts",
+    "next_delivery_at",
+}
+
+
+class JobStore:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def insert(self, conn: aiosqlite.Connection, new: NewJob) -> int:
+        """Insert a queued job (inside the caller's transaction); returns its id."""
+        now = self.clock()
+        cursor = await conn.execute(
+            "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
+            " thread_id, locale, parent_job_id, created_at, updated_at)"
+            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.kind.value,
+                new.request.model,
+                "sync" if new.sync else "async",
+                new.params.to_json(),
+                new.request.n,
+                new.user_id,
+                new.guild_id,
+                new.channel_id,
+                new.thread_id,
+                new.locale,
+                new.parent_job_id,
+                now,
+                now,
+            ),
+        )
+        job_id = cursor.lastrowid
+        assert job_id is not None
+        await conn.executemany(
+            "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
+            [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
+        )
+        return job_id
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return Job.from_row(row) if row else None
+
+    async def get_in(self, conn: aiosqlite.Connection, job_id: int) -> Job | None:
+        async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
+            row = await cursor.fetchone()
+        return Job.from_row(row) if row else None
+
+    async def in_states(self, states: Iterable[JobState]) -> list[Job]:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
+            wanted,
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def inputs(self, job_id: int) -> tuple[str, ...]:
+        rows = await self.db.fetchall(
+            "SELECT data_uri FROM job_inputs WHERE job_id = ? ORDER BY position", (job_id,)
+        )
+        return tuple(row["data_uri"] for row in rows)
+
+    async def results(self, job_id: int) -> list[ResultImage]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM results WHERE job_id = ? ORDER BY position", (job_id,)
+        )
+        return [
+            ResultImage(
+                r["position"],
+                r["url"],
+                r["expires_at"],
+                r["failure_code"],
+                r["failure_message"],
+                r["delivered_message_id"],
+            )
+            for r in rows
+        ]
+
+    async def transition(
+        self,
+        conn: aiosqlite.Connection,
+        job_id: int,
+        target: JobState,
+        **fields: Any,
+    ) -> Job:
+        """Move a job to `target` inside the caller's transaction; raise if not allowed."""
+        job = await self.get_in(conn, job_id)
+        if job is None:
+            raise IllegalTransition(job_id, None, target)
+        check_transition(job_id, job.state, target)
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} in a transition")
+        now = self.clock()
+        columns = {"state": target.value, "updated_at": now, **fields}
+        if target in STATE_TIME_COLUMN:
+            columns[STATE_TIME_COLUMN[target]] = now
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        cursor = await conn.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
+            (*columns.values(), job_id, job.state.value),
+        )
+        if cursor.rowcount != 1:
+            raise IllegalTransition(job_id, job.state, target)
+        updated = await self.get_in(conn, job_id)
+        assert updated is not None
+        return updated
+
+    async def update(self, conn: aiosqlite.Connection, job_id: int, **fields: Any) -> None:
+        """Change bookkeeping columns without changing the state."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown or not fields:
+            raise ValueError(f"cannot set {sorted(unknown) or 'nothing'}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await conn.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+            (*fields.values(), self.clock(), job_id),
+        )
+
+    async def save_results(
+        self, conn: aiosqlite.Connection, job_id: int, result: TaskResult, expires_at: float
+    ) -> None:
+        rows = [
+            (job_id, i, image.url, expires_at, None, None) for i, image in enumerate(result.images)
+        ]
+        offset = len(rows)
+        rows += [
+            (job_id, offset + i, None, None, failure.code, failure.message)
+            for i, failure in enumerate(result.failures)
+        ]
+        await conn.executemany(
+            "INSERT INTO results (job_id, position, url, expires_at, failure_code, failure_message)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, position) DO NOTHING",
+            rows,
+        )
+
+    async def mark_delivered(
+        self, conn: aiosqlite.Connection, job_id: int, position: int, message_id: int | None
+    ) -> None:
+        await conn.execute(
+            "UPDATE results SET delivered_message_id = ? WHERE job_id = ? AND position = ?",
+            (message_id if message_id is not None else 0, job_id, position),
+        )
+
+    async def drop_inputs(self, conn: aiosqlite.Connection, job_id: int) -> None:
+        await conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        rows = await self.db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        counts = {state: 0 for state in JobState}
+        for row in rows:
+            counts[JobState(row["state"])] = row["n"]
+        return counts

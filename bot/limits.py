@@ -1,0 +1,275 @@
+"""Quota policy and accounting: reserve when a job is accepted, settle when it ends.
+
+A job reserves its n images in the same transaction that creates it, after checking every
+limit, so concurrent requests can never overrun a limit. When the job ends it is settled once:
+a `charge` row for the images delivered and a `refund` row for the rest (failed images, failed,
+cancelled and expired jobs refund everything). A unique index makes settling twice impossible.
+
+Usage in a rolling window counts reservations made in the window minus their refunds, so a job
+in flight already counts against the limit, and a refund frees its images at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import aiosqlite
+
+from bot.db import Database
+from bot.i18n import Lang, text
+from bot.jobs.model import Job, NewJob
+from bot.jobs.store import JobStore
+
+DAY = 24 * 3600.0
+
+_WINDOW_SELECT = (
+    "SELECT r.created_at, r.images - COALESCE(f.images, 0) AS held FROM ledger r"
+    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+    " WHERE r.entry = 'reserve' AND r.created_at > ?2 AND "
+)
+_WINDOW_SQL = {
+    "user_id": _WINDOW_SELECT + "r.user_id = ?1 ORDER BY r.created_at",
+    "guild_id": _WINDOW_SELECT + "r.guild_id = ?1 ORDER BY r.created_at",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """0 means no limit."""
+
+    images_per_user_day: int = 25
+    concurrent_jobs_per_user: int = 2
+    cooldown_seconds: int = 5
+    images_per_guild_day: int = 200
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+class QuotaExceeded(Exception):
+    """A limit refuses the request; says which and when it frees (epoch seconds, or None)."""
+
+    def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
+        super().__init__(f"{limit}: used {used} of {allowed}; frees at {frees_at}")
+        self.limit = limit
+        self.allowed = allowed
+        self.used = used
+        self.frees_at = frees_at
+
+    def user_message(
+        self, lang: Lang = "en", format_time: Callable[[float], str] | None = None
+    ) -> str:
+        when = (format_time or relative_time)(self.frees_at) if self.frees_at else "?"
+        return text(f"quota.{self.limit}", lang, allowed=self.allowed, used=self.used, when=when)
+
+
+def relative_time(moment: float, now: float | None = None) -> str:
+    seconds = max(0, int(moment - (time.time() if now is None else now)))
+    if seconds < 60:
+        return f"in {seconds} s"
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"in {minutes} min"
+    return f"in {minutes // 60} h {minutes % 60} min"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A member's usage against their limits, for /quota."""
+
+    limits: Limits
+    user_images: int
+    user_frees_at: float | None
+    active_jobs: int
+    guild_images: int
+    guild_frees_at: float | None
+    cooldown_until: float | None
+
+
+class Quota:
+    def __init__(
+        self,
+        db: Database,
+        store: JobStore,
+        defaults: Limits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.defaults = defaults
+        self.clock = clock
+
+    async def limits_for(self, conn: aiosqlite.Connection, guild_id: int | None) -> Limits:
+        if guild_id is None:
+            return self.defaults
+        async with conn.execute(
+            "SELECT setting, value FROM limit_settings WHERE guild_id = ? AND role_id = 0",
+            (guild_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        known = set(Limits.setting_names())
+        overrides = {r["setting"]: int(r["value"]) for r in rows if r["setting"] in known}
+        return replace(self.defaults, **overrides)
+
+    async def set_guild_limit(
+        self, guild_id: int, setting: str, value: int, by_user: int | None = None
+    ) -> None:
+        if setting not in Limits.setting_names():
+            raise ValueError(f"unknown limit {setting!r}")
+        if value < 0:
+            raise ValueError("a limit cannot be negative")
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_by,"
+                " updated_at) VALUES (?, 0, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id, setting)"
+                " DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,"
+                " updated_at = excluded.updated_at",
+                (guild_id, setting, str(value), by_user, self.clock()),
+            )
+
+    async def reserve(self, new: NewJob) -> Job:
+        """Check every limit and accept the job (queued, n images reserved) in one transaction."""
+        async with self.db.transaction() as conn:
+            now = self.clock()
+            limits = await self.limits_for(conn, new.guild_id)
+            await self._check(conn, new, limits, now)
+            job_id = await self.store.insert(conn, new)
+            await conn.execute(
+                "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
+                " VALUES (?, ?, ?, 'reserve', ?, ?)",
+                (job_id, new.user_id, new.guild_id, new.request.n, now),
+            )
+            job = await self.store.get_in(conn, job_id)
+        assert job is not None
+        return job
+
+    async def _check(
+        self, conn: aiosqlite.Connection, new: NewJob, limits: Limits, now: float
+    ) -> None:
+        n = new.request.n
+        if limits.cooldown_seconds:
+            async with conn.execute(
+                "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (new.user_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            last = row[0] if row else None
+            if last is not None and now - last < limits.cooldown_seconds:
+                raise QuotaExceeded(
+                    "cooldown",
+                    allowed=limits.cooldown_seconds,
+                    used=int(now - last),
+                    frees_at=last + limits.cooldown_seconds,
+                )
+        if limits.concurrent_jobs_per_user:
+            async with conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
+                " ('queued', 'submitted', 'running', 'delivering')",
+                (new.user_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            active = row[0] if row else 0
+            if active >= limits.concurrent_jobs_per_user:
+                raise QuotaExceeded(
+                    "concurrent",
+                    allowed=limits.concurrent_jobs_per_user,
+                    used=active,
+                    frees_at=None,
+                )
+        if limits.images_per_user_day:
+            await self._check_window(
+                conn, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
+            )
+        if limits.images_per_guild_day and new.guild_id is not None:
+            await self._check_window(
+                conn, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
+            )
+
+    async def _window(
+        self, conn: aiosqlite.Connection, column: str, owner: int, now: float
+    ) -> list[tuple[float, int]]:
+        """(reserved at, images still counted) for each reservation in the last 24 h."""
+        async with conn.execute(_WINDOW_SQL[column], (owner, now - DAY)) as cursor:
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def _check_window(
+        self,
+        conn: aiosqlite.Connection,
+        limit_name: str,
+        column: str,
+        owner: int,
+        allowed: int,
+        n: int,
+        now: float,
+    ) -> None:
+        window = await self._window(conn, column, owner, now)
+        used = sum(held for _, held in window)
+        if used + n <= allowed:
+            return
+        raise QuotaExceeded(
+            limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
+        )
+
+    async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
+        """Charge `delivered` images and refund the rest of the reservation, once per job."""
+        delivered = max(0, min(delivered, job.n))
+        now = self.clock()
+        await conn.executemany(
+            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, entry) DO NOTHING",
+            [
+                (job.id, job.user_id, job.guild_id, "charge", delivered, now),
+                (job.id, job.user_id, job.guild_id, "refund", job.n - delivered, now),
+            ],
+        )
+
+    async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
+        await self.settle(conn, job, 0)
+
+    async def standing(self, user_id: int, guild_id: int | None) -> Standing:
+        async with self.db.transaction() as conn:
+            now = self.clock()
+            limits = await self.limits_for(conn, guild_id)
+            user_window = await self._window(conn, "user_id", user_id, now)
+            guild_window = (
+                await self._window(conn, "guild_id", guild_id, now) if guild_id is not None else []
+            )
+            async with conn.execute(
+                "SELECT COUNT(*), MAX(created_at) FROM jobs WHERE user_id = ? AND state IN"
+                " ('queued', 'submitted', 'running', 'delivering')",
+                (user_id,),
+            ) as cursor:
+                active_row = await cursor.fetchone()
+            async with conn.execute(
+                "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
+            ) as cursor:
+                last_row = await cursor.fetchone()
+        last = last_row[0] if last_row else None
+        cooldown_until = (
+            last + limits.cooldown_seconds
+            if last is not None and now - last < limits.cooldown_seconds
+            else None
+        )
+        user_used = sum(h for _, h in user_window)
+        guild_used = sum(h for _, h in guild_window)
+        return Standing(
+            limits=limits,
+            user_images=user_used,
+            user_frees_at=_frees_at(user_window, 1) if user_used else None,
+            active_jobs=active_row[0] if active_row else 0,
+            guild_images=guild_used,
+            guild_frees_at=_frees_at(guild_window, 1) if guild_used else None,
+            cooldown_until=cooldown_until,
+        )
+
+
+def _frees_at(window: list[tuple[float, int]], needed: int) -> float | None:
+    """When enough reservations leave the 24 h window to free `needed` images."""
+    freed = 0
+    for reserved_at, held in window:
+        freed += held
+        if held and freed >= needed:
+            return reserved_at + DAY
+    return None

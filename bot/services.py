@@ -1,0 +1,77 @@
+"""Build the long-lived parts from the settings: database, HTTP pool, client, quota, engine.
+
+Front ends (the Discord bot, the worker) enter `services(settings, port)` once in `main()` and
+get everything wired, and closed again in the right order on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from bot.config import Settings
+from bot.dashscope import DashScopeClient
+from bot.db import Database
+from bot.downloads import ResultFetcher
+from bot.gateway import dashscope_target
+from bot.jobs.delivery import DeliveryPort
+from bot.jobs.engine import Engine, EngineConfig
+from bot.jobs.store import JobStore
+from bot.limits import Limits, Quota
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    http: httpx.AsyncClient
+    client: DashScopeClient
+    quota: Quota
+    engine: Engine
+    simulated: bool
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        images_per_user_day=settings.limit_images_per_user_day,
+        concurrent_jobs_per_user=settings.limit_concurrent_jobs_per_user,
+        cooldown_seconds=settings.limit_cooldown_seconds,
+        images_per_guild_day=settings.limit_images_per_guild_day,
+    )
+
+
+def engine_config_from(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        max_in_flight=settings.max_in_flight,
+        submit_rate=settings.submit_rate,
+        task_query_rate=settings.task_query_rate,
+    )
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Services]:
+    db = await Database.open(settings.database_path)
+    try:
+        async with (
+            httpx.AsyncClient(follow_redirects=False) as http,
+            dashscope_target(settings) as target,
+        ):
+            if target.simulated:
+                log.warning(
+                    "no DASHSCOPE_API_KEY: using the built-in simulator (%s)", target.base_url
+                )
+            client = DashScopeClient(
+                target.api_key, target.base_url, http=http, workspace=settings.dashscope_workspace
+            )
+            quota = Quota(db, JobStore(db), limits_from(settings))
+            fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
+            engine = Engine(db, client, fetcher, port, quota, engine_config_from(settings))
+            yield Services(settings, db, http, client, quota, engine, target.simulated)
+    finally:
+        await db.close()
