@@ -144,6 +144,11 @@ class Engine:
         """
         self._stopping = True
         grace = self.config.stop_grace if grace is None else grace
+        # First the loops that start new work (submissions, deliveries), then the work itself.
+        starters = [t for t in self._loops if t.get_name() != "engine-poller"]
+        for task in starters:
+            task.cancel()
+        await asyncio.gather(*starters, return_exceptions=True)
         if self._work:
             _, pending = await asyncio.wait(set(self._work), timeout=grace)
             for task in pending:
