@@ -127,30 +127,22 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
 def _fit_sides(image: Image.Image, index: int, changes: list[str]) -> Image.Image:
     width, height = image.size
     short, long = min(width, height), max(width, height)
+    # Scaling keeps the shape: both sides fit in [MIN, MAX] only if long/short <= MAX/MIN.
+    if long * INPUT_MIN_SIDE > short * INPUT_MAX_SIDE:
+        raise InputRejected.one(
+            "image.too_thin",
+            index=index,
+            width=width,
+            height=height,
+            min_side=INPUT_MIN_SIDE,
+            max_side=INPUT_MAX_SIDE,
+        )
     if short < INPUT_MIN_SIDE:
-        if long > INPUT_MAX_SIDE or long * INPUT_MIN_SIDE / short > INPUT_MAX_SIDE:
-            raise InputRejected.one(
-                "image.too_thin",
-                index=index,
-                width=width,
-                height=height,
-                min_side=INPUT_MIN_SIDE,
-                max_side=INPUT_MAX_SIDE,
-            )
         raise InputRejected.one(
             "image.too_small", index=index, width=width, height=height, min_side=INPUT_MIN_SIDE
         )
     if long > INPUT_MAX_SIDE:
         scale = INPUT_MAX_SIDE / long
-        if short * scale < INPUT_MIN_SIDE:
-            raise InputRejected.one(
-                "image.too_thin",
-                index=index,
-                width=width,
-                height=height,
-                min_side=INPUT_MIN_SIDE,
-                max_side=INPUT_MAX_SIDE,
-            )
         new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = image.resize(new_size, Image.Resampling.LANCZOS)
         changes.append(f"scaled down to {new_size[0]}×{new_size[1]}")
