@@ -29,6 +29,7 @@ from bot.dashscope import (
     validate,
 )
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
+from bot.dashscope.requests import require_kind
 from bot.downloads import ResultFetcher
 from bot.gateway import dashscope_target
 from bot.i18n import text
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="wanbot: Alibaba Wan image models from the command line and on Discord.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the Discord bot (the default with no command)")
+    commands.add_parser("doctor", help="check the token, the API key, the database and the region")
     imagine = commands.add_parser("imagine", help="make images from a text prompt")
     _add_common(imagine, DEFAULT_TEXT_TO_IMAGE_MODEL)
     imagine.add_argument(
@@ -103,9 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulator_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -116,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     setup_logging(settings.log_level_number, secret_values)
     try:
+        if args.command in (None, "run"):
+            from bot.discord_app import run_bot
+
+            return asyncio.run(run_bot(settings))
+        if args.command == "doctor":
+            from bot.doctor import doctor
+
+            return asyncio.run(doctor(settings))
         if args.command == "worker":
             from bot.worker import run_worker
 
@@ -132,10 +140,10 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
         if spec is None:
             raise UsageError(text("invalid.model", model=args.model, choices=", ".join(MODELS)))
         wanted = Kind.EDIT if args.command == "edit" else Kind.TEXT_TO_IMAGE
-        if spec.kind is not wanted:
-            choices = ", ".join(m.name for m in MODELS.values() if m.kind is wanted)
-            key = "invalid.model_not_edit" if wanted is Kind.EDIT else "invalid.model_not_text"
-            raise UsageError(text(key, model=spec.name, choices=choices))
+        try:
+            require_kind(ImageRequest(model=spec.name, prompt=""), wanted)
+        except InputRejected as exc:
+            raise UsageError(exc.user_message()) from None
         if getattr(args, "sync", False) and not spec.supports_sync:
             raise UsageError(text("invalid.sync_unsupported", model=spec.name))
         out_dir: Path = args.out

@@ -39,6 +39,12 @@ EXPECTS: dict[str, str] = {
     "submit_rate": "submissions per second, a number between 0.1 and 100",
     "task_query_rate": "task queries per second, a number between 0.5 and 20",
     "health_port": "a TCP port number (0 = no health endpoint)",
+    "discord_api_base_url": "an http(s) URL of Discord's REST API, e.g. https://discord.com/api/v10",
+    "discord_gateway_url": "a ws(s) URL of Discord's gateway, e.g. wss://gateway.discord.gg/",
+    "discord_application_id": "the application id from the Discord developer portal",
+    "dev_guild_id": "a Discord server id (commands are synced there on start)",
+    "owner_ids": "Discord user ids separated by commas",
+    "allow_dms": "true or false",
 }
 
 
@@ -78,6 +84,14 @@ class Settings(BaseSettings):
     # Task queries per second for the whole process (the account allows 20; keep half spare).
     task_query_rate: float = Field(default=10.0, ge=0.5, le=20)
 
+    # Discord. The URLs let the bot run behind a REST proxy or against a local stand-in.
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_application_id: int | None = None
+    dev_guild_id: int | None = None
+    owner_ids: str = ""
+    allow_dms: bool = False
+
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=0, ge=0, le=65535)
 
@@ -103,6 +117,43 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http(s) URL")
         return value
+
+    @field_validator("discord_api_base_url")
+    @classmethod
+    def _discord_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError("not a ws(s) URL")
+        return value
+
+    @field_validator("owner_ids")
+    @classmethod
+    def _owner_ids(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip() and not part.strip().isdigit():
+                raise ValueError("not a list of ids")
+        return value
+
+    @field_validator("discord_application_id", "dev_guild_id", mode="before")
+    @classmethod
+    def _blank_id_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def owner_id_set(self) -> set[int]:
+        return {int(part) for part in self.owner_ids.split(",") if part.strip()}
 
     @field_validator("dashscope_workspace", mode="before")
     @classmethod

@@ -53,7 +53,10 @@ class Database:
         """Open (creating if needed) and migrate the database at `path` (":memory:" works)."""
         path = str(path)
         if path != ":memory:":
-            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+            try:
+                await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot open the database at {path}: {exc}") from None
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
         except Exception as exc:  # aiosqlite wraps sqlite3 errors of many kinds

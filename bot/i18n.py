@@ -247,6 +247,166 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "The images were made but could not be delivered: {detail}. Nothing was charged.",
         "zh": "图片已生成但无法发送：{detail}。未计费。",
     },
+    # --- Discord: status messages ---------------------------------------------------------
+    "status.queued": {
+        "en": "⏳ Queued — position {position} in line.",
+        "zh": "⏳ 排队中 — 第 {position} 位。",
+    },
+    "status.queued_unknown": {"en": "⏳ Queued.", "zh": "⏳ 排队中。"},
+    "status.submitted": {
+        "en": "📨 Sent to DashScope; waiting for a free slot.",
+        "zh": "📨 已提交到 DashScope，等待空闲通道。",
+    },
+    "status.running": {
+        "en": "🎨 Drawing… {elapsed} s so far, about {eta} s to go.",
+        "zh": "🎨 生成中… 已用 {elapsed} 秒，预计还需约 {eta} 秒。",
+    },
+    "status.running_late": {
+        "en": "🎨 Drawing… {elapsed} s so far; taking longer than usual.",
+        "zh": "🎨 生成中… 已用 {elapsed} 秒，比平时慢一些。",
+    },
+    "status.delivering": {"en": "📦 Finishing up…", "zh": "📦 即将完成…"},
+    "status.done": {
+        "en": "✅ Done: {count} image(s) in {seconds} s.",
+        "zh": "✅ 完成：{count} 张图片，用时 {seconds} 秒。",
+    },
+    "status.failed": {"en": "❌ {message}", "zh": "❌ {message}"},
+    "status.cancelled": {
+        "en": "🚫 Cancelled. Nothing was charged.",
+        "zh": "🚫 已取消，未计费。",
+    },
+    "status.header": {
+        "en": "**Job #{job_id}** by {user} · {model}",
+        "zh": "**任务 #{job_id}** · {user} · {model}",
+    },
+    "status.simulated": {
+        "en": "(simulated: no DashScope key is configured)",
+        "zh": "（模拟结果：未配置 DashScope 密钥）",
+    },
+    # --- Discord: results ---------------------------------------------------------------------
+    "result.title": {"en": "Job #{job_id}", "zh": "任务 #{job_id}"},
+    "result.prompt": {"en": "Prompt", "zh": "提示词"},
+    "result.actual_prompt": {"en": "Actual prompt", "zh": "实际提示词"},
+    "result.negative_prompt": {"en": "Negative prompt", "zh": "反向提示词"},
+    "result.seed": {"en": "Seed", "zh": "种子"},
+    "result.size": {"en": "Size", "zh": "尺寸"},
+    "result.model": {"en": "Model", "zh": "模型"},
+    "result.duration": {"en": "Time", "zh": "用时"},
+    "result.images": {"en": "Images", "zh": "图片"},
+    "result.request_ids": {"en": "Request ids", "zh": "请求 ID"},
+    "result.task_id": {"en": "Task id", "zh": "任务 ID"},
+    "result.failed_images": {
+        "en": "{count} image(s) could not be made and were not charged.",
+        "zh": "{count} 张图片生成失败，未计费。",
+    },
+    "result.reencoded": {
+        "en": "Images were re-encoded as JPEG to fit this server's upload limit.",
+        "zh": "为符合本服务器的上传上限，图片已转为 JPEG。",
+    },
+    "button.reroll": {"en": "Reroll", "zh": "重新生成"},
+    "button.edit": {"en": "Edit", "zh": "编辑"},
+    "button.info": {"en": "Info", "zh": "详情"},
+    "button.delete": {"en": "Delete", "zh": "删除"},
+    "button.cancel": {"en": "Cancel", "zh": "取消"},
+    # --- Discord: replies ---------------------------------------------------------------------
+    "reply.queued": {
+        "en": "Job #{job_id} is queued: {link}",
+        "zh": "任务 #{job_id} 已加入队列：{link}",
+    },
+    "reply.no_images": {
+        "en": "That message has no images I can edit. Attach or reply to a JPEG, PNG, WEBP, BMP "
+        "or GIF.",
+        "zh": "该消息中没有可编辑的图片。请附上或回复一张 JPEG、PNG、WEBP、BMP 或 GIF 图片。",
+    },
+    "reply.too_many_images": {
+        "en": "At most 3 images can be edited together; that message has {count}. The first 3 "
+        "were not used. Reply to a message with 3 or fewer.",
+        "zh": "最多同时编辑 3 张图片，该消息有 {count} 张。请回复不超过 3 张图片的消息。",
+    },
+    "reply.bad_image_choice": {
+        "en": "Choose images by number between 1 and {count}, for example 1 or 1,2.",
+        "zh": "请用 1 到 {count} 之间的编号选择图片，例如 1 或 1,2。",
+    },
+    "modal.images": {"en": "Which images (numbers)", "zh": "使用哪几张图片（编号）"},
+    "reply.not_image_file": {
+        "en": "`{filename}` is not an image. Attach a JPEG, PNG, WEBP, BMP or GIF.",
+        "zh": "`{filename}` 不是图片，请附上 JPEG、PNG、WEBP、BMP 或 GIF。",
+    },
+    "reply.attachment_too_big": {
+        "en": "`{filename}` is {size_mb:.1f} MB; images over {limit_mb:.0f} MB are not accepted.",
+        "zh": "`{filename}` 有 {size_mb:.1f} MB，超过 {limit_mb:.0f} MB 的图片不予接受。",
+    },
+    "reply.attachment_fetch": {
+        "en": "Could not download `{filename}` from Discord. Try again.",
+        "zh": "无法从 Discord 下载 `{filename}`，请重试。",
+    },
+    "reply.no_dms": {
+        "en": "I only work in servers here. Use me in a server channel.",
+        "zh": "此机器人仅在服务器中可用，请在服务器频道中使用。",
+    },
+    "reply.cannot_post": {
+        "en": "I can't post in this channel. Give me View Channel, Send Messages, Attach Files "
+        "and Embed Links here, or use another channel. Nothing was charged.",
+        "zh": "我无法在此频道发言。请授予我 查看频道、发送消息、附加文件 和 嵌入链接 权限，或换个频道。未计费。",
+    },
+    "reply.error": {
+        "en": "Something went wrong on our side; nothing was charged. Please try again.",
+        "zh": "我们这边出了点问题，未计费，请重试。",
+    },
+    "reply.stopping": {
+        "en": "The bot is restarting; try again in a minute. Nothing was charged.",
+        "zh": "机器人正在重启，请一分钟后再试。未计费。",
+    },
+    "reply.job_not_found": {"en": "There is no job #{job_id}.", "zh": "没有任务 #{job_id}。"},
+    "reply.not_your_job": {
+        "en": "Job #{job_id} belongs to someone else. Only its owner or a moderator can do that.",
+        "zh": "任务 #{job_id} 属于其他人，只有发起者或管理员可以这样做。",
+    },
+    "reply.job_not_finished": {
+        "en": "Job #{job_id} has not finished yet ({state}).",
+        "zh": "任务 #{job_id} 尚未完成（{state}）。",
+    },
+    "reply.deleted": {"en": "Deleted.", "zh": "已删除。"},
+    "reply.no_jobs": {
+        "en": "You have no jobs yet. Try /imagine.",
+        "zh": "你还没有任务，试试 /imagine。",
+    },
+    "reply.jobs_title": {"en": "Your recent jobs", "zh": "你最近的任务"},
+    "reply.results_gone": {
+        "en": "The images of job #{job_id} are no longer available.",
+        "zh": "任务 #{job_id} 的图片已不可用。",
+    },
+    "reply.synced": {
+        "en": "Synced {count} commands globally. They can take up to an hour to appear.",
+        "zh": "已全局同步 {count} 个命令，最多可能需要一小时生效。",
+    },
+    "reply.owner_only": {
+        "en": "Only the bot's owner can do that.",
+        "zh": "只有机器人所有者可以这样做。",
+    },
+    "reply.quota_title": {"en": "Your quota", "zh": "你的额度"},
+    "reply.quota_user": {
+        "en": "Images in the last 24 h: {used} of {allowed}",
+        "zh": "过去 24 小时的图片：{used} / {allowed}",
+    },
+    "reply.quota_guild": {
+        "en": "This server, last 24 h: {used} of {allowed}",
+        "zh": "本服务器过去 24 小时：{used} / {allowed}",
+    },
+    "reply.quota_active": {
+        "en": "Jobs in progress: {used} of {allowed}",
+        "zh": "进行中的任务：{used} / {allowed}",
+    },
+    "reply.quota_frees": {"en": "Next image frees {when}.", "zh": "下一张额度将于 {when} 释放。"},
+    "reply.quota_cooldown": {"en": "Cooldown ends {when}.", "zh": "冷却结束于 {when}。"},
+    "reply.unlimited": {"en": "no limit", "zh": "不限"},
+    "modal.edit_title": {"en": "Edit with Wan", "zh": "用万相编辑"},
+    "modal.instruction": {"en": "What should change?", "zh": "要怎么修改？"},
+    "modal.instruction_hint": {
+        "en": "e.g. make the sky a sunset, add a red scarf",
+        "zh": "例如：把天空改成日落，加一条红围巾",
+    },
+    "modal.negative": {"en": "What to avoid (optional)", "zh": "要避免的内容（可选）"},
     # --- CLI ---------------------------------------------------------------------------------
     "cli.simulated": {
         "en": "No DASHSCOPE_API_KEY is set: using the built-in simulator. Results are simulated.",
@@ -263,3 +423,49 @@ def lang_for(locale: str | None) -> Lang:
 def text(key: str, lang: Lang = "en", /, **values: object) -> str:
     entry = MESSAGES[key]
     return entry[lang].format(**values)
+
+
+# Slash-command names, option names and descriptions, in Simplified Chinese (Discord shows them
+# to users whose client is set to zh-CN or zh-TW). English is the text in the code.
+COMMAND_ZH: dict[str, str] = {
+    "imagine": "画图",
+    "Make images from a text prompt with Wan": "用万相根据文字生成图片",
+    "edit": "改图",
+    "Change one to three images as you describe": "按你的描述修改一到三张图片",
+    "Edit with Wan": "用万相编辑",
+    "jobs": "任务列表",
+    "Your recent jobs": "你最近的任务",
+    "show": "查看",
+    "Post a finished job again, with working buttons": "重新发布已完成的任务（含可用按钮）",
+    "cancel": "取消",
+    "Cancel a job that has not started drawing": "取消尚未开始生成的任务",
+    "quota": "额度",
+    "What you have left, and when it frees": "你的剩余额度及释放时间",
+    "wansync": "同步命令",
+    "Owner only: publish the slash commands to every server": "仅所有者：向所有服务器发布斜杠命令",
+    "prompt": "提示词",
+    "What to draw": "要画的内容",
+    "How to change the images": "如何修改这些图片",
+    "negative_prompt": "反向提示词",
+    "What to keep out of the image": "图片中不要出现的内容",
+    "size": "尺寸",
+    "Width×height": "宽×高",
+    "n": "数量",
+    "Number of images (1–4)": "图片数量（1–4）",
+    "seed": "种子",
+    "Seed for repeatable results (0–2147483647)": "用于复现结果的种子（0–2147483647）",
+    "prompt_extend": "扩写提示词",
+    "Let the model rewrite short prompts (default on)": "让模型扩写简短的提示词（默认开启）",
+    "watermark": "水印",
+    "Stamp “AI-generated” on the images": "在图片上加“AI 生成”水印",
+    "model": "模型",
+    "Which Wan model": "使用哪个万相模型",
+    "image": "图片",
+    "image2": "图片2",
+    "image3": "图片3",
+    "The image to edit": "要修改的图片",
+    "A second image (optional)": "第二张图片（可选）",
+    "A third image (optional)": "第三张图片（可选）",
+    "job": "任务",
+    "The job number": "任务编号",
+}

@@ -62,17 +62,26 @@ class QuotaExceeded(Exception):
     def user_message(
         self, lang: Lang = "en", format_time: Callable[[float], str] | None = None
     ) -> str:
-        when = (format_time or relative_time)(self.frees_at) if self.frees_at else "?"
+        if not self.frees_at:
+            when = "?"
+        elif format_time is not None:
+            when = format_time(self.frees_at)
+        else:
+            when = relative_time(self.frees_at, lang=lang)
         return text(f"quota.{self.limit}", lang, allowed=self.allowed, used=self.used, when=when)
 
 
-def relative_time(moment: float, now: float | None = None) -> str:
+def relative_time(moment: float, now: float | None = None, *, lang: Lang = "en") -> str:
+    """How long until `moment`, to fill a message's {when}: "in 5 min" / "5 分钟" (the Chinese
+    messages say "{when}后")."""
     seconds = max(0, int(moment - (time.time() if now is None else now)))
     if seconds < 60:
-        return f"in {seconds} s"
+        return f"{seconds} 秒" if lang == "zh" else f"in {seconds} s"
     minutes = (seconds + 59) // 60
     if minutes < 60:
-        return f"in {minutes} min"
+        return f"{minutes} 分钟" if lang == "zh" else f"in {minutes} min"
+    if lang == "zh":
+        return f"{minutes // 60} 小时 {minutes % 60} 分钟"
     return f"in {minutes // 60} h {minutes % 60} min"
 
 

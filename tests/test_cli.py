@@ -275,7 +275,15 @@ def test_no_key_runs_against_the_embedded_simulator(tmp_path):
     assert Image.open(io.BytesIO(data)).format == "PNG"
 
 
-def test_no_arguments_prints_help(tmp_path):
-    result = run_cli(cwd=tmp_path)
+def test_no_token_explains_how_to_set_up(tmp_path):
+    result = run_cli(cwd=tmp_path, env={"DISCORD_APPLICATION_ID": "123456789012345678"})
     assert result.returncode == 2
-    assert "imagine" in result.stderr and "edit" in result.stderr
+    assert "DISCORD_TOKEN" in result.stdout and "Reset Token" in result.stdout
+    assert "client_id=123456789012345678" in result.stdout  # the invite URL
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("run", "imagine", "edit", "worker", "doctor", "simulator"):
+        assert command in result.stdout

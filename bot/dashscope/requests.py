@@ -13,6 +13,7 @@ from typing import Any
 from bot.dashscope.models import (
     MODELS,
     SEED_MAX,
+    Kind,
     ModelSpec,
     PixelRange,
     Protocol,
@@ -44,6 +45,15 @@ class ImageRequest:
         if spec is None:
             raise InputRejected.one("invalid.model", model=self.model, choices=", ".join(MODELS))
         return spec
+
+
+def require_kind(request: ImageRequest, kind: Kind) -> None:
+    """Refuse a model of the other kind (a text-to-image model for an edit, or the reverse)."""
+    spec = request.spec
+    if spec.kind is not kind:
+        choices = ", ".join(m.name for m in MODELS.values() if m.kind is kind)
+        key = "invalid.model_not_edit" if kind is Kind.EDIT else "invalid.model_not_text"
+        raise InputRejected.one(key, model=spec.name, choices=choices)
 
 
 def parse_size(size: str) -> tuple[int, int] | None:

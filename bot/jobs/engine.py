@@ -46,6 +46,7 @@ from bot.metrics import Metrics
 log = logging.getLogger(__name__)
 
 RESULT_LIFETIME = 24 * 3600.0  # result URLs and task data live 24 h
+INPUT_RETENTION = 7 * 24 * 3600.0  # an ended edit's input images are kept this long
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,9 @@ class Engine:
         self._model_pause: dict[str, float] = {}
         self.poller = Poller(
             client.with_retry(NO_RETRIES),
-            RateLimiter(self.config.task_query_rate),
+            # No burst: a full bucket of `rate` plus `rate` more within the same second would
+            # be twice the account's per-second limit.
+            RateLimiter(self.config.task_query_rate, burst=1.0),
             self.durations,
             self.metrics,
             self._on_reading,
@@ -171,6 +174,9 @@ class Engine:
 
     async def recover(self) -> None:
         """Rebuild the in-memory state from the database after a start or a crash."""
+        async with self.db.transaction() as conn:
+            # Inputs are kept a while after a job ends, so Reroll can redo an edit.
+            await self.store.prune_inputs(conn, self.clock() - INPUT_RETENTION)
         for job in await self.store.in_states(
             [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
         ):
@@ -215,6 +221,22 @@ class Engine:
     def position(self, job_id: int) -> int | None:
         return self.queue.position(job_id)
 
+    async def place(
+        self, job_id: int, *, status_message_id: int | None, thread_id: int | None
+    ) -> Job:
+        """Record where a front end shows the job (its status message and thread)."""
+        async with self.db.transaction() as conn:
+            await self.store.update(
+                conn, job_id, status_message_id=status_message_id, thread_id=thread_id
+            )
+        job = await self.store.get(job_id)
+        assert job is not None
+        await self._notify(job)
+        return job
+
+    def expected_seconds(self, job: Job) -> float:
+        return self.durations.expected(job.model, job.n, job.kind.value)
+
     async def cancel(self, job_id: int, user_id: int, *, moderator: bool = False) -> CancelOutcome:
         job = await self.store.get(job_id)
         values: dict[str, Any] = {"job_id": job_id}
@@ -246,7 +268,7 @@ class Engine:
 
     def _limiter(self, model: str) -> RateLimiter:
         if model not in self._submit_limiters:
-            self._submit_limiters[model] = RateLimiter(self.config.submit_rate)
+            self._submit_limiters[model] = RateLimiter(self.config.submit_rate, burst=1.0)
         return self._submit_limiters[model]
 
     def _release_slot(self, model: str) -> None:
@@ -506,7 +528,6 @@ class Engine:
     ) -> Job:
         ended = await self.store.transition(conn, job.id, state, **fields)
         await self.quota.settle(conn, ended, charged)
-        await self.store.drop_inputs(conn, job.id)
         self.metrics.inc("wanbot_images_charged_total", charged)
         self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
         return ended

@@ -28,9 +28,8 @@ class FairQueue:
         jobs = users.get(user_id)
         if jobs is None:
             jobs = users[user_id] = deque()
-            if front:
-                users.move_to_end(user_id, last=False)
-        if front:
+        if front:  # back where it was popped from: first in line, its user first in rotation
+            users.move_to_end(user_id, last=False)
             jobs.appendleft(job_id)
         else:
             jobs.append(job_id)

@@ -92,6 +92,21 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
+    async def job_for_message(self, message_id: int) -> Job | None:
+        """The job whose result images were posted in this message."""
+        row = await self.db.fetchone(
+            "SELECT j.* FROM jobs j JOIN results r ON r.job_id = j.id"
+            " WHERE r.delivered_message_id = ? LIMIT 1",
+            (message_id,),
+        )
+        return Job.from_row(row) if row else None
+
+    async def recent_for_user(self, user_id: int, limit: int = 10) -> list[Job]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
+        )
+        return [Job.from_row(row) for row in rows]
+
     async def inputs(self, job_id: int) -> tuple[str, ...]:
         rows = await self.db.fetchall(
             "SELECT data_uri FROM job_inputs WHERE job_id = ? ORDER BY position", (job_id,)
@@ -180,8 +195,13 @@ class JobStore:
             (message_id if message_id is not None else 0, job_id, position),
         )
 
-    async def drop_inputs(self, conn: aiosqlite.Connection, job_id: int) -> None:
-        await conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+    async def prune_inputs(self, conn: aiosqlite.Connection, ended_before: float) -> None:
+        """Forget the input images of jobs that ended before `ended_before`."""
+        await conn.execute(
+            "DELETE FROM job_inputs WHERE job_id IN"
+            " (SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?)",
+            (ended_before,),
+        )
 
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

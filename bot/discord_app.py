@@ -1,0 +1,185 @@
+"""The Discord bot: a `commands.Bot` that owns the services, loads the cogs, routes errors.
+
+`run_bot(settings)` is the main job (`python -m bot`). Long-lived resources (database, HTTP
+pool, DashScope client, engine) are made in `services()` before the bot and passed in; the bot
+starts the engine in `setup_hook` (after login, so REST works, and never waiting on the gateway)
+and stops it in `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.discord_delivery import DiscordDelivery
+from bot.discord_flow import JobLauncher, respond, respond_error
+from bot.i18n import COMMAND_ZH, lang_for, text
+from bot.services import Services, services
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.imagine", "cogs.edit", "cogs.jobs", "cogs.admin")
+
+# What the bot needs in a channel: view, send (also in threads), create public threads, attach
+# files, embed links, read history (to see what a reply refers to).
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    attach_files=True,
+    embed_links=True,
+    read_message_history=True,
+)
+
+SETUP_HELP = """\
+wanbot needs a Discord bot token (DISCORD_TOKEN) to run.
+1. Open https://discord.com/developers/applications, create an application, and on its "Bot"
+   page press "Reset Token" and copy the token.
+2. Put it in the environment or in .env as DISCORD_TOKEN=... (see .env.example).
+3. Invite the bot to your server with {invite}
+   (scopes bot and applications.commands; no privileged intent is needed).
+Without DASHSCOPE_API_KEY the bot runs against its built-in simulator, so you can try it first.
+To try the command line without Discord: python -m bot imagine "a flower shop" --out out/"""
+
+
+def invite_url(application_id: int | None) -> str:
+    if application_id is None:
+        return (
+            "the invite link from the developer portal (OAuth2 → URL Generator; set "
+            "DISCORD_APPLICATION_ID and this message prints it)"
+        )
+    return discord.utils.oauth_url(
+        application_id,
+        permissions=PERMISSIONS,
+        scopes=("bot", "applications.commands"),
+    )
+
+
+class WanTranslator(app_commands.Translator):
+    """Command names, options and descriptions in Simplified Chinese for zh clients."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        if locale in (discord.Locale.chinese, discord.Locale.taiwan_chinese):
+            return COMMAND_ZH.get(string.message)
+        return None
+
+
+class WanTree(app_commands.CommandTree["WanBot"]):
+    """Refuses DMs unless allowed; turns domain errors into friendly ephemeral messages."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None and not self.client.settings.allow_dms:
+            await respond(interaction, text("reply.no_dms", lang_for(str(interaction.locale))))
+            return False
+        return True
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(error, app_commands.CheckFailure) and not isinstance(
+            error, app_commands.CommandInvokeError
+        ):
+            if isinstance(error, app_commands.MissingPermissions | app_commands.NotOwner):
+                await respond(
+                    interaction, text("reply.owner_only", lang_for(str(interaction.locale)))
+                )
+            return
+        await respond_error(interaction, original)
+
+
+class WanBot(commands.Bot):
+    def __init__(self, svc: Services, port: DiscordDelivery) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True  # replies that mention the bot carry their content
+        intents.dm_messages = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=WanTree,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            owner_ids=svc.settings.owner_id_set or None,
+            guild_ready_timeout=1.0,
+        )
+        self.svc = svc
+        self.settings = svc.settings
+        self.engine = svc.engine
+        self.delivery = port
+        self.launcher = JobLauncher(svc.engine)
+        port.attach(self, svc.engine.expected_seconds)
+
+    async def setup_hook(self) -> None:
+        await self.tree.set_translator(WanTranslator())
+        for name in COGS:
+            await self.load_extension(name)
+        await self.engine.start()
+        if self.settings.dev_guild_id:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to the dev server %s", len(synced), guild.id)
+
+    async def close(self) -> None:
+        for name in list(self.extensions):
+            await self.unload_extension(name)
+        await self.engine.stop()
+        await super().close()
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("logged in as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        log.exception("error in %s", event_method)
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Use the configured REST and gateway URLs (a proxy, or a local stand-in in tests)."""
+    discord.http.Route.BASE = settings.discord_api_base_url
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+async def run_bot(settings: Settings) -> int:
+    if settings.discord_token is None:
+        print(SETUP_HELP.format(invite=invite_url(settings.discord_application_id)))
+        return 2
+    point_discord_at(settings)
+    port = DiscordDelivery(simulated=settings.simulated)
+    async with services(settings, port) as svc:
+        if svc.simulated:
+            log.warning("no DASHSCOPE_API_KEY: every result is simulated")
+        bot = WanBot(svc, port)
+        loop = asyncio.get_running_loop()
+        closing: list[asyncio.Task[None]] = []
+
+        def stop() -> None:
+            if not closing:
+                log.info("stopping: finishing in-flight work")
+                closing.append(loop.create_task(bot.close()))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            async with bot:
+                await bot.start(settings.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            log.error("Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token)")
+            return 2
+        log.info("stopped")
+    return 0

@@ -1,0 +1,209 @@
+"""The engine's delivery port on Discord: live status edits and result posts, with the bot token.
+
+Nothing here uses an interaction token: jobs outlive the 15 minutes such a token lives, and a
+restarted bot has none. Status edits are coalesced per job and spaced per channel, under
+Discord's five edits per five seconds. Result posts carry a nonce per job and part, so a
+delivery repeated after a crash returns Discord's earlier message instead of a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+from PIL import Image
+
+from bot.discord_render import result_embed, result_view, status_content, status_view
+from bot.i18n import lang_for
+from bot.jobs.delivery import DeliveredImage, DeliveryError
+from bot.jobs.model import Job, JobState
+
+log = logging.getLogger(__name__)
+
+EDIT_SPACING = 1.2  # seconds between two status edits in one channel
+MAX_FILES = 10
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+FINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class _Pending:
+    job: Job
+    position: int | None
+    message: str | None = None
+
+
+class DiscordDelivery:
+    def __init__(self, *, simulated: bool = False) -> None:
+        self.simulated = simulated
+        self.bot: discord.Client | None = None
+        self.expected: Callable[[Job], float] = lambda job: 0.0
+        self._pending: dict[int, _Pending] = {}
+        self._channel_next: dict[int, float] = {}
+        self._flushers: dict[int, asyncio.Task[None]] = {}
+
+    def attach(self, bot: discord.Client, expected: Callable[[Job], float]) -> None:
+        self.bot = bot
+        self.expected = expected
+
+    # --- status ------------------------------------------------------------------------------
+
+    async def status_changed(self, job: Job, position: int | None = None) -> None:
+        if self.bot is None or job.status_message_id is None or job.channel_id is None:
+            return
+        self._pending[job.id] = _Pending(job, position)
+        self._kick(job.channel_id, immediate=job.state in FINAL)
+
+    async def failed(self, job: Job, message: str) -> None:
+        if self.bot is None or job.channel_id is None:
+            return
+        if job.status_message_id is None:
+            try:
+                await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
+                    f"<@{job.user_id}> ❌ {message}",
+                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+                )
+            except discord.HTTPException as exc:
+                log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
+            return
+        self._pending[job.id] = _Pending(job, None, message)
+        self._kick(job.channel_id, immediate=True)
+
+    def _kick(self, channel_id: int, *, immediate: bool) -> None:
+        if immediate:
+            self._channel_next[channel_id] = min(
+                self._channel_next.get(channel_id, 0.0), time.monotonic()
+            )
+        task = self._flushers.get(channel_id)
+        if task is None or task.done():
+            self._flushers[channel_id] = asyncio.create_task(
+                self._flush(channel_id), name=f"status-{channel_id}"
+            )
+
+    async def _flush(self, channel_id: int) -> None:
+        while True:
+            wait = self._channel_next.get(channel_id, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            due = [p for p in self._pending.values() if p.job.channel_id == channel_id]
+            if not due:
+                return
+            item = due[0]
+            self._pending.pop(item.job.id, None)
+            self._channel_next[channel_id] = time.monotonic() + EDIT_SPACING
+            await self._edit_status(item)
+
+    async def _edit_status(self, item: _Pending) -> None:
+        assert self.bot is not None
+        job = item.job
+        lang = lang_for(job.locale)
+        content = status_content(
+            job,
+            lang,
+            position=item.position,
+            expected_seconds=self.expected(job),
+            simulated=self.simulated,
+            message=item.message,
+        )
+        channel = self.bot.get_partial_messageable(job.channel_id or 0)
+        message = channel.get_partial_message(job.status_message_id or 0)
+        try:
+            await message.edit(content=content, view=status_view(job, lang))
+        except discord.HTTPException as exc:
+            log.warning("job %s: status edit failed: %s", job.id, exc)
+
+    # --- results -----------------------------------------------------------------------------
+
+    def upload_limit(self, job: Job) -> int:
+        guild = self.bot.get_guild(job.guild_id) if self.bot and job.guild_id else None
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    async def deliver(self, job: Job, images: list[DeliveredImage]) -> list[int | None]:
+        if self.bot is None:
+            raise DeliveryError("the Discord client is not ready yet")
+        target = job.thread_id or job.channel_id
+        if target is None:
+            raise DeliveryError("the job has no channel", retryable=False)
+        lang = lang_for(job.locale)
+        limit = self.upload_limit(job)
+        payloads = [(image.position, image.content, "png") for image in images]
+        reencoded = any(len(content) > limit for _, content, _ in payloads)
+        if reencoded:
+            payloads = [(pos, _as_jpeg(content, limit), "jpg") for pos, content, _ in payloads]
+        batches = _batches(payloads, limit)
+        failed_images = job.n - len(images)
+        channel = self.bot.get_partial_messageable(target)
+        ids: dict[int, int] = {}
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            files = [
+                discord.File(io.BytesIO(content), filename=f"wan-{job.id}-{pos + 1}.{ext}")
+                for pos, content, ext in batch
+            ]
+            try:
+                message = await channel.send(
+                    content=f"<@{job.user_id}>" if index == 0 else None,
+                    files=files,
+                    embed=result_embed(
+                        job,
+                        lang,
+                        failed_images=failed_images,
+                        reencoded=reencoded,
+                        simulated=self.simulated,
+                    )
+                    if last
+                    else discord.utils.MISSING,
+                    view=result_view(job.id, lang) if last else discord.utils.MISSING,
+                    nonce=f"wb{job.id}-{index}",
+                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+                )
+            except discord.Forbidden as exc:
+                raise DeliveryError(
+                    f"missing permission to post ({exc.text})", retryable=False
+                ) from None
+            except discord.NotFound as exc:
+                raise DeliveryError(f"the channel is gone ({exc.text})", retryable=False) from None
+            except discord.HTTPException as exc:
+                raise DeliveryError(f"Discord answered {exc.status} ({exc.text})") from None
+            for pos, _, _ in batch:
+                ids[pos] = message.id
+        return [ids.get(image.position) for image in images]
+
+
+def _batches(
+    payloads: list[tuple[int, bytes, str]], limit: int
+) -> list[list[tuple[int, bytes, str]]]:
+    """Group images into messages under the upload cap and 10 files each."""
+    batches: list[list[tuple[int, bytes, str]]] = []
+    current: list[tuple[int, bytes, str]] = []
+    size = 0
+    for item in payloads:
+        if current and (size + len(item[1]) > limit or len(current) >= MAX_FILES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += len(item[1])
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _as_jpeg(content: bytes, limit: int) -> bytes:
+    """Re-encode as JPEG, scaling down until it fits under `limit` bytes."""
+    with Image.open(io.BytesIO(content)) as opened:
+        image = opened.convert("RGB")
+    quality = 90
+    while True:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality, optimize=True)
+        if buffer.tell() <= limit or min(image.size) < 64:
+            return buffer.getvalue()
+        if quality > 70:
+            quality -= 10
+        else:
+            image = image.resize((image.width * 3 // 4, image.height * 3 // 4))

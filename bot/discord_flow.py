@@ -1,0 +1,186 @@
+"""Starting a job from Discord, and answering an interaction when something is refused.
+
+Every entry point (slash commands, the context menu and its modal, reply-to-edit, the Reroll and
+Edit buttons) goes through `JobLauncher.launch`: reserve quota and queue the job, post the
+public status message with the bot token, hang a thread named from the prompt off it (or stay in
+the thread / DM we are in), and record where the job lives so it can finish after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import discord
+
+from bot.dashscope.errors import DashScopeError
+from bot.dashscope.requests import ImageRequest, validate
+from bot.discord_render import status_content, status_view, thread_name
+from bot.i18n import Lang, lang_for, text
+from bot.images import MAX_UPLOAD_BYTES, prepare_image
+from bot.jobs.engine import Engine, EngineStopping
+from bot.jobs.model import Job, NewJob
+from bot.limits import QuotaExceeded
+from bot.problems import InputRejected
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("image/",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+
+
+class CannotPost(Exception):
+    """The bot may not post in the channel the request came from."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from and who made it."""
+
+    channel: discord.abc.Messageable
+    user: discord.abc.User
+    locale: str
+
+    @property
+    def lang(self) -> Lang:
+        return lang_for(self.locale)
+
+    @property
+    def guild(self) -> discord.Guild | None:
+        return getattr(self.channel, "guild", None)
+
+    @classmethod
+    def of(cls, interaction: discord.Interaction) -> Origin:
+        channel = interaction.channel
+        assert channel is not None and isinstance(channel, discord.abc.Messageable)
+        return cls(channel, interaction.user, str(interaction.locale))
+
+
+def relative_timestamp(moment: float) -> str:
+    """Discord shows `<t:…:R>` as "in 3 hours" in each reader's own language and clock."""
+    return f"<t:{int(moment)}:R>"
+
+
+def refusal_text(error: BaseException, lang: Lang) -> str | None:
+    """The user-facing words for a domain error, or None for an unexpected one."""
+    if isinstance(error, InputRejected):
+        return error.user_message(lang)
+    if isinstance(error, QuotaExceeded):
+        return error.user_message(lang, relative_timestamp)
+    if isinstance(error, DashScopeError):
+        return error.user_message(lang)
+    if isinstance(error, EngineStopping):
+        return text("reply.stopping", lang)
+    if isinstance(error, CannotPost):
+        return text("reply.cannot_post", lang)
+    return None
+
+
+async def respond(interaction: discord.Interaction, content: str, **kwargs: object) -> None:
+    """Reply ephemerally, whether or not the interaction was acknowledged already."""
+    if interaction.response.is_done():
+        await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+    else:
+        await interaction.response.send_message(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+
+
+async def respond_error(interaction: discord.Interaction, error: BaseException) -> None:
+    lang = lang_for(str(interaction.locale))
+    message = refusal_text(error, lang)
+    if message is None:
+        log.error("unexpected error in an interaction", exc_info=error)
+        message = text("reply.error", lang)
+    try:
+        await respond(interaction, message)
+    except discord.HTTPException as exc:  # the token may have expired
+        log.warning("could not tell the user about an error: %s", exc)
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    content_type = (attachment.content_type or "").lower()
+    return content_type.startswith(IMAGE_TYPES) or attachment.filename.lower().endswith(
+        IMAGE_SUFFIXES
+    )
+
+
+async def images_from(attachments: list[discord.Attachment]) -> tuple[str, ...]:
+    """Download and normalise attachments into data URIs; refuse what cannot be used."""
+    uris = []
+    for index, attachment in enumerate(attachments, start=1):
+        if not is_image(attachment):
+            raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
+        if attachment.size > MAX_UPLOAD_BYTES:
+            raise InputRejected.one(
+                "reply.attachment_too_big",
+                filename=attachment.filename,
+                size_mb=attachment.size / 1e6,
+                limit_mb=MAX_UPLOAD_BYTES / 1e6,
+            )
+        try:
+            data = await attachment.read()
+        except discord.HTTPException:
+            raise InputRejected.one(
+                "reply.attachment_fetch", filename=attachment.filename
+            ) from None
+        uris.append(prepare_image(data, index).data_uri)
+    return tuple(uris)
+
+
+class JobLauncher:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def launch(
+        self,
+        origin: Origin,
+        request: ImageRequest,
+        *,
+        parent_job_id: int | None = None,
+        reply_to: discord.Message | None = None,
+    ) -> tuple[Job, discord.Message]:
+        """Validate, reserve and queue; post the status message and its thread."""
+        request = validate(request)
+        channel = origin.channel
+        in_thread = isinstance(channel, discord.Thread)
+        channel_id = getattr(channel, "id", None)
+        new = NewJob(
+            request=request,
+            user_id=origin.user.id,
+            guild_id=origin.guild.id if origin.guild else None,
+            channel_id=channel_id,
+            thread_id=channel_id if in_thread else None,
+            locale=origin.locale,
+            parent_job_id=parent_job_id,
+        )
+        job = await self.engine.submit_job(new)
+        try:
+            status = await channel.send(
+                status_content(
+                    job,
+                    origin.lang,
+                    position=self.engine.position(job.id),
+                    simulated=self._simulated,
+                ),
+                view=status_view(job, origin.lang) or discord.utils.MISSING,
+                reference=reply_to or discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except (discord.Forbidden, discord.NotFound):
+            await self.engine.cancel(job.id, origin.user.id, moderator=True)
+            raise CannotPost() from None
+        thread_id = new.thread_id
+        if thread_id is None and isinstance(channel, discord.TextChannel):
+            try:
+                thread = await channel.create_thread(
+                    name=thread_name(request.prompt), message=status, auto_archive_duration=1440
+                )
+                thread_id = thread.id
+            except discord.HTTPException as exc:  # no permission: answer in the channel
+                log.info("job %s: no thread (%s); answering in the channel", job.id, exc)
+        job = await self.engine.place(job.id, status_message_id=status.id, thread_id=thread_id)
+        return job, status
+
+    @property
+    def _simulated(self) -> bool:
+        port = self.engine.port
+        return bool(getattr(port, "simulated", False))

@@ -1,0 +1,189 @@
+"""What the bot shows on Discord: status lines, result embeds, info embeds and button rows.
+
+Buttons carry their job in the custom_id (`wan:job:<id>:<action>`); the cogs register a
+`DynamicItem` with `JOB_BUTTON_TEMPLATE`, so a click works after any restart by looking the job
+up in the database. The views built here are stopped before sending: nothing is kept in memory
+per message, every click is routed by the template alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import discord
+
+from bot.i18n import Lang, lang_for, text
+from bot.jobs.model import Job, JobState, ResultImage
+
+JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]+):(?P<action>reroll|edit|info|delete|cancel)"
+EMBED_COLOUR = discord.Colour(0x5B6CFF)
+FIELD_LIMIT = 1024
+THREAD_NAME_LIMIT = 100
+
+
+def job_custom_id(job_id: int, action: str) -> str:
+    return f"wan:job:{job_id}:{action}"
+
+
+def clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def thread_name(prompt: str) -> str:
+    """A thread title from the prompt: one line, no mentions, at most 100 characters."""
+    line = " ".join(prompt.replace("@", "@\u200b").split()) or "wanbot"
+    return clip(line, THREAD_NAME_LIMIT)
+
+
+def status_content(
+    job: Job,
+    lang: Lang,
+    *,
+    position: int | None = None,
+    expected_seconds: float | None = None,
+    simulated: bool = False,
+    now: float | None = None,
+    message: str | None = None,
+) -> str:
+    now = time.time() if now is None else now
+    header = text("status.header", lang, job_id=job.id, user=f"<@{job.user_id}>", model=job.model)
+    state = job.state
+    if state is JobState.QUEUED:
+        line = (
+            text("status.queued", lang, position=position)
+            if position
+            else text("status.queued_unknown", lang)
+        )
+    elif state is JobState.SUBMITTED:
+        line = text("status.submitted", lang)
+    elif state is JobState.RUNNING:
+        started = job.submitted_at or job.created_at
+        elapsed = max(0, int(now - started))
+        left = int((expected_seconds or 0) - elapsed)
+        line = (
+            text("status.running", lang, elapsed=elapsed, eta=left)
+            if left > 0
+            else text("status.running_late", lang, elapsed=elapsed)
+        )
+    elif state is JobState.DELIVERING:
+        line = text("status.delivering", lang)
+    elif state is JobState.DONE:
+        seconds = int((job.finished_at or now) - job.created_at)
+        line = text("status.done", lang, count=job.image_count or 0, seconds=seconds)
+    elif state is JobState.CANCELLED:
+        line = text("status.cancelled", lang)
+    else:
+        line = text("status.failed", lang, message=message or job.error_message or "?")
+    parts = [header, f"> {clip(job.params.prompt, 300)}", line]
+    if simulated:
+        parts.append(f"-# {text('status.simulated', lang)}")
+    return "\n".join(parts)
+
+
+def _stopped(view: discord.ui.View) -> discord.ui.View:
+    view.stop()  # see the module docstring: routed by custom_id, not stored per message
+    return view
+
+
+def status_view(job: Job, lang: Lang) -> discord.ui.View | None:
+    """A Cancel button while the job can still be cancelled."""
+    if job.state not in (JobState.QUEUED, JobState.SUBMITTED):
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(
+        discord.ui.Button(
+            label=text("button.cancel", lang),
+            style=discord.ButtonStyle.secondary,
+            custom_id=job_custom_id(job.id, "cancel"),
+        )
+    )
+    return _stopped(view)
+
+
+def result_view(job_id: int, lang: Lang) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action, style in (
+        ("reroll", discord.ButtonStyle.primary),
+        ("edit", discord.ButtonStyle.secondary),
+        ("info", discord.ButtonStyle.secondary),
+        ("delete", discord.ButtonStyle.danger),
+    ):
+        view.add_item(
+            discord.ui.Button(
+                label=text(f"button.{action}", lang),
+                style=style,
+                custom_id=job_custom_id(job_id, action),
+            )
+        )
+    return _stopped(view)
+
+
+def result_embed(
+    job: Job,
+    lang: Lang,
+    *,
+    failed_images: int = 0,
+    reencoded: bool = False,
+    simulated: bool = False,
+) -> discord.Embed:
+    p = job.params
+    embed = discord.Embed(title=text("result.title", lang, job_id=job.id), colour=EMBED_COLOUR)
+    embed.add_field(
+        name=text("result.prompt", lang), value=clip(p.prompt, FIELD_LIMIT), inline=False
+    )
+    if job.actual_prompt and job.actual_prompt.strip() != p.prompt.strip():
+        embed.add_field(
+            name=text("result.actual_prompt", lang),
+            value=clip(job.actual_prompt, FIELD_LIMIT),
+            inline=False,
+        )
+    if p.negative_prompt:
+        embed.add_field(
+            name=text("result.negative_prompt", lang),
+            value=clip(p.negative_prompt, FIELD_LIMIT),
+            inline=False,
+        )
+    embed.add_field(name=text("result.model", lang), value=job.model)
+    embed.add_field(name=text("result.size", lang), value=p.size or "auto")
+    embed.add_field(
+        name=text("result.seed", lang), value=str(p.seed) if p.seed is not None else "—"
+    )
+    if job.finished_at or job.delivering_at:
+        seconds = int((job.delivering_at or job.finished_at or job.created_at) - job.created_at)
+        embed.add_field(name=text("result.duration", lang), value=f"{seconds} s")
+    notes = []
+    if failed_images:
+        notes.append(text("result.failed_images", lang, count=failed_images))
+    if reencoded:
+        notes.append(text("result.reencoded", lang))
+    if simulated:
+        notes.append(text("status.simulated", lang))
+    if notes:
+        embed.set_footer(text=" ".join(notes))
+    return embed
+
+
+def info_embed(job: Job, results: list[ResultImage], locale: str | None) -> discord.Embed:
+    lang = lang_for(locale)
+    embed = result_embed(job, lang)
+    delivered = sum(1 for r in results if r.delivered_message_id is not None)
+    failed = [r for r in results if r.failure_code]
+    embed.add_field(
+        name=text("result.images", lang),
+        value=f"{delivered}/{job.n}"
+        + (f" ({', '.join(r.failure_code or '' for r in failed)})" if failed else ""),
+    )
+    if job.task_id:
+        embed.add_field(name=text("result.task_id", lang), value=f"`{job.task_id}`", inline=False)
+    ids = [i for i in (job.submit_request_id, job.result_request_id) if i]
+    if ids:
+        embed.add_field(
+            name=text("result.request_ids", lang),
+            value="\n".join(f"`{i}`" for i in ids),
+            inline=False,
+        )
+    if job.error_code:
+        embed.add_field(
+            name="Error", value=f"`{job.error_code}` {clip(job.error_message or '', 900)}"
+        )
+    return embed

@@ -1,0 +1,105 @@
+"""`python -m bot doctor`: check the token, the API key, the database and the region; say how to
+fix what is wrong. Exit 0 when everything is fine, 1 otherwise."""
+
+from __future__ import annotations
+
+import discord
+import httpx
+
+from bot.config import Settings
+from bot.dashscope import AuthenticationError, DashScopeClient, DashScopeError
+from bot.dashscope.models import region_of_base_url
+from bot.dashscope.retry import NO_RETRIES
+from bot.db import Database, DatabaseError
+
+OK, PROBLEM = "ok  ", "FIX "
+
+
+async def doctor(settings: Settings) -> int:
+    lines: list[tuple[str, str]] = []
+    lines.append(await _check_discord(settings))
+    lines.extend(await _check_dashscope(settings))
+    lines.append(await _check_database(settings))
+    for status, message in lines:
+        print(f"{status} {message}")
+    return 0 if all(status == OK for status, _ in lines) else 1
+
+
+async def _check_discord(settings: Settings) -> tuple[str, str]:
+    if settings.discord_token is None:
+        return (
+            PROBLEM,
+            "DISCORD_TOKEN is not set: create a bot at https://discord.com/developers/applications (Bot → Reset Token) and set DISCORD_TOKEN.",
+        )
+    discord.http.Route.BASE = settings.discord_api_base_url
+    http = discord.http.HTTPClient(None)  # type: ignore[arg-type]
+    try:
+        me = await http.static_login(settings.discord_token.get_secret_value())
+    except discord.LoginFailure:
+        return (
+            PROBLEM,
+            "Discord refused DISCORD_TOKEN: reset the token in the developer portal and set it again.",
+        )
+    except (discord.HTTPException, OSError) as exc:
+        return PROBLEM, f"could not reach Discord at {settings.discord_api_base_url}: {exc}"
+    finally:
+        await http.close()
+    return OK, f"Discord token belongs to {me.get('username')} ({me.get('id')})"
+
+
+async def _check_dashscope(settings: Settings) -> list[tuple[str, str]]:
+    lines = []
+    region = region_of_base_url(settings.dashscope_base_url)
+    if region is None:
+        lines.append(
+            (
+                OK,
+                f"DASHSCOPE_BASE_URL {settings.dashscope_base_url} is not a known DashScope region (a proxy or a simulator?)",
+            )
+        )
+    else:
+        lines.append(
+            (OK, f"DASHSCOPE_BASE_URL is the {region} gateway; your key must belong to that region")
+        )
+    if settings.dashscope_api_key is None:
+        lines.append(
+            (
+                OK,
+                "DASHSCOPE_API_KEY is not set: the built-in simulator is used and results are simulated",
+            )
+        )
+        return lines
+    async with httpx.AsyncClient() as http:
+        client = DashScopeClient(
+            settings.dashscope_api_key, settings.dashscope_base_url, http=http, retry=NO_RETRIES
+        )
+        try:
+            # Listing one task is the cheapest authenticated call: it costs nothing.
+            await client.list_tasks(page_size=1)
+        except AuthenticationError:
+            lines.append(
+                (
+                    PROBLEM,
+                    "DashScope refused DASHSCOPE_API_KEY: check the key, and that it belongs to the region of DASHSCOPE_BASE_URL (Beijing, Singapore and Virginia keys are separate).",
+                )
+            )
+        except DashScopeError as exc:
+            lines.append(
+                (
+                    PROBLEM,
+                    f"DashScope answered {exc}: see the error code at https://help.aliyun.com/zh/model-studio/error-code",
+                )
+            )
+        else:
+            lines.append((OK, "DASHSCOPE_API_KEY works"))
+    return lines
+
+
+async def _check_database(settings: Settings) -> tuple[str, str]:
+    try:
+        db = await Database.open(settings.database_path)
+    except DatabaseError as exc:
+        return PROBLEM, str(exc)
+    version = await db.schema_version()
+    await db.close()
+    return OK, f"database {settings.database_path} is at schema version {version}"

@@ -1,0 +1,272 @@
+"""Editing images: /edit with attachments, the "Edit with Wan" message menu, reply-to-edit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot.dashscope.models import DEFAULT_EDIT_MODEL, SEED_MAX
+from bot.dashscope.requests import ImageRequest
+from bot.discord_app import WanBot
+from bot.discord_flow import (
+    Origin,
+    images_from,
+    is_image,
+    refusal_text,
+    respond,
+    respond_error,
+)
+from bot.i18n import Lang, lang_for, text
+from bot.problems import InputRejected
+from cogs.options import size_choices
+
+log = logging.getLogger(__name__)
+
+MAX_INPUTS = 3
+_CHOICE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
+
+
+def choose(attachments: list[discord.Attachment], choice: str | None) -> list[discord.Attachment]:
+    """Pick images by 1-based numbers ("1", "1,3", "1-3"); all of them when no choice is given."""
+    images = [a for a in attachments if is_image(a)]
+    if not images:
+        raise InputRejected.one("reply.no_images")
+    if not choice or not choice.strip() or choice.strip().lower() in ("all", "全部"):
+        picked = images
+    else:
+        numbers: list[int] = []
+        for part in re.split(r"[,，\s]+", choice.strip()):
+            match = _CHOICE.match(part)
+            if not part:
+                continue
+            if not match:
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
+            low = int(match.group(1))
+            high = int(match.group(2) or low)
+            numbers.extend(range(low, high + 1))
+        if not numbers or any(not 1 <= k <= len(images) for k in numbers):
+            raise InputRejected.one("reply.bad_image_choice", count=len(images))
+        picked = [images[k - 1] for k in dict.fromkeys(numbers)]
+    if len(picked) > MAX_INPUTS:
+        raise InputRejected.one("reply.too_many_images", count=len(picked))
+    return picked
+
+
+def default_choice(images: list[discord.Attachment], from_bot: bool) -> str:
+    """A bot result's images are alternatives: edit the first. A member's are a set: use all."""
+    if len(images) <= 1:
+        return "1"
+    if from_bot or len(images) > MAX_INPUTS:
+        return "1"
+    return f"1-{len(images)}"
+
+
+class EditModal(discord.ui.Modal):
+    """Asks for the instruction (and which images, when the message has several)."""
+
+    def __init__(
+        self,
+        bot: WanBot,
+        lang: Lang,
+        attachments: list[discord.Attachment],
+        *,
+        from_bot: bool,
+        parent_job_id: int | None = None,
+    ) -> None:
+        super().__init__(title=text("modal.edit_title", lang), timeout=600)
+        self.bot = bot
+        self.attachments = attachments
+        self.parent_job_id = parent_job_id
+        self.instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+            label=text("modal.instruction", lang),
+            placeholder=text("modal.instruction_hint", lang),
+            style=discord.TextStyle.paragraph,
+            max_length=2000,
+        )
+        self.negative: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+            label=text("modal.negative", lang), required=False, max_length=500
+        )
+        self.add_item(self.instruction)
+        self.add_item(self.negative)
+        images = [a for a in attachments if is_image(a)]
+        self.images: discord.ui.TextInput[EditModal] | None = None
+        if len(images) > 1:
+            self.images = discord.ui.TextInput(
+                label=text("modal.images", lang),
+                default=default_choice(images, from_bot),
+                required=False,
+                max_length=20,
+            )
+            self.add_item(self.images)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        picked = choose(self.attachments, self.images.value if self.images else None)
+        request = ImageRequest(
+            model=DEFAULT_EDIT_MODEL,
+            prompt=self.instruction.value,
+            negative_prompt=self.negative.value or None,
+            images=await images_from(picked),
+        )
+        origin = Origin.of(interaction)
+        job, status = await self.bot.launcher.launch(
+            origin, request, parent_job_id=self.parent_job_id
+        )
+        await interaction.followup.send(
+            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await respond_error(interaction, error)
+
+
+class Edit(commands.Cog):
+    def __init__(self, bot: WanBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name=_("Edit with Wan"), callback=self.edit_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(
+        name=_("edit"), description=_("Change one to three images as you describe")
+    )
+    @app_commands.describe(
+        prompt=_("How to change the images"),
+        image=_("The image to edit"),
+        image2=_("A second image (optional)"),
+        image3=_("A third image (optional)"),
+        negative_prompt=_("What to keep out of the image"),
+        n=_("Number of images (1–4)"),
+        seed=_("Seed for repeatable results (0–2147483647)"),
+        size=_("Width×height"),
+    )
+    @app_commands.rename(
+        prompt=_("prompt"),
+        image=_("image"),
+        image2=_("image2"),
+        image3=_("image3"),
+        negative_prompt=_("negative_prompt"),
+        n=_("n"),
+        seed=_("seed"),
+        size=_("size"),
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 2000],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        negative_prompt: app_commands.Range[str, 1, 500] | None = None,
+        n: app_commands.Range[int, 1, 4] = 1,
+        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        size: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        attachments = [a for a in (image, image2, image3) if a is not None]
+        request = ImageRequest(
+            model=DEFAULT_EDIT_MODEL,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            size=size,
+            n=n,
+            seed=seed,
+            images=await images_from(attachments),
+        )
+        origin = Origin.of(interaction)
+        job, status = await self.bot.launcher.launch(origin, request)
+        await interaction.followup.send(
+            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
+        )
+
+    @edit.autocomplete("size")
+    async def _size(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await size_choices(interaction, current, DEFAULT_EDIT_MODEL)
+
+    async def edit_message(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        lang = lang_for(str(interaction.locale))
+        images = [a for a in message.attachments if is_image(a)]
+        if not images:
+            await respond(interaction, text("reply.no_images", lang))
+            return
+        from_bot = self.bot.user is not None and message.author.id == self.bot.user.id
+        parent = await self.bot.engine.store.job_for_message(message.id) if from_bot else None
+        await interaction.response.send_modal(
+            EditModal(
+                self.bot,
+                lang,
+                images,
+                from_bot=from_bot,
+                parent_job_id=parent.id if parent else None,
+            )
+        )
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """A reply to a message with images that mentions the bot edits those images; inside a
+        thread, a reply to one of the bot's results continues the chain (no mention needed)."""
+        me = self.bot.user
+        if me is None or message.author.bot or message.reference is None:
+            return
+        mentioned = any(user.id == me.id for user in message.mentions)
+        referenced = message.reference.resolved
+        if not isinstance(referenced, discord.Message):
+            if message.reference.message_id is None:
+                return
+            try:
+                referenced = await message.channel.fetch_message(message.reference.message_id)
+            except discord.HTTPException:
+                return
+        from_bot = referenced.author.id == me.id
+        chain = isinstance(message.channel, discord.Thread) and from_bot
+        if not (mentioned or chain):
+            return
+        instruction = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
+        if not instruction:
+            return  # without the message-content intent, a reply without a mention is empty
+        if message.guild is None and not self.bot.settings.allow_dms:
+            return
+        locale = str(message.guild.preferred_locale) if message.guild else "en-US"
+        origin = Origin(message.channel, message.author, locale)
+        try:
+            images = [a for a in referenced.attachments if is_image(a)]
+            picked = choose(images, default_choice(images, from_bot))
+            parent = (
+                await self.bot.engine.store.job_for_message(referenced.id) if from_bot else None
+            )
+            request = ImageRequest(
+                model=DEFAULT_EDIT_MODEL,
+                prompt=instruction,
+                images=await images_from(picked),
+            )
+            await self.bot.launcher.launch(
+                origin, request, parent_job_id=parent.id if parent else None, reply_to=message
+            )
+        except Exception as error:
+            await self._refuse(message, origin.lang, error)
+
+    async def _refuse(self, message: discord.Message, lang: Lang, error: Exception) -> None:
+        words = refusal_text(error, lang)
+        if words is None:
+            log.error("reply-to-edit failed", exc_info=error)
+            words = text("reply.error", lang)
+        with contextlib.suppress(discord.HTTPException):
+            await message.reply(words, mention_author=False)
+
+
+async def setup(bot: WanBot) -> None:
+    await bot.add_cog(Edit(bot))

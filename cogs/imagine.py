@@ -1,0 +1,91 @@
+"""/imagine: text to image."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, Kind
+from bot.dashscope.requests import ImageRequest, require_kind
+from bot.discord_app import WanBot
+from bot.discord_flow import Origin
+from bot.i18n import text
+from cogs.options import model_choices, size_choices
+
+SEED_MAX = 2_147_483_647
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: WanBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(
+        name=_("imagine"), description=_("Make images from a text prompt with Wan")
+    )
+    @app_commands.describe(
+        prompt=_("What to draw"),
+        negative_prompt=_("What to keep out of the image"),
+        size=_("Width×height"),
+        n=_("Number of images (1–4)"),
+        seed=_("Seed for repeatable results (0–2147483647)"),
+        prompt_extend=_("Let the model rewrite short prompts (default on)"),
+        watermark=_("Stamp “AI-generated” on the images"),
+        model=_("Which Wan model"),
+    )
+    @app_commands.rename(
+        prompt=_("prompt"),
+        negative_prompt=_("negative_prompt"),
+        size=_("size"),
+        n=_("n"),
+        seed=_("seed"),
+        prompt_extend=_("prompt_extend"),
+        watermark=_("watermark"),
+        model=_("model"),
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 2000],
+        negative_prompt: app_commands.Range[str, 1, 500] | None = None,
+        size: str | None = None,
+        n: app_commands.Range[int, 1, 4] = 1,
+        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        prompt_extend: bool | None = None,
+        watermark: bool | None = None,
+        model: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        origin = Origin.of(interaction)
+        request = ImageRequest(
+            model=model or DEFAULT_TEXT_TO_IMAGE_MODEL,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            size=size,
+            n=n,
+            seed=seed,
+            prompt_extend=prompt_extend,
+            watermark=watermark,
+        )
+        require_kind(request, Kind.TEXT_TO_IMAGE)
+        job, status = await self.bot.launcher.launch(origin, request)
+        await interaction.followup.send(
+            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
+        )
+
+    @imagine.autocomplete("model")
+    async def _model(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await model_choices(interaction, current, Kind.TEXT_TO_IMAGE)
+
+    @imagine.autocomplete("size")
+    async def _size(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await size_choices(interaction, current, DEFAULT_TEXT_TO_IMAGE_MODEL)
+
+
+async def setup(bot: WanBot) -> None:
+    await bot.add_cog(Imagine(bot))

@@ -1,0 +1,295 @@
+"""Job commands and the buttons on status and result messages.
+
+Buttons are one `DynamicItem` whose custom_id (`wan:job:<id>:<action>`) names the job, so they
+work on any message, after any restart: the job is looked up in the database on each click.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot.dashscope.errors import DownloadError
+from bot.dashscope.models import SEED_MAX, Kind
+from bot.dashscope.requests import ImageRequest
+from bot.discord_app import WanBot
+from bot.discord_flow import Origin, relative_timestamp, respond, respond_error
+from bot.discord_render import (
+    JOB_BUTTON_TEMPLATE,
+    info_embed,
+    job_custom_id,
+    result_embed,
+    result_view,
+)
+from bot.i18n import Lang, lang_for, text
+from bot.jobs.model import Job, JobState
+from cogs.edit import EditModal
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return permissions.manage_messages or permissions.manage_guild or permissions.administrator
+
+
+async def own_job(
+    bot: WanBot, interaction: discord.Interaction, job_id: int, lang: Lang
+) -> Job | None:
+    """The job, if it exists and the member may act on it; else answer and return None."""
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return None
+    if job.user_id != interaction.user.id and not is_moderator(interaction):
+        await respond(interaction, text("reply.not_your_job", lang, job_id=job_id))
+        return None
+    return job
+
+
+class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUTTON_TEMPLATE):
+    def __init__(self, job_id: int, action: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=job_custom_id(job_id, action)))
+        self.job_id = job_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
+    ) -> JobAction:
+        return cls(int(match["job_id"]), match["action"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = interaction.client
+        assert isinstance(bot, WanBot)
+        try:
+            await getattr(self, f"_{self.action}")(bot, interaction)
+        except Exception as error:
+            await respond_error(interaction, error)
+
+    async def _info(self, bot: WanBot, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        job = await bot.engine.store.get(self.job_id)
+        if job is None:
+            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
+            return
+        results = await bot.engine.store.results(job.id)
+        await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
+
+    async def _cancel(self, bot: WanBot, interaction: discord.Interaction) -> None:
+        outcome = await bot.engine.cancel(
+            self.job_id, interaction.user.id, moderator=is_moderator(interaction)
+        )
+        await respond(interaction, outcome.message(str(interaction.locale)))
+
+    async def _delete(self, bot: WanBot, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        job = await own_job(bot, interaction, self.job_id, lang)
+        if job is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        message_ids = {
+            r.delivered_message_id
+            for r in await bot.engine.store.results(job.id)
+            if r.delivered_message_id
+        }
+        if interaction.message is not None:
+            message_ids.add(interaction.message.id)
+        channel = interaction.channel
+        assert channel is not None
+        for message_id in message_ids:
+            with contextlib.suppress(discord.NotFound):
+                await (
+                    bot.get_partial_messageable(channel.id).get_partial_message(message_id).delete()
+                )
+        await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
+
+    async def _reroll(self, bot: WanBot, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await bot.engine.store.get(self.job_id)
+        if job is None:
+            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
+            return
+        images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+        if job.kind is Kind.EDIT and not images:
+            await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
+            return
+        request = job.request(images)
+        request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
+        origin = Origin.of(interaction)
+        new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
+        await interaction.followup.send(
+            text("reply.queued", lang, job_id=new.id, link=status.jump_url), ephemeral=True
+        )
+
+    async def _edit(self, bot: WanBot, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        message = interaction.message
+        if message is None or not message.attachments:
+            await respond(interaction, text("reply.no_images", lang))
+            return
+        await interaction.response.send_modal(
+            EditModal(
+                bot, lang, list(message.attachments), from_bot=True, parent_job_id=self.job_id
+            )
+        )
+
+
+class Jobs(commands.Cog):
+    def __init__(self, bot: WanBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(JobAction)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(JobAction)
+
+    @app_commands.command(name=_("jobs"), description=_("Your recent jobs"))
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        jobs = await self.bot.engine.store.recent_for_user(interaction.user.id, 10)
+        if not jobs:
+            await respond(interaction, text("reply.no_jobs", lang))
+            return
+        lines = [
+            f"**#{job.id}** · {job.state.value} · {job.model} · "
+            f"{relative_timestamp(job.created_at)}\n> {discord.utils.escape_markdown(job.params.prompt[:80])}"
+            for job in jobs
+        ]
+        embed = discord.Embed(title=text("reply.jobs_title", lang), description="\n".join(lines))
+        await respond(interaction, "", embed=embed)
+
+    @app_commands.command(
+        name=_("cancel"), description=_("Cancel a job that has not started drawing")
+    )
+    @app_commands.describe(job=_("The job number"))
+    @app_commands.rename(job=_("job"))
+    async def cancel(
+        self, interaction: discord.Interaction, job: app_commands.Range[int, 1]
+    ) -> None:
+        outcome = await self.bot.engine.cancel(
+            job, interaction.user.id, moderator=is_moderator(interaction)
+        )
+        await respond(interaction, outcome.message(str(interaction.locale)))
+
+    @app_commands.command(
+        name=_("show"), description=_("Post a finished job again, with working buttons")
+    )
+    @app_commands.describe(job=_("The job number"))
+    @app_commands.rename(job=_("job"))
+    async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
+        lang = lang_for(str(interaction.locale))
+        found = await own_job(self.bot, interaction, job, lang)
+        if found is None:
+            return
+        if found.state is not JobState.DONE:
+            await respond(
+                interaction,
+                text("reply.job_not_finished", lang, job_id=job, state=found.state.value),
+            )
+            return
+        await interaction.response.defer(thinking=True)
+        files = await self._result_files(found)
+        if not files:
+            await interaction.followup.send(
+                text("reply.results_gone", lang, job_id=job), ephemeral=True
+            )
+            return
+        await interaction.followup.send(
+            files=files,
+            embed=result_embed(found, lang, simulated=self.bot.delivery.simulated),
+            view=result_view(found.id, lang),
+        )
+
+    async def _result_files(self, job: Job) -> list[discord.File]:
+        """The job's images again: from its result messages, else from DashScope's URLs."""
+        files: list[discord.File] = []
+        results = await self.bot.engine.store.results(job.id)
+        channel_id = job.thread_id or job.channel_id
+        seen: set[int] = set()
+        for result in results:
+            message_id = result.delivered_message_id
+            if not message_id or message_id in seen or channel_id is None:
+                continue
+            seen.add(message_id)
+            try:
+                message = await self.bot.get_partial_messageable(channel_id).fetch_message(
+                    message_id
+                )
+            except discord.HTTPException:
+                continue
+            for attachment in message.attachments:
+                files.append(
+                    discord.File(io.BytesIO(await attachment.read()), filename=attachment.filename)
+                )
+        if files:
+            return files
+        for result in results:
+            if result.url:
+                try:
+                    download = await self.bot.engine.fetcher.fetch(result.url)
+                except DownloadError:  # expired after 24 h, or refused
+                    continue
+                files.append(
+                    discord.File(
+                        io.BytesIO(download.content),
+                        filename=f"wan-{job.id}-{result.position + 1}.png",
+                    )
+                )
+        return files
+
+    @app_commands.command(name=_("quota"), description=_("What you have left, and when it frees"))
+    async def quota(self, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        standing = await self.bot.engine.quota.standing(interaction.user.id, interaction.guild_id)
+        limits = standing.limits
+        unlimited = text("reply.unlimited", lang)
+        lines = [
+            text(
+                "reply.quota_user",
+                lang,
+                used=standing.user_images,
+                allowed=limits.images_per_user_day or unlimited,
+            ),
+            text(
+                "reply.quota_active",
+                lang,
+                used=standing.active_jobs,
+                allowed=limits.concurrent_jobs_per_user or unlimited,
+            ),
+        ]
+        if interaction.guild_id is not None:
+            lines.append(
+                text(
+                    "reply.quota_guild",
+                    lang,
+                    used=standing.guild_images,
+                    allowed=limits.images_per_guild_day or unlimited,
+                )
+            )
+        if standing.user_frees_at:
+            lines.append(
+                text("reply.quota_frees", lang, when=relative_timestamp(standing.user_frees_at))
+            )
+        if standing.cooldown_until:
+            lines.append(
+                text("reply.quota_cooldown", lang, when=relative_timestamp(standing.cooldown_until))
+            )
+        embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
+        await respond(interaction, "", embed=embed)
+
+
+async def setup(bot: WanBot) -> None:
+    await bot.add_cog(Jobs(bot))

@@ -1,0 +1,28 @@
+"""Autocomplete shared by the commands: models of a kind, and a model's recommended sizes."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.dashscope.models import MODELS, Kind, models_of
+
+
+async def model_choices(
+    interaction: discord.Interaction, current: str, kind: Kind
+) -> list[app_commands.Choice[str]]:
+    return [
+        app_commands.Choice(name=spec.name, value=spec.name)
+        for spec in models_of(kind)
+        if current.lower() in spec.name
+    ][:25]
+
+
+async def size_choices(
+    interaction: discord.Interaction, current: str, default_model: str
+) -> list[app_commands.Choice[str]]:
+    """The chosen model's recommended sizes (any other W*H may still be typed)."""
+    model = getattr(interaction.namespace, "model", None) or default_model
+    spec = MODELS.get(model) or MODELS[default_model]
+    sizes = [f"{w}*{h}" for w, h in spec.recommended_sizes]
+    return [app_commands.Choice(name=s, value=s) for s in sizes if current in s][:25]
