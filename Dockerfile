@@ -25,4 +25,4 @@ VOLUME ["/data"]
 # The process handles SIGTERM as a graceful shutdown.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["wanbot"]
-CMD ["--help"]
+CMD ["run"]
