@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -155,7 +156,13 @@ def point_discord_at(settings: Settings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-async def run_bot(settings: Settings) -> int:
+async def run_bot(
+    settings: Settings,
+    *,
+    install_signals: bool = True,
+    on_bot: Callable[[WanBot], None] | None = None,
+) -> int:
+    """The main job: run the bot until SIGTERM/SIGINT (or `bot.close()`); exit code."""
     if settings.discord_token is None:
         print(SETUP_HELP.format(invite=invite_url(settings.discord_application_id)))
         return 2
@@ -165,16 +172,18 @@ async def run_bot(settings: Settings) -> int:
         if svc.simulated:
             log.warning("no DASHSCOPE_API_KEY: every result is simulated")
         bot = WanBot(svc, port)
-        loop = asyncio.get_running_loop()
+        if on_bot is not None:
+            on_bot(bot)
         closing: list[asyncio.Task[None]] = []
 
         def stop() -> None:
             if not closing:
                 log.info("stopping: finishing in-flight work")
-                closing.append(loop.create_task(bot.close()))
+                closing.append(asyncio.get_running_loop().create_task(bot.close()))
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop)
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                asyncio.get_running_loop().add_signal_handler(sig, stop)
         try:
             async with bot:
                 await bot.start(settings.discord_token.get_secret_value())

@@ -56,8 +56,12 @@ class DiscordDelivery:
     async def status_changed(self, job: Job, position: int | None = None) -> None:
         if self.bot is None or job.status_message_id is None or job.channel_id is None:
             return
+        if job.state in FINAL:  # the last word: now, replacing anything still pending
+            self._pending.pop(job.id, None)
+            await self._edit_status(_Pending(job, position))
+            return
         self._pending[job.id] = _Pending(job, position)
-        self._kick(job.channel_id, immediate=job.state in FINAL)
+        self._kick(job.channel_id)
 
     async def failed(self, job: Job, message: str) -> None:
         if self.bot is None or job.channel_id is None:
@@ -71,14 +75,10 @@ class DiscordDelivery:
             except discord.HTTPException as exc:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
             return
-        self._pending[job.id] = _Pending(job, None, message)
-        self._kick(job.channel_id, immediate=True)
+        self._pending.pop(job.id, None)
+        await self._edit_status(_Pending(job, None, message))
 
-    def _kick(self, channel_id: int, *, immediate: bool) -> None:
-        if immediate:
-            self._channel_next[channel_id] = min(
-                self._channel_next.get(channel_id, 0.0), time.monotonic()
-            )
+    def _kick(self, channel_id: int) -> None:
         task = self._flushers.get(channel_id)
         if task is None or task.done():
             self._flushers[channel_id] = asyncio.create_task(

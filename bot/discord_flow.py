@@ -162,7 +162,8 @@ class JobLauncher:
                     simulated=self._simulated,
                 ),
                 view=status_view(job, origin.lang) or discord.utils.MISSING,
-                reference=reply_to or discord.utils.MISSING,
+                reference=reply_to,  # type: ignore[arg-type]
+                mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except (discord.Forbidden, discord.NotFound):

@@ -177,6 +177,9 @@ class Engine:
         async with self.db.transaction() as conn:
             # Inputs are kept a while after a job ends, so Reroll can redo an edit.
             await self.store.prune_inputs(conn, self.clock() - INPUT_RETENTION)
+        # Learned durations survive restarts: relearn them from the jobs that finished.
+        for model, n, seconds in await self.store.recent_durations():
+            self.durations.observe(model, n, seconds)
         for job in await self.store.in_states(
             [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
         ):
@@ -185,9 +188,8 @@ class Engine:
             elif job.state is JobState.DELIVERING:
                 self._schedule_delivery(job.id, self.clock())
             elif job.sync:
-                await self._fail(
-                    job, "Interrupted", "the bot restarted during the call", retryable=True
-                )
+                message = text("job.interrupted", lang_for(job.locale))
+                await self._fail(job, "Interrupted", message, retryable=True)
             elif job.task_id:
                 self.in_flight[job.model] = self.in_flight.get(job.model, 0) + 1
                 self._track(job)
@@ -310,6 +312,12 @@ class Engine:
     async def _submit(self, job_id: int, model: str) -> None:
         try:
             await self._submit_claimed(job_id, model)
+        except Exception:  # a bug must not strand the job: end it and refund
+            log.exception("job %s: submission crashed", job_id)
+            self._release_slot(model)
+            job = await self.store.get(job_id)
+            if job is not None and job.state.active and not job.task_id:
+                await self._fail(job, "InternalError", text("reply.error", lang_for(job.locale)))
         finally:
             self._claimed.discard(job_id)
 

@@ -234,7 +234,10 @@ class Poller:
                     t.noticed_finished = True
                     t.next_direct = 0.0  # fetch its result now
                     self._record_notice(t)
-                elif state is not t.state:
+                    continue
+                # The list vouches for it: asking directly is only for tasks it stops showing.
+                t.next_direct = max(t.next_direct, self.clock() + OVERDUE_REPEAT)
+                if state is not t.state:
                     t.state = state
                     await self.on_state(t, state)
         await self._direct_round(self.clock())

@@ -1,0 +1,171 @@
+"""The SQLite store: pragmas, numbered migrations and PRAGMA user_version, refusal of a newer
+schema, rollback of a failing migration, and write transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import bot.db
+from bot.db import Database, DatabaseError, migrations
+
+TABLES = {"jobs", "job_inputs", "results", "ledger", "limit_settings"}
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+def user_version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+async def test_wal_and_foreign_keys_are_on(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "w.db")
+    try:
+        mode = await db.fetchone("PRAGMA journal_mode")
+        keys = await db.fetchone("PRAGMA foreign_keys")
+        assert mode is not None and mode[0] == "wal"
+        assert keys is not None and keys[0] == 1
+        # Foreign keys are enforced, not just declared: an input for no job is refused.
+        with pytest.raises(sqlite3.IntegrityError):
+            await db.execute(
+                "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (999, 0, 'data:x')"
+            )
+    finally:
+        await db.close()
+    assert (tmp_path / "w.db-wal").exists() or (tmp_path / "w.db").exists()
+    with sqlite3.connect(tmp_path / "w.db") as conn:  # WAL is persistent in the file
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_migrations_are_applied_once_and_set_user_version(tmp_path: Path) -> None:
+    shipped = migrations()
+    assert [version for version, _, _ in shipped] == list(range(1, len(shipped) + 1))
+    path = tmp_path / "sub" / "dir" / "m.db"  # missing folders are created
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == len(shipped)
+        await db.execute(
+            "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
+            " VALUES (1, 'cooldown_seconds', '9', 0)"
+        )
+    finally:
+        await db.close()
+    assert user_version(path) == len(shipped)
+    assert tables(path) >= TABLES
+    # Reopening applies nothing again (a second CREATE TABLE would fail) and keeps the data.
+    for _ in range(2):
+        again = await Database.open(path)
+        try:
+            assert await again.schema_version() == len(shipped)
+            row = await again.fetchone("SELECT value FROM limit_settings WHERE guild_id = 1")
+            assert row is not None and row["value"] == "9"
+        finally:
+            await again.close()
+
+
+async def test_in_memory_database_is_migrated() -> None:
+    db = await Database.open(":memory:")
+    try:
+        assert await db.schema_version() == len(migrations())
+        row = await db.fetchone("SELECT COUNT(*) FROM jobs")
+        assert row is not None and row[0] == 0
+    finally:
+        await db.close()
+
+
+async def test_a_newer_database_is_refused_with_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    db = await Database.open(path)
+    await db.close()
+    newer = len(migrations()) + 41
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(DatabaseError) as caught:
+        await Database.open(path)
+    message = str(caught.value)
+    assert f"schema version {newer}" in message
+    assert f"only up to {len(migrations())}" in message
+    assert str(path) in message
+    assert user_version(path) == newer  # left untouched
+
+
+async def test_a_failing_migration_rolls_back_and_keeps_the_earlier_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = migrations()
+    broken = (
+        len(shipped) + 1,
+        f"{len(shipped) + 1:04d}_broken.sql",
+        "CREATE TABLE half_done (x INTEGER);\n"
+        "INSERT INTO half_done VALUES (1);\n"
+        "INSERT INTO no_such_table VALUES (1);\n",
+    )
+    monkeypatch.setattr(bot.db, "migrations", lambda: [*shipped, broken])
+    path = tmp_path / "broken.db"
+    with pytest.raises(DatabaseError, match=r"migration \d{4}_broken\.sql failed.*no_such_table"):
+        await Database.open(path)
+    # The good migrations committed, the broken one left nothing behind.
+    assert user_version(path) == len(shipped)
+    assert "half_done" not in tables(path)
+    assert tables(path) >= TABLES
+    # Once fixed, the next open applies it.
+    fixed = (broken[0], broken[1], "CREATE TABLE half_done (x INTEGER);\n")
+    monkeypatch.setattr(bot.db, "migrations", lambda: [*shipped, fixed])
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == len(shipped) + 1
+    finally:
+        await db.close()
+    assert "half_done" in tables(path)
+
+
+async def test_a_failing_first_migration_leaves_an_empty_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        bot.db,
+        "migrations",
+        lambda: [(1, "0001_bad.sql", "CREATE TABLE a (x);\nSELECT * FROM nowhere;\n")],
+    )
+    path = tmp_path / "bad.db"
+    with pytest.raises(DatabaseError, match=r"0001_bad\.sql"):
+        await Database.open(path)
+    assert user_version(path) == 0
+    assert tables(path) == set()
+
+
+async def test_transaction_commits_or_rolls_back(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        insert = (
+            "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
+            " VALUES (?, 'cooldown_seconds', '1', 0)"
+        )
+        async with db.transaction() as conn:
+            await conn.execute(insert, (1,))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(insert, (2,))
+                raise RuntimeError("boom")
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings ORDER BY guild_id")
+        assert [row["guild_id"] for row in rows] == [1]
+        # The connection is usable again after the rollback.
+        await db.execute(insert, (3,))
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings ORDER BY guild_id")
+        assert [row["guild_id"] for row in rows] == [1, 3]
+    finally:
+        await db.close()
+
+
+async def test_an_unopenable_path_is_a_database_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatabaseError):
+        await Database.open(blocker / "db.sqlite")
