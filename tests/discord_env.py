@@ -25,7 +25,9 @@ from tests.fakediscord import FakeDiscord, capture_discord_errors, format_record
 SIM_KEY = "sk-e2e-simulator-key-0123456789"
 
 
-def png(width: int = 640, height: int = 480, colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+def png(
+    width: int = 640, height: int = 480, colour: tuple[int, int, int] = (40, 120, 200)
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, "PNG")
     return buffer.getvalue()
@@ -110,7 +112,9 @@ class BotEnv:
 
 
 @contextlib.asynccontextmanager
-async def bot_env(tmp_path: Path, *, speed: float = 300.0, **settings: Any) -> AsyncIterator[BotEnv]:
+async def bot_env(
+    tmp_path: Path, *, speed: float = 300.0, **settings: Any
+) -> AsyncIterator[BotEnv]:
     fake = FakeDiscord()
     await fake.start()
     world = fake.standard_world()
