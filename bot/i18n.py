@@ -234,6 +234,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "it will finish shortly.",
         "zh": "任务 #{job_id} 已在 DashScope 生成中，无法中止，很快就会完成。",
     },
+    "job.cancel.failed": {
+        "en": "Job #{job_id} could not be cancelled right now ({detail}). Try again in a moment.",
+        "zh": "任务 #{job_id} 暂时无法取消（{detail}），请稍后再试。",
+    },
     "job.cancel.done": {
         "en": "Job #{job_id} was cancelled; its images were refunded.",
         "zh": "任务 #{job_id} 已取消，额度已退回。",

@@ -90,7 +90,7 @@ async def test_list_mode_and_direct_mode_both_reach_done(tmp_path: Path, mode: s
         else:
             assert requests(r, "tasks.list") == 0
             assert requests(r, "tasks.get") >= len(jobs)
-        assert r.engine.in_flight.get(MODEL, 0) == 0 and not r.engine.poller.tracked
+        assert r.engine.in_flight(MODEL) == 0 and not r.engine.poller.tracked
         metrics = r.engine.metrics
         assert metrics.total("wanbot_images_charged_total") == sum(job.n for job in jobs)
         assert metrics.value("wanbot_submissions_total", model=MODEL) == len(jobs)
@@ -227,7 +227,7 @@ async def test_a_prompt_refused_at_submission_fails_at_once(tmp_path: Path) -> N
         assert "content moderation" in (failed.error_message or "")
         assert r.failure_log() == [{"job_id": job.id, "message": failed.error_message}]
         assert await r.ledger(job.id) == {"reserve": 3, "charge": 0, "refund": 3}
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
 
 
 async def test_a_transient_submission_error_is_requeued_in_front(tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ async def test_submission_gives_up_after_max_attempts(tmp_path: Path) -> None:
         assert failed.state is JobState.FAILED and failed.error_code == "ModelUnavailable"
         assert failed.submit_attempts == 3 and requests(r, "image-generation") == 3
         assert await r.ledger(job.id) == {"reserve": 2, "charge": 0, "refund": 2}
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
 
 
 async def test_an_expired_task_fails_and_is_refunded(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ async def test_an_expired_task_fails_and_is_refunded(tmp_path: Path) -> None:
         assert failed.error_message == text("error.task_expired", "en")
         assert await r.ledger(job.id) == {"reserve": 2, "charge": 0, "refund": 2}
         assert r.failure_log()[0]["job_id"] == job.id
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
 
 
 # --- delivery ----------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ async def test_cancel_a_task_pending_at_dashscope(tmp_path: Path) -> None:
         assert sim_task(r, running.task_id) == "RUNNING"
         await r.wait_idle()
         assert (await r.job(first.id)).state is JobState.DONE
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
 
 
 async def test_cancel_of_a_submitted_task_that_already_started_is_refused(
@@ -570,7 +570,7 @@ async def test_cancel_during_submission_cancels_the_orphan_task(tmp_path: Path) 
         assert cancelled.state is JobState.CANCELLED and cancelled.task_id is None
         assert requests(r, "tasks.cancel") == 1
         assert await r.ledger(victim.id) == {"reserve": 1, "charge": 0, "refund": 1}
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
 
 
 async def test_cancel_someone_elses_job_or_an_unknown_one(tmp_path: Path) -> None:

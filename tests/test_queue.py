@@ -132,7 +132,7 @@ async def test_never_more_than_max_in_flight_tasks_at_the_simulator(tmp_path: Pa
 
         async def done() -> bool:
             nonlocal peak_engine
-            peak_engine = max(peak_engine, r.engine.in_flight.get(MODEL, 0))
+            peak_engine = max(peak_engine, r.engine.in_flight(MODEL))
             return await r.engine.idle()
 
         # Submitted at 20/s, six 0.3 s tasks would all overlap if the engine let them.
@@ -143,7 +143,7 @@ async def test_never_more_than_max_in_flight_tasks_at_the_simulator(tmp_path: Pa
         assert len(seen) == 6
         assert max(s.sim_in_flight for s in seen) == 2  # reached, never passed
         assert 1 <= peak_engine <= 2
-        assert r.engine.in_flight.get(MODEL, 0) == 0
+        assert r.engine.in_flight(MODEL) == 0
         for job in jobs:
             assert (await r.job(job.id)).state is JobState.DONE
 

@@ -100,7 +100,9 @@ class Engine:
         self.clock = clock
         self.queue = FairQueue()
         self.durations = Durations()
-        self.in_flight: dict[str, int] = {}
+        # Jobs holding one of the account's task slots, per model. A set, so that releasing
+        # twice (a cancel racing a poll reading) cannot free a slot that another job holds.
+        self.slots: dict[str, set[int]] = {}
         self._submit_limiters: dict[str, RateLimiter] = {}
         self._model_pause: dict[str, float] = {}
         self.poller = Poller(
@@ -191,10 +193,10 @@ class Engine:
                 message = text("job.interrupted", lang_for(job.locale))
                 await self._fail(job, "Interrupted", message, retryable=True)
             elif job.task_id:
-                self.in_flight[job.model] = self.in_flight.get(job.model, 0) + 1
+                self._take_slot(job.model, job.id)
                 self._track(job)
             else:  # cannot happen: an async job becomes submitted together with its task id
-                await self._fail(job, "NoTask", "submitted without a task id")
+                await self._fail(job, "NoTask", text("reply.error", lang_for(job.locale)))
         self._wake_scheduler.set()
 
     async def adopt_queued(self) -> int:
@@ -260,8 +262,10 @@ class Engine:
                 await self.client.cancel_task(job.task_id)
             except BadRequestError:  # UnsupportedOperation: DashScope already started it
                 return CancelOutcome(False, "job.cancel.running", values)
+            except DashScopeError as exc:
+                return CancelOutcome(False, "job.cancel.failed", {**values, "detail": exc.message})
             self.poller.untrack(job.id)
-            self._release_slot(job.model)
+            self._release_slot(job.model, job.id)
             await self._end(job, JobState.CANCELLED, charged=0)
             return CancelOutcome(True, "job.cancel.done", values)
         return CancelOutcome(False, "job.cancel.running", values)
@@ -273,8 +277,14 @@ class Engine:
             self._submit_limiters[model] = RateLimiter(self.config.submit_rate, burst=1.0)
         return self._submit_limiters[model]
 
-    def _release_slot(self, model: str) -> None:
-        self.in_flight[model] = max(0, self.in_flight.get(model, 0) - 1)
+    def in_flight(self, model: str) -> int:
+        return len(self.slots.get(model, ()))
+
+    def _take_slot(self, model: str, job_id: int) -> None:
+        self.slots.setdefault(model, set()).add(job_id)
+
+    def _release_slot(self, model: str, job_id: int) -> None:
+        self.slots.get(model, set()).discard(job_id)
         self._wake_scheduler.set()
 
     async def _scheduler_loop(self) -> None:
@@ -287,7 +297,7 @@ class Engine:
                 if self._model_pause.get(model, 0) > now:
                     next_wake = min(next_wake, self._model_pause[model] - now)
                     continue
-                while self.in_flight.get(model, 0) < self.config.max_in_flight:
+                while self.in_flight(model) < self.config.max_in_flight:
                     wait = self._limiter(model).try_acquire()
                     if wait > 0:
                         next_wake = min(next_wake, wait)
@@ -296,7 +306,7 @@ class Engine:
                     if job_id is None:
                         break
                     self._claimed.add(job_id)
-                    self.in_flight[model] = self.in_flight.get(model, 0) + 1
+                    self._take_slot(model, job_id)
                     popped.append(job_id)
                     self._spawn(self._submit(job_id, model), f"submit-{job_id}")
             if popped:
@@ -314,7 +324,7 @@ class Engine:
             await self._submit_claimed(job_id, model)
         except Exception:  # a bug must not strand the job: end it and refund
             log.exception("job %s: submission crashed", job_id)
-            self._release_slot(model)
+            self._release_slot(model, job_id)
             job = await self.store.get(job_id)
             if job is not None and job.state.active and not job.task_id:
                 await self._fail(job, "InternalError", text("reply.error", lang_for(job.locale)))
@@ -324,7 +334,7 @@ class Engine:
     async def _submit_claimed(self, job_id: int, model: str) -> None:
         job = await self.store.get(job_id)
         if job is None or job.state is not JobState.QUEUED:  # cancelled meanwhile
-            self._release_slot(model)
+            self._release_slot(model, job_id)
             return
         async with self.db.transaction() as conn:
             await self.store.update(conn, job.id, submit_attempts=job.submit_attempts + 1)
@@ -337,7 +347,7 @@ class Engine:
             submitted = await self.client.submit(request)
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
-            self._release_slot(model)
+            self._release_slot(model, job_id)
             await self._submission_failed(job, exc)
             return
         self.metrics.inc("wanbot_submissions_total", model=model)
@@ -352,7 +362,7 @@ class Engine:
                 )
         except IllegalTransition:  # cancelled while the request was on its way
             log.info("job %s was cancelled during submission; cancelling its task", job_id)
-            self._release_slot(model)
+            self._release_slot(model, job_id)
             try:
                 await self.client.cancel_task(submitted.task_id)
             except DashScopeError as exc:
@@ -384,10 +394,10 @@ class Engine:
             result = await self.client.generate(request)
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
-            self._release_slot(job.model)
+            self._release_slot(job.model, job.id)
             await self._fail(job, exc.code or "Error", exc.user_message(lang_for(job.locale)))
             return
-        self._release_slot(job.model)
+        self._release_slot(job.model, job.id)
         self.durations.observe(job.model, job.n, self.clock() - started)
         await self._finished(job, result)
 
@@ -417,7 +427,7 @@ class Engine:
         await self._notify(job)
 
     async def _on_reading(self, tracked: Tracked, result: TaskResult) -> None:
-        self._release_slot(tracked.model)
+        self._release_slot(tracked.model, tracked.job_id)
         if result.end_time is not None and tracked.noticed_at is not None:
             self.metrics.notice_delays.append(tracked.noticed_at - result.end_time.timestamp())
         if result.submit_time and result.end_time:
@@ -502,7 +512,10 @@ class Engine:
             if not images:
                 raise DeliveryError("no result image could be downloaded", retryable=False)
             message_ids = await self.port.deliver(job, images)
-        except DeliveryError as exc:
+        except Exception as exc:  # any failure of the port is a failed attempt, retried later
+            if not isinstance(exc, DeliveryError):
+                log.exception("job %s: delivery port failed", job.id)
+                exc = DeliveryError(f"{type(exc).__name__}: {exc}")
             self.metrics.inc("wanbot_delivery_failures_total")
             await self._delivery_failed(job, exc)
             return
