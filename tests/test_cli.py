@@ -287,3 +287,121 @@ def test_help_lists_the_commands(tmp_path):
     assert result.returncode == 0
     for command in ("run", "imagine", "edit", "worker", "doctor", "simulator"):
         assert command in result.stdout
+
+
+# --- against an independent server answering only with the documented bodies ----------------
+
+
+async def run_cli_async(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    import asyncio
+    import sys
+
+    from tests.conftest import ROOT
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "DISCORD_"))}
+    base.update(env, PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=base,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def documented_server():
+    from tests.wire import ScriptedServer
+
+    server = ScriptedServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_edit_against_documented_bodies(documented_server, tmp_path):
+    from tests import documented as doc
+    from tests.wire import Reply
+
+    server = documented_server
+    task = "/tasks/" + doc.SUBMITTED["output"]["task_id"]
+    server.on("POST", "/services/aigc/image2image/image-synthesis", Reply(200, doc.SUBMITTED))
+    server.on(
+        "GET",
+        task,
+        Reply(200, doc.PENDING),
+        Reply(200, doc.RUNNING),
+        Reply(200, doc.SUCCEEDED_RESULTS),
+    )
+    source = write_image(tmp_path / "in.jpg", fmt="JPEG")
+    code, out, err = await run_cli_async(
+        "edit",
+        "换成蕾丝长裙",
+        "--image",
+        str(source),
+        "--out",
+        str(tmp_path / "o"),
+        env={"DASHSCOPE_API_KEY": "sk-documented", "DASHSCOPE_BASE_URL": server.base_url},
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    [path] = saved_paths(out)
+    assert path.read_bytes() == server.files["/files/result.png"]
+    assert "actual prompt: 将粉色褶皱连衣裙替换为" in err
+    [submit] = server.requests_to("/services/aigc/image2image/image-synthesis")
+    assert submit.headers["X-DashScope-Async"] == "enable"
+    assert submit.body["input"]["images"][0].startswith("data:image/jpeg;base64,")
+
+
+async def test_failed_task_against_documented_bodies(documented_server, tmp_path):
+    from tests import documented as doc
+    from tests.wire import Reply
+
+    server = documented_server
+    task = "/tasks/" + doc.SUBMITTED["output"]["task_id"]
+    server.on("POST", "/services/aigc/image-generation/generation", Reply(200, doc.SUBMITTED))
+    server.on("GET", task, Reply(200, doc.FAILED))
+    code, out, err = await run_cli_async(
+        "imagine",
+        "a flower shop",
+        "--out",
+        str(tmp_path / "o"),
+        env={"DASHSCOPE_API_KEY": "sk-documented", "DASHSCOPE_BASE_URL": server.base_url},
+        cwd=tmp_path,
+    )
+    assert code == 1 and out == ""
+    assert "InvalidParameter" in err and doc.FAILED["request_id"] in err
+
+
+async def test_documented_error_envelope_at_submit(documented_server, tmp_path):
+    from tests.wire import Reply
+
+    server = documented_server
+    server.on(
+        "POST",
+        "/services/aigc/image-generation/generation",
+        Reply(
+            400,
+            {
+                "request_id": "a5898c04-d210-901b-965f-e4bd90478805",
+                "code": "DataInspectionFailed",
+                "message": "Input data may contain inappropriate content.",
+            },
+        ),
+    )
+    code, _, err = await run_cli_async(
+        "imagine",
+        "a flower shop",
+        "--out",
+        str(tmp_path / "o"),
+        env={"DASHSCOPE_API_KEY": "sk-documented", "DASHSCOPE_BASE_URL": server.base_url},
+        cwd=tmp_path,
+    )
+    assert code == 1
+    assert "DataInspectionFailed" in err and "a5898c04-d210-901b-965f-e4bd90478805" in err
