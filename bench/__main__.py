@@ -1,0 +1,43 @@
+"""`python -m bench poll|footprint`: run one benchmark, print one JSON document on stdout.
+
+`_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import footprint, poll
+from bench.common import dump
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="BENCHMARK")
+    poll.add_arguments(
+        commands.add_parser("poll", help="engine vs the official SDK watching N edit tasks")
+    )
+    footprint.add_arguments(
+        commands.add_parser("footprint", help="memory and CPU of a worker with 1,000 jobs")
+    )
+    footprint.add_simulator_arguments(commands.add_parser("_simulator"))
+    footprint.add_worker_arguments(commands.add_parser("_worker"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "_simulator":
+        return footprint.serve_simulator(args)
+    if args.command == "_worker":
+        return footprint.run_worker_process(args)
+    if args.command == "poll":
+        dump(poll.main(args))
+        return 0
+    dump(footprint.main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
