@@ -140,7 +140,17 @@ class WanBot(commands.Bot):
         for name in list(self.extensions):
             await self.unload_extension(name)
         await self.engine.stop()
+        await self.delivery.close()
         await super().close()
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        # Only interactions say how large an upload this guild takes (boosts raise it).
+        self.delivery.learn_upload_limit(interaction.guild_id, interaction.filesize_limit)
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: a message starting with the bot's mention is a reply-to-edit
+        (cogs.edit listens for it), not a command. `commands.Bot` would otherwise look up its
+        first word as a command and log CommandNotFound as an error for every such reply."""
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 EDIT_SPACING = 1.2  # seconds between two status edits in one channel
 MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MIN_UPLOAD_LIMIT = 16 * 1024  # below this a 413 is not worth shrinking for any more
 FINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
@@ -46,10 +47,23 @@ class DiscordDelivery:
         self._pending: dict[int, _Pending] = {}
         self._channel_next: dict[int, float] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
+        # Each guild's upload cap per message, as Discord states it in interactions (the gateway's
+        # guild object does not carry it) or as learned from a 413.
+        self._upload_limits: dict[int, int] = {}
 
     def attach(self, bot: discord.Client, expected: Callable[[Job], float]) -> None:
         self.bot = bot
         self.expected = expected
+
+    async def close(self) -> None:
+        """Drop pending status edits (final ones are never pending) and stop their flushers, so
+        none runs on against a closed client."""
+        self._pending.clear()
+        flushers = [task for task in self._flushers.values() if not task.done()]
+        for task in flushers:
+            task.cancel()
+        await asyncio.gather(*flushers, return_exceptions=True)
+        self._flushers.clear()
 
     # --- status ------------------------------------------------------------------------------
 
@@ -119,7 +133,14 @@ class DiscordDelivery:
 
     # --- results -----------------------------------------------------------------------------
 
+    def learn_upload_limit(self, guild_id: int | None, limit: int | None) -> None:
+        """Remember a guild's upload cap (`attachment_size_limit` of an interaction)."""
+        if guild_id is not None and limit:
+            self._upload_limits[guild_id] = limit
+
     def upload_limit(self, job: Job) -> int:
+        if job.guild_id is not None and job.guild_id in self._upload_limits:
+            return self._upload_limits[job.guild_id]
         guild = self.bot.get_guild(job.guild_id) if self.bot and job.guild_id else None
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
@@ -131,16 +152,18 @@ class DiscordDelivery:
             raise DeliveryError("the job has no channel", retryable=False)
         lang = lang_for(job.locale)
         limit = self.upload_limit(job)
-        payloads = [(image.position, image.content, "png") for image in images]
-        reencoded = any(len(content) > limit for _, content, _ in payloads)
-        if reencoded:
-            payloads = [(pos, _as_jpeg(content, limit), "jpg") for pos, content, _ in payloads]
-        batches = _batches(payloads, limit)
+        pending = [(image.position, image.content, "png") for image in images]
+        reencoded = False
         failed_images = job.n - len(images)
         channel = self.bot.get_partial_messageable(target)
         ids: dict[int, int] = {}
-        for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
+        index = 0
+        while pending:
+            if any(len(content) > limit for _, content, _ in pending):
+                pending = [(pos, _as_jpeg(content, limit), "jpg") for pos, content, _ in pending]
+                reencoded = True
+            batch = _batches(pending, limit)[0]
+            last = len(batch) == len(pending)
             files = [
                 discord.File(io.BytesIO(content), filename=f"wan-{job.id}-{pos + 1}.{ext}")
                 for pos, content, ext in batch
@@ -169,9 +192,20 @@ class DiscordDelivery:
             except discord.NotFound as exc:
                 raise DeliveryError(f"the channel is gone ({exc.text})", retryable=False) from None
             except discord.HTTPException as exc:
-                raise DeliveryError(f"Discord answered {exc.status} ({exc.text})") from None
+                sent = sum(len(content) for _, content, _ in batch)
+                if exc.status == 413 and min(limit, sent) > MIN_UPLOAD_LIMIT:
+                    # The guild's cap is lower than we thought: smaller messages, smaller files.
+                    limit = min(limit, sent) * 3 // 4
+                    self.learn_upload_limit(job.guild_id, limit)
+                    log.info("job %s: upload too large; trying under %d bytes", job.id, limit)
+                    continue
+                raise DeliveryError(
+                    f"Discord answered {exc.status} ({exc.text})", retryable=exc.status != 413
+                ) from None
             for pos, _, _ in batch:
                 ids[pos] = message.id
+            pending = pending[len(batch) :]
+            index += 1
         return [ids.get(image.position) for image in images]
 
 

@@ -56,6 +56,18 @@ class Origin:
         return cls(channel, interaction.user, str(interaction.locale))
 
 
+def can_post(channel: discord.abc.Messageable) -> bool:
+    """Whether the bot may post (with files) where the request came from, as far as the cached
+    guild tells; unknown places (DMs, uncached channels) are tried."""
+    guild = getattr(channel, "guild", None)
+    me = guild.me if guild is not None else None
+    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return True
+    perms = channel.permissions_for(me)
+    send = perms.send_messages_in_threads if isinstance(channel, discord.Thread) else perms.send_messages
+    return perms.view_channel and send and perms.attach_files
+
+
 def relative_timestamp(moment: float) -> str:
     """Discord shows `<t:…:R>` as "in 3 hours" in each reader's own language and clock."""
     return f"<t:{int(moment)}:R>"
@@ -141,6 +153,8 @@ class JobLauncher:
         """Validate, reserve and queue; post the status message and its thread."""
         request = validate(request)
         channel = origin.channel
+        if not can_post(channel):  # before anything is reserved or sent to DashScope
+            raise CannotPost()
         in_thread = isinstance(channel, discord.Thread)
         channel_id = getattr(channel, "id", None)
         new = NewJob(
@@ -152,7 +166,9 @@ class JobLauncher:
             locale=origin.locale,
             parent_job_id=parent_job_id,
         )
-        job = await self.engine.submit_job(new)
+        # Held until placed: if the status message cannot be posted, the job is cancelled
+        # before DashScope ever sees it.
+        job = await self.engine.submit_job(new, start=False)
         try:
             status = await channel.send(
                 status_content(

@@ -323,9 +323,9 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "该消息中没有可编辑的图片。请附上或回复一张 JPEG、PNG、WEBP、BMP 或 GIF 图片。",
     },
     "reply.too_many_images": {
-        "en": "At most 3 images can be edited together; that message has {count}. The first 3 "
-        "were not used. Reply to a message with 3 or fewer.",
-        "zh": "最多同时编辑 3 张图片，该消息有 {count} 张。请回复不超过 3 张图片的消息。",
+        "en": "At most 3 images can be edited together; you chose {count}. Choose 3 or fewer, "
+        "for example 1-3.",
+        "zh": "最多同时编辑 3 张图片，你选择了 {count} 张。请选择不超过 3 张，例如 1-3。",
     },
     "reply.bad_image_choice": {
         "en": "Choose images by number between 1 and {count}, for example 1 or 1,2.",

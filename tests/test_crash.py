@@ -295,8 +295,9 @@ async def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             assert delivered[job_id] == 0 and attempts[key] == 0, f"job {job_id}" + about
         if state is JobState.FAILED:
             assert row["error_code"] and row["error_message"], f"job {job_id}: {dict(row)}" + about
-            # At most once: a kill between the commit and the notice can lose it, never double it.
-            assert failure_notices[job_id] <= 1, f"job {job_id} told twice" + about
+            # At least once: a notice cut off by a kill is sent again at the next start (a kill
+            # between the notice and its record may repeat it; the Discord edit is idempotent).
+            assert failure_notices[job_id] >= 1, f"job {job_id} never told" + about
         assert state is not JobState.CANCELLED, "nobody cancels in this test" + about
     # A synchronous call cut by a kill is failed, marked retryable and refunded.
     for job_id in cut_sync:

@@ -126,6 +126,7 @@ class Engine:
         self._work: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._claimed: set[int] = set()  # popped from the queue, submission under way
+        self._adopted_up_to = 0  # jobs up to this id were queued here or seen by adopt_queued
 
     # --- life ----------------------------------------------------------------------------
 
@@ -179,6 +180,11 @@ class Engine:
         async with self.db.transaction() as conn:
             # Inputs are kept a while after a job ends, so Reroll can redo an edit.
             await self.store.prune_inputs(conn, self.clock() - INPUT_RETENTION)
+        # A failure the user was not told about (a crash came in between): tell them now.
+        for job in await self.store.unnotified_failures(self.clock() - RESULT_LIFETIME):
+            await self._tell_failure(
+                job, job.error_message or text("reply.error", lang_for(job.locale))
+            )
         # Learned durations survive restarts: relearn them from the jobs that finished.
         for model, n, seconds in await self.store.recent_durations():
             self.durations.observe(model, n, seconds)
@@ -202,7 +208,8 @@ class Engine:
     async def adopt_queued(self) -> int:
         """Queue jobs another process inserted (queued rows this engine does not know yet)."""
         adopted = 0
-        for job in await self.store.in_states([JobState.QUEUED]):
+        for job in await self.store.queued_after(self._adopted_up_to):
+            self._adopted_up_to = max(self._adopted_up_to, job.id)
             if job.id not in self.queue and job.id not in self._claimed:
                 self.queue.push(job.model, job.user_id, job.id)
                 adopted += 1
@@ -212,15 +219,24 @@ class Engine:
 
     # --- accepting and cancelling ------------------------------------------------------------
 
-    async def submit_job(self, new: NewJob) -> Job:
-        """Reserve quota and queue the job. Raises QuotaExceeded or EngineStopping."""
+    async def submit_job(self, new: NewJob, *, start: bool = True) -> Job:
+        """Reserve quota and queue the job. Raises QuotaExceeded or EngineStopping.
+
+        With `start=False` the job waits (queued, reserved) until `place()`: a front end that
+        must first show it somewhere can still cancel it before anything is sent to DashScope.
+        """
         if self._stopping:
             raise EngineStopping("the bot is restarting; try again in a minute")
         job = await self.quota.reserve(new)
-        self.queue.push(job.model, job.user_id, job.id)
-        self._wake_scheduler.set()
+        if start:
+            self._enqueue(job)
         await self._notify(job)
         return job
+
+    def _enqueue(self, job: Job) -> None:
+        if job.id not in self.queue and job.id not in self._claimed:
+            self.queue.push(job.model, job.user_id, job.id)
+            self._wake_scheduler.set()
 
     def position(self, job_id: int) -> int | None:
         return self.queue.position(job_id)
@@ -228,13 +244,16 @@ class Engine:
     async def place(
         self, job_id: int, *, status_message_id: int | None, thread_id: int | None
     ) -> Job:
-        """Record where a front end shows the job (its status message and thread)."""
+        """Record where a front end shows the job (its status message and thread), and let a
+        job submitted with `start=False` go."""
         async with self.db.transaction() as conn:
             await self.store.update(
                 conn, job_id, status_message_id=status_message_id, thread_id=thread_id
             )
         job = await self.store.get(job_id)
         assert job is not None
+        if job.state is JobState.QUEUED:
+            self._enqueue(job)
         await self._notify(job)
         return job
 
@@ -571,10 +590,16 @@ class Engine:
             )
         except IllegalTransition:
             return
+        await self._tell_failure(ended, message)
+
+    async def _tell_failure(self, job: Job, message: str) -> None:
         try:
-            await self.port.failed(ended, message)
+            await self.port.failed(job, message)
         except Exception:
             log.exception("telling the user about failed job %s", job.id)
+            return
+        async with self.db.transaction() as conn:
+            await self.store.update(conn, job.id, notified_at=self.clock())
 
     async def _notify(self, job: Job) -> None:
         try:

@@ -35,6 +35,7 @@ _UPDATABLE = {
     "submit_attempts",
     "delivery_attempts",
     "next_delivery_at",
+    "notified_at",
 }
 
 
@@ -89,6 +90,20 @@ class JobStore:
         rows = await self.db.fetchall(
             f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
             wanted,
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def queued_after(self, job_id: int) -> list[Job]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE state = 'queued' AND id > ? ORDER BY id", (job_id,)
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def unnotified_failures(self, since: float) -> list[Job]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE state = 'failed' AND notified_at IS NULL"
+            " AND finished_at >= ? ORDER BY id",
+            (since,),
         )
         return [Job.from_row(row) for row in rows]
 
