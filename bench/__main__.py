@@ -1,4 +1,4 @@
-"""`python -m bench poll|footprint`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack`: run one benchmark, print one JSON document on stdout.
 
 `_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import footprint, poll
+from bench import ack, footprint, poll
 from bench.common import dump
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     footprint.add_arguments(
         commands.add_parser("footprint", help="memory and CPU of a worker with 1,000 jobs")
     )
+    ack.add_arguments(commands.add_parser("ack", help="acknowledgement delay under a burst"))
     footprint.add_simulator_arguments(commands.add_parser("_simulator"))
     footprint.add_worker_arguments(commands.add_parser("_worker"))
     return parser
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         return footprint.serve_simulator(args)
     if args.command == "_worker":
         return footprint.run_worker_process(args)
+    if args.command == "ack":
+        dump(ack.main(args))
+        return 0
     if args.command == "poll":
         dump(poll.main(args))
         return 0

@@ -137,10 +137,13 @@ class WanBot(commands.Bot):
             log.info("synced %d commands to the dev server %s", len(synced), guild.id)
 
     async def close(self) -> None:
+        log.info("closing: unloading the cogs")
         for name in list(self.extensions):
             await self.unload_extension(name)
+        log.info("closing: stopping the engine")
         await self.engine.stop()
         await self.delivery.close()
+        log.info("closing: disconnecting from Discord")
         await super().close()
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:

@@ -64,7 +64,11 @@ def can_post(channel: discord.abc.Messageable) -> bool:
     if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
         return True
     perms = channel.permissions_for(me)
-    send = perms.send_messages_in_threads if isinstance(channel, discord.Thread) else perms.send_messages
+    send = (
+        perms.send_messages_in_threads
+        if isinstance(channel, discord.Thread)
+        else perms.send_messages
+    )
     return perms.view_channel and send and perms.attach_files
 
 
@@ -104,7 +108,7 @@ async def respond_error(interaction: discord.Interaction, error: BaseException) 
         message = text("reply.error", lang)
     try:
         await respond(interaction, message)
-    except discord.HTTPException as exc:  # the token may have expired
+    except (discord.HTTPException, RuntimeError) as exc:  # token expired, or shutting down
         log.warning("could not tell the user about an error: %s", exc)
 
 

@@ -73,5 +73,7 @@ async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Serv
             fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
             engine = Engine(db, client, fetcher, port, quota, engine_config_from(settings))
             yield Services(settings, db, http, client, quota, engine, target.simulated)
+            log.info("closing the DashScope connections")
     finally:
+        log.info("closing the database")
         await db.close()

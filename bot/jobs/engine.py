@@ -156,10 +156,13 @@ class Engine:
             task.cancel()
         await asyncio.gather(*starters, return_exceptions=True)
         if self._work:
+            log.info("engine: waiting up to %.0f s for %d calls in flight", grace, len(self._work))
             _, pending = await asyncio.wait(set(self._work), timeout=grace)
             for task in pending:
                 task.cancel()
+            log.info("engine: cancelling %s", sorted(t.get_name() for t in pending))
             await asyncio.gather(*pending, return_exceptions=True)
+        log.info("engine: stopping the poller")
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
