@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.dashscope.models import DEFAULT_PRICES, MODELS
+
 BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 VIRGINIA_BASE_URL = "https://dashscope-us.aliyuncs.com/api/v1"
@@ -45,6 +47,8 @@ EXPECTS: dict[str, str] = {
     "dev_guild_id": "a Discord server id (commands are synced there on start)",
     "owner_ids": "Discord user ids separated by commas",
     "allow_dms": "true or false",
+    "prices": "model=price pairs separated by commas, e.g. wan2.6-t2i=0.2,wan2.5-i2i-preview=0.2",
+    "currency": "a currency code of up to 5 letters, e.g. CNY or USD",
 }
 
 
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     dev_guild_id: int | None = None
     owner_ids: str = ""
     allow_dms: bool = False
+
+    # Money: the price of one image per model (over the built-in list) and the currency.
+    prices: str = ""
+    currency: str = Field(default="CNY", pattern=r"^[A-Za-z]{1,5}$")
 
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=0, ge=0, le=65535)
@@ -151,6 +159,16 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        parse_prices(value)
+        return value
+
+    @property
+    def price_table(self) -> dict[str, float]:
+        return {**DEFAULT_PRICES, **parse_prices(self.prices)}
+
     @property
     def owner_id_set(self) -> set[int]:
         return {int(part) for part in self.owner_ids.split(",") if part.strip()}
@@ -185,6 +203,23 @@ class Settings(BaseSettings):
     @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def parse_prices(text: str) -> dict[str, float]:
+    """ "model=price,model=price" → {model: price}; unknown models and bad numbers refused."""
+    table: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        model, _, price = part.partition("=")
+        model = model.strip()
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}")
+        number = float(price)
+        if not 0 <= number < 1000:
+            raise ValueError("price out of range")
+        table[model] = number
+    return table
 
 
 def load_settings(**overrides: Any) -> Settings:

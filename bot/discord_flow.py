@@ -21,6 +21,7 @@ from bot.images import MAX_UPLOAD_BYTES, prepare_image
 from bot.jobs.engine import Engine, EngineStopping
 from bot.jobs.model import Job, NewJob
 from bot.limits import QuotaExceeded
+from bot.policy import Place, apply_policy
 from bot.problems import InputRejected
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ class Origin:
     def guild(self) -> discord.Guild | None:
         return getattr(self.channel, "guild", None)
 
+    @property
+    def role_ids(self) -> tuple[int, ...]:
+        roles = getattr(self.user, "roles", None) or ()
+        return tuple(role.id for role in roles if not role.is_default())
+
     @classmethod
     def of(cls, interaction: discord.Interaction) -> Origin:
         channel = interaction.channel
@@ -70,6 +76,13 @@ def can_post(channel: discord.abc.Messageable) -> bool:
         else perms.send_messages
     )
     return perms.view_channel and send and perms.attach_files
+
+
+def place_of(channel: discord.abc.Messageable) -> Place:
+    """Where the request is made: the channel, the channel a thread hangs off, NSFW or not."""
+    parent = getattr(channel, "parent", None)
+    nsfw = bool(getattr(parent or channel, "nsfw", False))
+    return Place(getattr(channel, "id", None), getattr(channel, "parent_id", None), nsfw)
 
 
 def relative_timestamp(moment: float) -> str:
@@ -153,10 +166,20 @@ class JobLauncher:
         *,
         parent_job_id: int | None = None,
         reply_to: discord.Message | None = None,
+        model_chosen: bool = True,
+        size_chosen: bool = True,
     ) -> tuple[Job, discord.Message]:
-        """Validate, reserve and queue; post the status message and its thread."""
-        request = validate(request)
+        """Apply the server's policy, validate, reserve and queue; post the status message and
+        its thread."""
         channel = origin.channel
+        role_ids = origin.role_ids
+        policy = await self.engine.quota.policy.for_member(
+            origin.guild.id if origin.guild else None, role_ids
+        )
+        request = apply_policy(
+            policy, request, place_of(channel), model_chosen=model_chosen, size_chosen=size_chosen
+        )
+        request = validate(request)
         if not can_post(channel):  # before anything is reserved or sent to DashScope
             raise CannotPost()
         in_thread = isinstance(channel, discord.Thread)
@@ -169,6 +192,7 @@ class JobLauncher:
             thread_id=channel_id if in_thread else None,
             locale=origin.locale,
             parent_job_id=parent_job_id,
+            role_ids=role_ids,
         )
         # Held until placed: if the status message cannot be posted, the job is cancelled
         # before DashScope ever sees it.

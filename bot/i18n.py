@@ -216,6 +216,73 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "More free up {when}.",
         "zh": "本服务器过去 24 小时已使用 {used} 张图片（上限 {allowed} 张）。{when}后会释放额度。",
     },
+    "quota.budget": {
+        "en": "This server has spent {used:.2f} of its monthly budget of {allowed:.2f}. "
+        "The budget renews {when}.",
+        "zh": "本服务器本月已用 {used:.2f}，月度预算为 {allowed:.2f}。预算将于{when}重置。",
+    },
+    # --- server policy ---------------------------------------------------------------------
+    "policy.channel": {
+        "en": "Images can't be made in this channel here. Use one of: {channels}.",
+        "zh": "本服务器不允许在此频道生成图片。请使用：{channels}。",
+    },
+    "policy.model": {
+        "en": "This server does not allow `{model}`. Allowed: {models}.",
+        "zh": "本服务器不允许使用 `{model}`。允许的模型：{models}。",
+    },
+    "policy.max_n": {
+        "en": "You can make at most {max_n} image(s) at a time here.",
+        "zh": "在本服务器每次最多生成 {max_n} 张图片。",
+    },
+    "policy.nsfw_only": {
+        "en": "This server allows image generation only in age-restricted (NSFW) channels.",
+        "zh": "本服务器只允许在年龄限制（NSFW）频道中生成图片。",
+    },
+    "policy.no_nsfw": {
+        "en": "This server does not allow image generation in age-restricted (NSFW) channels.",
+        "zh": "本服务器不允许在年龄限制（NSFW）频道中生成图片。",
+    },
+    # --- admin -----------------------------------------------------------------------------
+    "admin.bad_value": {
+        "en": "`{value}` is not a valid value for {setting}: expected {expected}.",
+        "zh": "`{value}` 不是 {setting} 的有效值：应为 {expected}。",
+    },
+    "admin.unknown_setting": {
+        "en": "There is no setting `{setting}`. Settings: {choices}.",
+        "zh": "没有名为 `{setting}` 的设置。可用设置：{choices}。",
+    },
+    "admin.no_role_override": {
+        "en": "{setting} applies to the whole server; it can't be set for a role.",
+        "zh": "{setting} 作用于整个服务器，不能按身份组设置。",
+    },
+    "admin.not_allowed": {
+        "en": "Only members with the Manage Server permission can change the bot's settings.",
+        "zh": "只有拥有“管理服务器”权限的成员才能修改机器人设置。",
+    },
+    "admin.set": {
+        "en": "{setting}{scope}: {old} → {new}.",
+        "zh": "{setting}{scope}：{old} → {new}。",
+    },
+    "admin.reset": {
+        "en": "{setting}{scope} reset (was {old}); it now follows {source}.",
+        "zh": "{setting}{scope} 已重置（原为 {old}），现在沿用{source}。",
+    },
+    "admin.source.default": {"en": "the bot's default", "zh": "机器人默认值"},
+    "admin.source.server": {"en": "the server's value", "zh": "服务器设置"},
+    "admin.limits_title": {"en": "Settings of this server", "zh": "本服务器的设置"},
+    "admin.audit_title": {"en": "Latest setting changes", "zh": "最近的设置变更"},
+    "admin.audit_empty": {"en": "No setting has been changed yet.", "zh": "尚未修改过任何设置。"},
+    "admin.usage_title": {"en": "Usage: {period}", "zh": "用量：{period}"},
+    "admin.usage_line": {
+        "en": "{images} images · {done} done, {failed} failed, {cancelled} cancelled · "
+        "about {cost:.2f} {currency}",
+        "zh": "{images} 张图片 · 完成 {done}、失败 {failed}、取消 {cancelled} · 约 {cost:.2f} {currency}",
+    },
+    "admin.usage_top": {"en": "Top members", "zh": "用量最多的成员"},
+    "admin.audit_post": {
+        "en": "⚙️ {user} changed {setting}{scope}: {old} → {new}",
+        "zh": "⚙️ {user} 修改了 {setting}{scope}：{old} → {new}",
+    },
     # --- jobs ----------------------------------------------------------------------------------
     "job.cancel.not_found": {
         "en": "There is no job #{job_id}.",
@@ -403,6 +470,14 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     },
     "reply.quota_frees": {"en": "Next image frees {when}.", "zh": "下一张额度将于 {when} 释放。"},
     "reply.quota_cooldown": {"en": "Cooldown ends {when}.", "zh": "冷却结束于 {when}。"},
+    "reply.quota_budget": {
+        "en": "This server's monthly budget: {spent:.2f} of {budget:.2f} {currency} used.",
+        "zh": "本服务器月度预算：已用 {spent:.2f} / {budget:.2f} {currency}。",
+    },
+    "reply.quota_exempt": {
+        "en": "One of your roles is exempt from the per-member limits.",
+        "zh": "你的某个身份组不受个人额度限制。",
+    },
     "reply.unlimited": {"en": "no limit", "zh": "不限"},
     "modal.edit_title": {"en": "Edit with Wan", "zh": "用万相编辑"},
     "modal.instruction": {"en": "What should change?", "zh": "要怎么修改？"},
@@ -472,4 +547,28 @@ COMMAND_ZH: dict[str, str] = {
     "A third image (optional)": "第三张图片（可选）",
     "job": "任务",
     "The job number": "任务编号",
+    "wanadmin": "万相管理",
+    "Server admins: limits, budgets, usage and the audit trail": "服务器管理：额度、预算、用量与审计记录",
+    "limits": "额度设置",
+    "Show or change this server's settings": "查看或修改本服务器的设置",
+    "Every setting, its value and where it comes from": "所有设置、取值及其来源",
+    "set": "设置",
+    "Change a setting, for the server or for one role": "为服务器或某个身份组修改设置",
+    "Which setting": "哪项设置",
+    "The new value": "新的值",
+    "Only for members with this role": "仅对拥有此身份组的成员生效",
+    "reset": "重置",
+    "Go back to the server's value or the default": "恢复为服务器设置或默认值",
+    "Reset only this role's value": "只重置此身份组的值",
+    "audit": "审计",
+    "The latest setting changes: who, what, when": "最近的设置变更：谁、改了什么、何时",
+    "usage": "用量",
+    "Images, outcomes and cost, with a daily chart": "图片数量、结果与费用，附每日图表",
+    "One member (default: the whole server)": "某位成员（默认：整个服务器）",
+    "The period": "时间段",
+    "setting": "设置项",
+    "value": "值",
+    "role": "身份组",
+    "user": "成员",
+    "period": "时间段",
 }

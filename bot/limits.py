@@ -12,8 +12,9 @@ in flight already counts against the limit, and a refund frees its images at onc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 
 import aiosqlite
 
@@ -21,6 +22,7 @@ from bot.db import Database
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, NewJob
 from bot.jobs.store import JobStore
+from bot.policy import LIMIT_SETTINGS, Policy, PolicyStore
 
 DAY = 24 * 3600.0
 
@@ -90,6 +92,9 @@ class Standing:
     """A member's usage against their limits, for /quota."""
 
     limits: Limits
+    budget: float
+    spent: float
+    exempt: bool
     user_images: int
     user_frees_at: float | None
     active_jobs: int
@@ -105,23 +110,24 @@ class Quota:
         store: JobStore,
         defaults: Limits,
         clock: Callable[[], float] = time.time,
+        *,
+        policy: PolicyStore | None = None,
+        prices: dict[str, float] | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.defaults = defaults
         self.clock = clock
+        self.policy = policy or PolicyStore(db, policy_defaults(defaults), clock)
+        self.prices = prices or {}
 
-    async def limits_for(self, conn: aiosqlite.Connection, guild_id: int | None) -> Limits:
-        if guild_id is None:
-            return self.defaults
-        async with conn.execute(
-            "SELECT setting, value FROM limit_settings WHERE guild_id = ? AND role_id = 0",
-            (guild_id,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        known = set(Limits.setting_names())
-        overrides = {r["setting"]: int(r["value"]) for r in rows if r["setting"] in known}
-        return replace(self.defaults, **overrides)
+    def price(self, model: str) -> float:
+        return self.prices.get(model, 0.0)
+
+    async def limits_for(
+        self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> Limits:
+        return limits_of(await self.policy.effective(conn, guild_id, role_ids))
 
     async def set_guild_limit(
         self, guild_id: int, setting: str, value: int, by_user: int | None = None
@@ -130,26 +136,29 @@ class Quota:
             raise ValueError(f"unknown limit {setting!r}")
         if value < 0:
             raise ValueError("a limit cannot be negative")
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_by,"
-                " updated_at) VALUES (?, 0, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id, setting)"
-                " DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,"
-                " updated_at = excluded.updated_at",
-                (guild_id, setting, str(value), by_user, self.clock()),
-            )
+        await self.policy.set(guild_id, setting, str(value), by_user=by_user)
 
     async def reserve(self, new: NewJob) -> Job:
         """Check every limit and accept the job (queued, n images reserved) in one transaction."""
         async with self.db.transaction() as conn:
             now = self.clock()
-            limits = await self.limits_for(conn, new.guild_id)
-            await self._check(conn, new, limits, now)
+            policy = await self.policy.effective(conn, new.guild_id, new.role_ids)
+            await self._check(conn, new, limits_of(policy), now)
+            unit_price = self.price(new.request.model)
+            await self._check_budget(conn, new, policy.money("monthly_budget"), unit_price, now)
             job_id = await self.store.insert(conn, new)
             await conn.execute(
-                "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
-                " VALUES (?, ?, ?, 'reserve', ?, ?)",
-                (job_id, new.user_id, new.guild_id, new.request.n, now),
+                "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
+                " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
+                (
+                    job_id,
+                    new.user_id,
+                    new.guild_id,
+                    new.request.n,
+                    now,
+                    unit_price,
+                    new.request.model,
+                ),
             )
             job = await self.store.get_in(conn, job_id)
         assert job is not None
@@ -221,26 +230,56 @@ class Quota:
             limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
         )
 
+    async def spent_this_month(
+        self, conn: aiosqlite.Connection, guild_id: int, now: float
+    ) -> float:
+        """Money held or charged by the server's jobs since the 1st of this month (UTC)."""
+        async with conn.execute(
+            "SELECT COALESCE(SUM((r.images - COALESCE(f.images, 0)) * r.unit_price), 0)"
+            " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+            " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ?",
+            (guild_id, month_start(now)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row else 0.0
+
+    async def _check_budget(
+        self, conn: aiosqlite.Connection, new: NewJob, budget: float, unit_price: float, now: float
+    ) -> None:
+        if budget <= 0 or new.guild_id is None:
+            return
+        spent = await self.spent_this_month(conn, new.guild_id, now)
+        if spent + new.request.n * unit_price > budget + 1e-9:
+            raise QuotaExceeded(
+                "budget", allowed=budget, used=spent, frees_at=next_month_start(now)
+            )
+
     async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
         """Charge `delivered` images and refund the rest of the reservation, once per job."""
         delivered = max(0, min(delivered, job.n))
         now = self.clock()
         await conn.executemany(
-            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, entry) DO NOTHING",
+            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
+            " unit_price, model) SELECT ?, ?, ?, ?, ?, ?, unit_price, model FROM ledger"
+            " WHERE job_id = ? AND entry = 'reserve' ON CONFLICT (job_id, entry) DO NOTHING",
             [
-                (job.id, job.user_id, job.guild_id, "charge", delivered, now),
-                (job.id, job.user_id, job.guild_id, "refund", job.n - delivered, now),
+                (job.id, job.user_id, job.guild_id, "charge", delivered, now, job.id),
+                (job.id, job.user_id, job.guild_id, "refund", job.n - delivered, now, job.id),
             ],
         )
 
     async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
         await self.settle(conn, job, 0)
 
-    async def standing(self, user_id: int, guild_id: int | None) -> Standing:
+    async def standing(
+        self, user_id: int, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> Standing:
         async with self.db.transaction() as conn:
             now = self.clock()
-            limits = await self.limits_for(conn, guild_id)
+            policy = await self.policy.effective(conn, guild_id, role_ids)
+            limits = limits_of(policy)
+            budget = policy.money("monthly_budget")
+            spent = await self.spent_this_month(conn, guild_id, now) if guild_id else 0.0
             user_window = await self._window(conn, "user_id", user_id, now)
             guild_window = (
                 await self._window(conn, "guild_id", guild_id, now) if guild_id is not None else []
@@ -265,6 +304,9 @@ class Quota:
         guild_used = sum(h for _, h in guild_window)
         return Standing(
             limits=limits,
+            budget=budget,
+            spent=spent,
+            exempt=policy.exempt,
             user_images=user_used,
             user_frees_at=_frees_at(user_window, 1) if user_used else None,
             active_jobs=active_row[0] if active_row else 0,
@@ -272,6 +314,44 @@ class Quota:
             guild_frees_at=_frees_at(guild_window, 1) if guild_used else None,
             cooldown_until=cooldown_until,
         )
+
+
+def policy_defaults(limits: Limits, **others: str) -> dict[str, str]:
+    """The bot-wide defaults of every server setting, as the policy store keeps them."""
+    values = {name: str(getattr(limits, name)) for name in LIMIT_SETTINGS}
+    values.update(
+        monthly_budget="0",
+        max_n="4",
+        allowed_models="",
+        default_model="",
+        default_size="",
+        prompt_extend="member",
+        watermark="member",
+        allowed_channels="",
+        nsfw_channels="any",
+        audit_channel="",
+        exempt="0",
+    )
+    values.update(others)
+    return values
+
+
+def limits_of(policy: Policy) -> Limits:
+    """The numeric limits for a member; an exempt role lifts the per-member ones."""
+    if policy.exempt:
+        return Limits(0, 0, 0, policy.int("images_per_guild_day"))
+    return Limits(*(policy.int(name) for name in LIMIT_SETTINGS))
+
+
+def month_start(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+
+
+def next_month_start(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
 
 
 def _frees_at(window: list[tuple[float, int]], needed: int) -> float | None:

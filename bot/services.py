@@ -69,7 +69,7 @@ async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Serv
             client = DashScopeClient(
                 target.api_key, target.base_url, http=http, workspace=settings.dashscope_workspace
             )
-            quota = Quota(db, JobStore(db), limits_from(settings))
+            quota = Quota(db, JobStore(db), limits_from(settings), prices=settings.price_table)
             fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
             engine = Engine(db, client, fetcher, port, quota, engine_config_from(settings))
             yield Services(settings, db, http, client, quota, engine, target.simulated)

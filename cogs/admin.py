@@ -1,6 +1,14 @@
-"""Owner tools: publish the slash commands to every server."""
+"""Server admins (`/wanadmin`) and the owner's `/wansync`.
+
+`/wanadmin` is hidden from members without Manage Server (`default_permissions`), and every
+subcommand checks again at run time, because a server can override command permissions.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import time
 
 import discord
 from discord import app_commands
@@ -8,13 +16,238 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot.discord_app import WanBot
-from bot.discord_flow import respond
-from bot.i18n import lang_for, text
+from bot.discord_flow import respond, respond_error
+from bot.i18n import Lang, lang_for, text
+from bot.policy import SERVER, SETTINGS
+from bot.usage import PERIODS, period_bounds, usage_chart, usage_report
+
+
+def is_admin(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return permissions.manage_guild or permissions.administrator
+
+
+async def refuse_non_admin(interaction: discord.Interaction) -> bool:
+    if interaction.guild_id is not None and is_admin(interaction):
+        return False
+    await respond(interaction, text("admin.not_allowed", lang_for(str(interaction.locale))))
+    return True
+
+
+def _scope(role: discord.Role | None) -> str:
+    return f" [@{role.name}]" if role is not None else ""
+
+
+async def setting_choices(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    return [
+        app_commands.Choice(name=name, value=name) for name in SETTINGS if current.lower() in name
+    ][:25]
 
 
 class Admin(commands.Cog):
+    wanadmin = app_commands.Group(
+        name=_("wanadmin"),
+        description=_("Server admins: limits, budgets, usage and the audit trail"),
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+    limits = app_commands.Group(
+        name=_("limits"), description=_("Show or change this server's settings"), parent=wanadmin
+    )
+
     def __init__(self, bot: WanBot) -> None:
         self.bot = bot
+
+    @property
+    def policy(self):
+        return self.bot.engine.quota.policy
+
+    @limits.command(
+        name=_("show"), description=_("Every setting, its value and where it comes from")
+    )
+    async def limits_show(self, interaction: discord.Interaction) -> None:
+        if await refuse_non_admin(interaction):
+            return
+        lang = lang_for(str(interaction.locale))
+        assert interaction.guild is not None
+        effective = await self.policy.for_member(interaction.guild_id)
+        overrides = await self.policy.overrides(interaction.guild_id or 0)
+        lines = []
+        for name, value in effective.values.items():
+            shown = value.value or "—"
+            source = (
+                f"<@&{value.source.removeprefix('role:')}>"
+                if value.source.startswith("role:")
+                else text(f"admin.source.{value.source}", lang)
+            )
+            lines.append(f"`{name}` = **{shown}** ({source})")
+            for row in overrides:
+                if row["setting"] == name and row["role_id"] != SERVER:
+                    lines.append(f"  ↳ <@&{row['role_id']}>: **{row['value']}**")
+        embed = discord.Embed(title=text("admin.limits_title", lang), description="\n".join(lines))
+        await respond(interaction, "", embed=embed)
+
+    @limits.command(
+        name=_("set"), description=_("Change a setting, for the server or for one role")
+    )
+    @app_commands.describe(
+        setting=_("Which setting"),
+        value=_("The new value"),
+        role=_("Only for members with this role"),
+    )
+    @app_commands.rename(setting=_("setting"), value=_("value"), role=_("role"))
+    @app_commands.autocomplete(setting=setting_choices)
+    async def limits_set(
+        self,
+        interaction: discord.Interaction,
+        setting: str,
+        value: app_commands.Range[str, 1, 400],
+        role: discord.Role | None = None,
+    ) -> None:
+        if await refuse_non_admin(interaction):
+            return
+        lang = lang_for(str(interaction.locale))
+        try:
+            old, new = await self.policy.set(
+                interaction.guild_id or 0,
+                setting,
+                value,
+                by_user=interaction.user.id,
+                role_id=role.id if role else SERVER,
+            )
+        except Exception as error:
+            await respond_error(interaction, error)
+            return
+        scope = _scope(role)
+        await respond(
+            interaction,
+            text("admin.set", lang, setting=setting, scope=scope, old=old or "—", new=new),
+        )
+        await self._post_audit(interaction, lang, setting, scope, old, new)
+
+    @limits.command(name=_("reset"), description=_("Go back to the server's value or the default"))
+    @app_commands.describe(setting=_("Which setting"), role=_("Reset only this role's value"))
+    @app_commands.rename(setting=_("setting"), role=_("role"))
+    @app_commands.autocomplete(setting=setting_choices)
+    async def limits_reset(
+        self, interaction: discord.Interaction, setting: str, role: discord.Role | None = None
+    ) -> None:
+        if await refuse_non_admin(interaction):
+            return
+        lang = lang_for(str(interaction.locale))
+        try:
+            old = await self.policy.reset(
+                interaction.guild_id or 0,
+                setting,
+                by_user=interaction.user.id,
+                role_id=role.id if role else SERVER,
+            )
+        except Exception as error:
+            await respond_error(interaction, error)
+            return
+        scope = _scope(role)
+        source = text("admin.source.server" if role else "admin.source.default", lang)
+        await respond(
+            interaction,
+            text("admin.reset", lang, setting=setting, scope=scope, old=old or "—", source=source),
+        )
+        await self._post_audit(interaction, lang, setting, scope, old, None)
+
+    async def _post_audit(
+        self,
+        interaction: discord.Interaction,
+        lang: Lang,
+        setting: str,
+        scope: str,
+        old: str | None,
+        new: str | None,
+    ) -> None:
+        policy = await self.policy.for_member(interaction.guild_id)
+        channel_id = policy.text("audit_channel")
+        if not channel_id:
+            return
+        line = text(
+            "admin.audit_post",
+            lang,
+            user=interaction.user.mention,
+            setting=setting,
+            scope=scope,
+            old=old or "—",
+            new=new or "—",
+        )
+        # If the post fails, the change stands: the audit log in the database has it.
+        with contextlib.suppress(discord.HTTPException):
+            await self.bot.get_partial_messageable(int(channel_id)).send(
+                line, allowed_mentions=discord.AllowedMentions.none()
+            )
+
+    @wanadmin.command(name=_("audit"), description=_("The latest setting changes: who, what, when"))
+    async def audit(self, interaction: discord.Interaction) -> None:
+        if await refuse_non_admin(interaction):
+            return
+        lang = lang_for(str(interaction.locale))
+        rows = await self.policy.audit(interaction.guild_id or 0)
+        if not rows:
+            await respond(interaction, text("admin.audit_empty", lang))
+            return
+        lines = [
+            f"<t:{int(r['created_at'])}:R> <@{r['user_id']}> `{r['setting']}`"
+            + (f" [<@&{r['role_id']}>]" if r["role_id"] else "")
+            + f": {r['old_value'] or '—'} → {r['new_value'] or '—'}"
+            for r in rows
+        ]
+        embed = discord.Embed(title=text("admin.audit_title", lang), description="\n".join(lines))
+        await respond(interaction, "", embed=embed)
+
+    @wanadmin.command(
+        name=_("usage"), description=_("Images, outcomes and cost, with a daily chart")
+    )
+    @app_commands.describe(user=_("One member (default: the whole server)"), period=_("The period"))
+    @app_commands.rename(user=_("user"), period=_("period"))
+    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in PERIODS])
+    async def usage(
+        self,
+        interaction: discord.Interaction,
+        user: discord.User | None = None,
+        period: str = "this month",
+    ) -> None:
+        if await refuse_non_admin(interaction):
+            return
+        lang = lang_for(str(interaction.locale))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        start, end = period_bounds(period, time.time())
+        report = await usage_report(
+            self.bot.engine.db,
+            interaction.guild_id or 0,
+            start,
+            end,
+            user_id=user.id if user else None,
+        )
+        currency = self.bot.settings.currency
+        lines = [
+            text(
+                "admin.usage_line",
+                lang,
+                images=report.images,
+                done=report.done,
+                failed=report.failed,
+                cancelled=report.cancelled,
+                cost=report.cost,
+                currency=currency,
+            )
+        ]
+        if user is None and report.top:
+            lines.append(f"**{text('admin.usage_top', lang)}**")
+            lines += [
+                f"<@{uid}>: {images} · {cost:.2f} {currency}" for uid, images, cost in report.top
+            ]
+        title = text("admin.usage_title", lang, period=period)
+        embed = discord.Embed(title=title, description="\n".join(lines))
+        embed.set_image(url="attachment://usage.png")
+        chart = discord.File(io.BytesIO(usage_chart(report.days, currency)), "usage.png")
+        await interaction.followup.send(embed=embed, file=chart, ephemeral=True)
 
     @app_commands.command(
         name=_("wansync"), description=_("Owner only: publish the slash commands to every server")

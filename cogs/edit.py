@@ -184,7 +184,7 @@ class Edit(commands.Cog):
             images=await images_from(attachments),
         )
         origin = Origin.of(interaction)
-        job, status = await self.bot.launcher.launch(origin, request)
+        job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
         await interaction.followup.send(
             text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
         )

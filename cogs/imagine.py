@@ -69,7 +69,9 @@ class Imagine(commands.Cog):
             watermark=watermark,
         )
         require_kind(request, Kind.TEXT_TO_IMAGE)
-        job, status = await self.bot.launcher.launch(origin, request)
+        job, status = await self.bot.launcher.launch(
+            origin, request, model_chosen=model is not None, size_chosen=size is not None
+        )
         await interaction.followup.send(
             text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
         )

@@ -98,19 +98,20 @@ class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
         if job is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        message_ids = {
-            r.delivered_message_id
+        # The results where they were delivered, and the message clicked (maybe a /show repost
+        # in another channel).
+        results_channel = job.thread_id or job.channel_id
+        targets = {
+            (results_channel, r.delivered_message_id)
             for r in await bot.engine.store.results(job.id)
-            if r.delivered_message_id
+            if r.delivered_message_id and results_channel
         }
         if interaction.message is not None:
-            message_ids.add(interaction.message.id)
-        channel = interaction.channel
-        assert channel is not None
-        for message_id in message_ids:
+            targets.add((interaction.message.channel.id, interaction.message.id))
+        for channel_id, message_id in targets:
             with contextlib.suppress(discord.NotFound):
                 await (
-                    bot.get_partial_messageable(channel.id).get_partial_message(message_id).delete()
+                    bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
                 )
         await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
 
@@ -253,7 +254,12 @@ class Jobs(commands.Cog):
     @app_commands.command(name=_("quota"), description=_("What you have left, and when it frees"))
     async def quota(self, interaction: discord.Interaction) -> None:
         lang = lang_for(str(interaction.locale))
-        standing = await self.bot.engine.quota.standing(interaction.user.id, interaction.guild_id)
+        roles = getattr(interaction.user, "roles", None) or ()
+        standing = await self.bot.engine.quota.standing(
+            interaction.user.id,
+            interaction.guild_id,
+            tuple(role.id for role in roles if not role.is_default()),
+        )
         limits = standing.limits
         unlimited = text("reply.unlimited", lang)
         lines = [
@@ -287,6 +293,18 @@ class Jobs(commands.Cog):
             lines.append(
                 text("reply.quota_cooldown", lang, when=relative_timestamp(standing.cooldown_until))
             )
+        if standing.budget:
+            lines.append(
+                text(
+                    "reply.quota_budget",
+                    lang,
+                    spent=standing.spent,
+                    budget=standing.budget,
+                    currency=self.bot.settings.currency,
+                )
+            )
+        if standing.exempt:
+            lines.append(text("reply.quota_exempt", lang))
         embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
 

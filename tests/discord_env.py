@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,40 @@ from typing import Any
 from PIL import Image
 
 from bot.config import Settings, load_settings
+from bot.dashscope.models import MODELS
+from bot.dashscope.requests import ImageRequest
 from bot.discord_app import WanBot, run_bot
-from bot.jobs.model import Job, JobState
+from bot.jobs.model import Job, JobState, NewJob
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
-from tests.fakediscord import FakeDiscord, capture_discord_errors, format_records
+from tests.fakediscord import FakeDiscord, Message, format_records
 
 SIM_KEY = "sk-e2e-simulator-key-0123456789"
+# A model the tests may block (see `BotEnv.hold_model`) to keep jobs of it queued.
+HELD_MODEL = "wanx2.1-t2i-turbo"
+HOLDER_USER_ID = 4242
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def capture_errors(*loggers: str) -> Iterator[list[logging.LogRecord]]:
+    """ERROR records of these loggers (discord.py logs callback exceptions; the bot its own)."""
+    handler = _Collector()
+    targets = [logging.getLogger(name) for name in loggers]
+    for target in targets:
+        target.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        for target in targets:
+            target.removeHandler(handler)
 
 
 def png(
@@ -33,6 +63,15 @@ def png(
     return buffer.getvalue()
 
 
+def train(bot: WanBot, seconds: float = 0.2) -> None:
+    """Teach the engine that tasks are quick, so the poller lists them at once instead of
+    waiting out its cold-start guess (the simulator runs them in a fraction of a second)."""
+    for model in MODELS:
+        for n in range(1, 5):
+            for _ in range(3):
+                bot.engine.durations.observe(model, n, seconds)
+
+
 @dataclass
 class BotEnv:
     fake: FakeDiscord
@@ -41,12 +80,17 @@ class BotEnv:
     world: Any
     bot: WanBot | None = None
     task: asyncio.Task[int] | None = None
-    errors: list[Any] | None = None
+    errors: list[logging.LogRecord] | None = None
 
     async def start_bot(self, timeout: float = 15.0) -> WanBot:
         holder: list[WanBot] = []
+
+        def made(bot: WanBot) -> None:  # before setup_hook starts the engine
+            holder.append(bot)
+            train(bot)
+
         self.task = asyncio.create_task(
-            run_bot(self.settings, install_signals=False, on_bot=holder.append), name="run_bot"
+            run_bot(self.settings, install_signals=False, on_bot=made), name="run_bot"
         )
         deadline = asyncio.get_running_loop().time() + timeout
         while not holder or not holder[0].is_ready():
@@ -57,6 +101,22 @@ class BotEnv:
             await asyncio.sleep(0.02)
         self.bot = holder[0]
         return self.bot
+
+    def take_errors(self, *needles: str) -> list[logging.LogRecord]:
+        """Remove and return the captured ERROR records (those mentioning a needle, if given)."""
+        assert self.errors is not None
+        taken = [r for r in self.errors if not needles or any(n in r.getMessage() for n in needles)]
+        self.errors[:] = [r for r in self.errors if r not in taken]
+        return taken
+
+    def check_clean(self) -> None:
+        """No ERROR logs, no bug in the fake, no request to a route Discord does not have."""
+        assert self.errors is not None
+        errors = list(self.errors)
+        self.errors.clear()
+        assert not errors, format_records(errors)
+        assert not self.fake.internal_errors, self.fake.internal_errors
+        assert not self.fake.unmatched_requests(), self.fake.unmatched_requests()
 
     async def stop_bot(self) -> int:
         assert self.bot is not None and self.task is not None
@@ -110,6 +170,56 @@ class BotEnv:
         row = await self.bot.engine.db.fetchone("SELECT COUNT(*) FROM jobs")
         return int(row[0]) if row else 0
 
+    async def ledger(self, job_id: int) -> dict[str, int]:
+        """The job's quota ledger: {"reserve": n, "charge": k, "refund": n - k}."""
+        assert self.bot is not None
+        rows = await self.bot.engine.db.fetchall(
+            "SELECT entry, images FROM ledger WHERE job_id = ?", (job_id,)
+        )
+        return {row["entry"]: row["images"] for row in rows}
+
+    async def ledger_rows(self) -> int:
+        assert self.bot is not None
+        row = await self.bot.engine.db.fetchone("SELECT COUNT(*) FROM ledger")
+        return int(row[0]) if row else 0
+
+    async def hold_model(self, model: str = HELD_MODEL, seconds: float = 600.0) -> int:
+        """Occupy the model's only slot (settings ``max_in_flight=1``) with a slow task, so
+        later jobs of that model stay queued. Returns the holding job's id."""
+        assert self.bot is not None
+        assert self.settings.max_in_flight == 1, "hold_model needs max_in_flight=1"
+        request = ImageRequest(model=model, prompt=f"hold the slot sim:slow={seconds}")
+        job = await self.bot.engine.submit_job(NewJob(request=request, user_id=HOLDER_USER_ID))
+        await self.wait_job(job.id, JobState.SUBMITTED, JobState.RUNNING)
+        return job.id
+
+    def status_message(self, job: Job) -> Message:
+        assert job.status_message_id is not None
+        return self.fake.get_message(job.status_message_id)
+
+    def result_messages(self, job: Job) -> list[Message]:
+        """The bot's messages carrying this job's images, where the job answers."""
+        where = job.thread_id or job.channel_id
+        assert where is not None
+        return [
+            m
+            for m in self.fake.messages_in(where)
+            if m.author.id == self.fake.bot_user.id
+            and m.attachments
+            and any(a.filename.startswith(f"wan-{job.id}-") for a in m.attachments)
+        ]
+
+    async def join_guild(self, guild: Any) -> None:
+        """The bot joins a guild created after it connected (GUILD_CREATE over the gateway)."""
+        payload = self.fake.payloads.guild_create(guild, all_members=False)
+        await self.fake.dispatch("GUILD_CREATE", payload)
+        await self.fake.settle()
+        assert self.bot is not None
+        deadline = time.monotonic() + 5
+        while self.bot.get_guild(guild.id) is None:
+            assert time.monotonic() < deadline, "the bot did not see the new guild"
+            await asyncio.sleep(0.01)
+
 
 @contextlib.asynccontextmanager
 async def bot_env(
@@ -133,14 +243,146 @@ async def bot_env(
     }
     values.update(settings)
     env = BotEnv(fake, sim, load_settings(**values), world)
-    with capture_discord_errors() as errors:
+    with capture_errors("discord", "bot", "cogs", "asyncio") as errors:
         env.errors = errors
         try:
             await env.start_bot()
             yield env
-            assert not errors, format_records(errors)
+            env.check_clean()
         finally:
             if env.bot is not None:
                 await env.stop_bot()
             await sim.stop()
             await fake.stop()
+        assert not leftover_tasks(), leftover_tasks()
+
+
+def leftover_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks of the bot's own code still pending after it stopped."""
+    current = asyncio.current_task()
+    left = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        filename = code.co_filename if code is not None else ""
+        if (
+            task is not current
+            and not task.done()
+            and ("/bot/" in filename or "/cogs/" in filename)
+        ):
+            left.append(task)
+    return left
+
+
+# --- helpers for the scenarios ---------------------------------------------------------------
+
+
+def replies(interaction: Any) -> list[Message]:
+    """What the user saw in answer to an interaction: the original response, then follow-ups."""
+    out = [interaction.original] if interaction.original is not None else []
+    out += [m for m in interaction.followups if m not in out]
+    return out
+
+
+def reply_text(interaction: Any) -> str:
+    """The text of the latest answer to an interaction (asserting there is one)."""
+    answers = replies(interaction)
+    assert answers, f"interaction {interaction.id} got no answer"
+    return answers[-1].content
+
+
+def embed_fields(message: Message, index: int = 0) -> dict[str, str]:
+    return {f["name"]: f["value"] for f in message.embeds[index].get("fields") or []}
+
+
+def custom_ids(message: Message) -> list[str]:
+    return [c["custom_id"] for c in message.iter_components() if c.get("custom_id")]
+
+
+async def invoke(
+    env: BotEnv,
+    name: str,
+    options: dict[str, Any] | None = None,
+    *,
+    user: Any,
+    channel: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Run a slash command and wait until the bot has finished answering it."""
+    interaction = await env.fake.slash(
+        name, options, user=user, channel=channel or env.world.general, **kwargs
+    )
+    await env.fake.wait_for_ack(interaction)
+    await env.fake.settle()
+    return interaction
+
+
+async def launch(
+    env: BotEnv,
+    action: Any,
+    *,
+    wait: bool = True,
+    states: tuple[JobState, ...] = (),
+) -> tuple[Any, Job]:
+    """Do something that starts a job (`action` is an awaitable returning the interaction or
+    message); return it and the new job, finished unless `wait=False`."""
+    before = await env.latest_job_id()
+    started = await action
+    job_id = await env.new_job(after=before)
+    job = await env.wait_job(job_id, *states) if wait or states else await env.job(job_id)
+    await env.fake.settle()
+    return started, job
+
+
+async def imagine(
+    env: BotEnv,
+    prompt: str,
+    *,
+    user: Any,
+    channel: Any = None,
+    wait: bool = True,
+    states: tuple[JobState, ...] = (),
+    locale: str | None = None,
+    **options: Any,
+) -> tuple[Any, Job]:
+    async def run() -> Any:
+        interaction = await env.fake.slash(
+            "imagine",
+            {"prompt": prompt, **options},
+            user=user,
+            channel=channel or env.world.general,
+            locale=locale,
+        )
+        await env.fake.wait_for_ack(interaction)
+        return interaction
+
+    return await launch(env, run(), wait=wait, states=states)
+
+
+def modal_inputs(modal: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The text inputs of a modal the bot sent, by label (rows and labels both walked)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(items: list[dict[str, Any]], label: str | None = None) -> None:
+        for item in items:
+            if item.get("type") == 18:  # a label wrapping one component
+                walk([item["component"]], item.get("label"))
+            elif item.get("type") == 4:
+                found[label or item.get("label") or item["custom_id"]] = item
+            else:
+                walk(item.get("components") or [], label)
+
+    walk(modal.get("components") or [])
+    return found
+
+
+async def submit_modal(env: BotEnv, opened: Any, values: dict[str, str]) -> Any:
+    """Fill the modal that `opened` (an interaction) got, by field label, and submit it."""
+    assert opened.modal is not None, f"no modal was sent (answer: {replies(opened)})"
+    inputs = modal_inputs(opened.modal)
+    unknown = set(values) - set(inputs)
+    assert not unknown, f"the modal has no field(s) {unknown}; it has {list(inputs)}"
+    fields = {inputs[label]["custom_id"]: value for label, value in values.items()}
+    await env.fake.settle()  # discord.py registers the modal after answering
+    submitted = await env.fake.submit_modal(fields=fields, interaction=opened)
+    await env.fake.wait_for_ack(submitted)
+    return submitted

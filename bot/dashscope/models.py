@@ -181,6 +181,21 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
+# Price of one image in CNY, Beijing list prices as we read them in 2026; an operator sets the
+# account's real prices with PRICES (see README). Used for budgets and reports, never billing.
+DEFAULT_PRICES: dict[str, float] = {
+    "wan2.6-t2i": 0.20,
+    "wan2.5-t2i-preview": 0.20,
+    "wan2.2-t2i-plus": 0.20,
+    "wan2.2-t2i-flash": 0.14,
+    "wanx2.1-t2i-plus": 0.20,
+    "wanx2.1-t2i-turbo": 0.14,
+    "wan2.1-t2i-plus": 0.20,
+    "wan2.1-t2i-turbo": 0.14,
+    "wanx2.0-t2i-turbo": 0.04,
+    "wan2.5-i2i-preview": 0.20,
+}
+
 DEFAULT_TEXT_TO_IMAGE_MODEL = "wan2.6-t2i"
 DEFAULT_EDIT_MODEL = "wan2.5-i2i-preview"
 

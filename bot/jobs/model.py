@@ -103,6 +103,7 @@ class NewJob:
     locale: str = "en"
     sync: bool = False
     parent_job_id: int | None = None
+    role_ids: tuple[int, ...] = ()  # the member's roles, for role overrides of the limits
 
     @property
     def kind(self) -> Kind:

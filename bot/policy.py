@@ -1,0 +1,366 @@
+"""What each server allows: settings with their defaults, server values and role overrides.
+
+Every setting is declared once in `SETTINGS` (type, bounds, whether a role may override it, and
+which value is the more generous). A member's effective value is, in order:
+
+1. the most generous value among the roles the member has that set it (an *exempt* role lifts
+   the per-member limits altogether),
+2. else the server's value,
+3. else the bot's default (from the environment).
+
+Changes are validated (a bad value gets a message saying what is expected), written with the old
+and new value to the audit log in the same transaction, and can be reset to fall back a level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiosqlite
+
+from bot.dashscope.models import MODELS, Kind
+from bot.dashscope.requests import ImageRequest, parse_size, size_problem
+from bot.db import Database
+from bot.problems import InputRejected
+
+SERVER = 0  # role_id of a server-wide value
+
+# How values compare: "more" = a larger number is more generous; "less" = smaller; "zero-max"
+# = like "more" but 0 means unlimited (the most generous of all).
+_MORE, _LESS, _ZERO_MAX = "more", "less", "zero-max"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    kind: str  # int | money | bool | choice | models | model | size | channels | channel
+    role: bool  # may a role override it?
+    order: str | None = None  # how to pick the most generous among roles
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS: dict[str, SettingSpec] = {
+    spec.name: spec
+    for spec in (
+        SettingSpec("images_per_user_day", "int", True, _ZERO_MAX, 0, 100_000),
+        SettingSpec("concurrent_jobs_per_user", "int", True, _ZERO_MAX, 0, 100),
+        SettingSpec("cooldown_seconds", "int", True, _LESS, 0, 86_400),
+        SettingSpec("images_per_guild_day", "int", False, None, 0, 1_000_000),
+        SettingSpec("monthly_budget", "money", False, None, 0, 10_000_000),
+        SettingSpec("max_n", "int", True, _MORE, 1, 4),
+        SettingSpec("allowed_models", "models", False),
+        SettingSpec("default_model", "model", False),
+        SettingSpec("default_size", "size", False),
+        SettingSpec("prompt_extend", "choice", False, choices=("member", "on", "off")),
+        SettingSpec("watermark", "choice", False, choices=("member", "on", "off")),
+        SettingSpec("allowed_channels", "channels", False),
+        SettingSpec("nsfw_channels", "choice", False, choices=("any", "only", "never")),
+        SettingSpec("audit_channel", "channel", False),
+        SettingSpec("exempt", "bool", True, _MORE),
+    )
+}
+
+LIMIT_SETTINGS = (
+    "images_per_user_day",
+    "concurrent_jobs_per_user",
+    "cooldown_seconds",
+    "images_per_guild_day",
+)
+
+
+def validate_value(spec: SettingSpec, raw: str) -> str:
+    """The canonical stored text for `raw`, or InputRejected saying what is expected."""
+    value = raw.strip()
+
+    def bad(expected: str) -> InputRejected:
+        return InputRejected.one("admin.bad_value", setting=spec.name, value=raw, expected=expected)
+
+    if spec.kind in ("int", "money"):
+        try:
+            number = float(value) if spec.kind == "money" else int(value)
+        except ValueError:
+            raise bad(_expected(spec)) from None
+        if (spec.low is not None and number < spec.low) or (
+            spec.high is not None and number > spec.high
+        ):
+            raise bad(_expected(spec))
+        return f"{number:.2f}" if spec.kind == "money" else str(number)
+    if spec.kind == "bool":
+        lowered = value.lower()
+        if lowered in ("yes", "true", "on", "1"):
+            return "1"
+        if lowered in ("no", "false", "off", "0"):
+            return "0"
+        raise bad("yes or no")
+    if spec.kind == "choice":
+        if value.lower() not in spec.choices:
+            raise bad(" | ".join(spec.choices))
+        return value.lower()
+    if spec.kind in ("models", "model"):
+        names = [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        unknown = [n for n in names if n not in MODELS]
+        if not names or unknown or (spec.kind == "model" and len(names) != 1):
+            raise bad("model names from: " + ", ".join(MODELS))
+        return ",".join(dict.fromkeys(names))
+    if spec.kind == "size":
+        parsed = parse_size(value)
+        if parsed is None:
+            raise bad("WIDTH*HEIGHT, e.g. 1280*1280")
+        return f"{parsed[0]}*{parsed[1]}"
+    if spec.kind in ("channels", "channel"):
+        ids = [part.strip("<#> ") for part in value.replace(" ", ",").split(",") if part.strip()]
+        if (
+            not ids
+            or any(not i.isdigit() for i in ids)
+            or (spec.kind == "channel" and len(ids) > 1)
+        ):
+            raise bad("channel mentions or ids, e.g. #art")
+        return ",".join(dict.fromkeys(ids))
+    raise bad("?")
+
+
+def _expected(spec: SettingSpec) -> str:
+    low = "0" if spec.low is None else f"{spec.low:g}"
+    high = "" if spec.high is None else f"{spec.high:g}"
+    unit = " (0 = no limit)" if spec.order == _ZERO_MAX or spec.name == "monthly_budget" else ""
+    return f"a number from {low} to {high}{unit}"
+
+
+def _more_generous(spec: SettingSpec, a: str, b: str) -> str:
+    if spec.order == _ZERO_MAX:
+        fa, fb = float(a), float(b)
+        if fa == 0 or fb == 0:
+            return a if fa == 0 else b
+        return a if fa >= fb else b
+    if spec.order == _LESS:
+        return a if float(a) <= float(b) else b
+    return a if float(a) >= float(b) else b
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A setting's value for one member and where it comes from."""
+
+    value: str
+    source: str  # "default" | "server" | "role:<id>"
+
+
+@dataclass
+class Policy:
+    values: dict[str, Effective] = field(default_factory=dict)
+
+    def text(self, name: str) -> str:
+        return self.values[name].value
+
+    def int(self, name: str) -> int:
+        return int(float(self.values[name].value))
+
+    def money(self, name: str) -> float:
+        return float(self.values[name].value)
+
+    @property
+    def exempt(self) -> bool:
+        return self.values["exempt"].value == "1"
+
+    def list(self, name: str) -> list[str]:
+        value = self.values[name].value
+        return [part for part in value.split(",") if part] if value else []
+
+
+class PolicyStore:
+    def __init__(
+        self, db: Database, defaults: dict[str, str], clock: Callable[[], float] = time.time
+    ) -> None:
+        unknown = set(defaults) - set(SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
+        self.db = db
+        self.defaults = {name: defaults.get(name, "") for name in SETTINGS}
+        self.clock = clock
+
+    async def _rows(self, conn: aiosqlite.Connection, guild_id: int) -> list[Any]:
+        async with conn.execute(
+            "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            return list(await cursor.fetchall())
+
+    async def effective(
+        self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> Policy:
+        values = {name: Effective(value, "default") for name, value in self.defaults.items()}
+        if guild_id is None:
+            return Policy(values)
+        roles = set(role_ids)
+        rows = await self._rows(conn, guild_id)
+        for row in rows:
+            if row["role_id"] == SERVER and row["setting"] in SETTINGS:
+                values[row["setting"]] = Effective(row["value"], "server")
+        best: dict[str, Effective] = {}
+        for row in rows:
+            name, role_id = row["setting"], row["role_id"]
+            spec = SETTINGS.get(name)
+            if role_id == SERVER or role_id not in roles or spec is None or not spec.role:
+                continue
+            current = best.get(name)
+            if current is None or _more_generous(spec, row["value"], current.value) == row["value"]:
+                best[name] = Effective(row["value"], f"role:{role_id}")
+        values.update(best)
+        return Policy(values)
+
+    async def set(
+        self, guild_id: int, name: str, raw: str, *, by_user: int | None, role_id: int = SERVER
+    ) -> tuple[str | None, str]:
+        spec = SETTINGS.get(name)
+        if spec is None:
+            raise InputRejected.one(
+                "admin.unknown_setting", setting=name, choices=", ".join(SETTINGS)
+            )
+        if role_id != SERVER and not spec.role:
+            raise InputRejected.one("admin.no_role_override", setting=name)
+        value = validate_value(spec, raw)
+        if spec.kind == "size":
+            self._check_size(value)
+        async with self.db.transaction() as conn:
+            old = await self._current(conn, guild_id, role_id, name)
+            await conn.execute(
+                "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_by,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id, setting)"
+                " DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,"
+                " updated_at = excluded.updated_at",
+                (guild_id, role_id, name, value, by_user, self.clock()),
+            )
+            await self._audit(conn, guild_id, by_user or 0, role_id, name, old, value)
+        return old, value
+
+    async def reset(
+        self, guild_id: int, name: str, *, by_user: int, role_id: int = SERVER
+    ) -> str | None:
+        if name not in SETTINGS:
+            raise InputRejected.one(
+                "admin.unknown_setting", setting=name, choices=", ".join(SETTINGS)
+            )
+        async with self.db.transaction() as conn:
+            old = await self._current(conn, guild_id, role_id, name)
+            await conn.execute(
+                "DELETE FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
+                (guild_id, role_id, name),
+            )
+            if old is not None:
+                await self._audit(conn, guild_id, by_user, role_id, name, old, None)
+        return old
+
+    async def for_member(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
+        async with self.db.transaction() as conn:
+            return await self.effective(conn, guild_id, role_ids)
+
+    async def overrides(self, guild_id: int) -> list[Any]:
+        """Every stored value of the server: (role_id, setting, value)."""
+        return await self.db.fetchall(
+            "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?"
+            " ORDER BY setting, role_id",
+            (guild_id,),
+        )
+
+    async def audit(self, guild_id: int, limit: int = 15) -> list[Any]:
+        return await self.db.fetchall(
+            "SELECT * FROM audit_log WHERE guild_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        )
+
+    def _check_size(self, value: str) -> None:
+        parsed = parse_size(value)
+        assert parsed is not None
+        fits = [
+            spec.name
+            for spec in MODELS.values()
+            if spec.kind is Kind.TEXT_TO_IMAGE and size_problem(spec, *parsed) is None
+        ]
+        if not fits:
+            raise InputRejected.one(
+                "admin.bad_value",
+                setting="default_size",
+                value=value,
+                expected="a size some text-to-image model accepts, e.g. 1280*1280",
+            )
+
+    async def _current(
+        self, conn: aiosqlite.Connection, guild_id: int, role_id: int, name: str
+    ) -> str | None:
+        async with conn.execute(
+            "SELECT value FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
+            (guild_id, role_id, name),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row["value"] if row else None
+
+    async def _audit(
+        self,
+        conn: aiosqlite.Connection,
+        guild_id: int,
+        user_id: int,
+        role_id: int,
+        name: str,
+        old: str | None,
+        new: str | None,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, user_id, role_id, name, old, new, self.clock()),
+        )
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a request is made, as far as the policy cares."""
+
+    channel_id: int | None
+    parent_id: int | None = None  # the channel a thread hangs off
+    nsfw: bool = False
+
+
+def apply_policy(
+    policy: Policy,
+    request: ImageRequest,
+    place: Place,
+    *,
+    model_chosen: bool = True,
+    size_chosen: bool = True,
+) -> ImageRequest:
+    """The request as this server allows it: defaults filled in, forced options applied.
+    Raises InputRejected when the channel, the model or the count is not allowed."""
+    channels = policy.list("allowed_channels")
+    if channels and not {str(place.channel_id), str(place.parent_id)} & set(channels):
+        raise InputRejected.one("policy.channel", channels=", ".join(f"<#{c}>" for c in channels))
+    rule = policy.text("nsfw_channels")
+    if rule == "only" and not place.nsfw:
+        raise InputRejected.one("policy.nsfw_only")
+    if rule == "never" and place.nsfw:
+        raise InputRejected.one("policy.no_nsfw")
+    spec = request.spec
+    changes: dict[str, Any] = {}
+    default_model = policy.text("default_model")
+    if not model_chosen and default_model and MODELS[default_model].kind is spec.kind:
+        changes["model"] = default_model
+    model = changes.get("model", request.model)
+    allowed = policy.list("allowed_models")
+    if allowed and model not in allowed:
+        raise InputRejected.one("policy.model", model=model, models=", ".join(allowed))
+    default_size = policy.text("default_size")
+    if not size_chosen and default_size:
+        parsed = parse_size(default_size)
+        if parsed and size_problem(MODELS[model], *parsed) is None:
+            changes["size"] = default_size
+    # Past the model's own range, validation's message says more: leave it to validate().
+    if policy.int("max_n") < request.n <= MODELS[model].n_max:
+        raise InputRejected.one("policy.max_n", max_n=policy.int("max_n"))
+    for option in ("prompt_extend", "watermark"):
+        forced = policy.text(option)
+        if forced in ("on", "off"):
+            changes[option] = forced == "on"
+    return replace(request, **changes) if changes else request

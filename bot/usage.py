@@ -1,0 +1,129 @@
+"""Usage reports for admins: images, jobs by outcome and estimated cost, per member or server,
+with a small PNG chart of images and cost per day. Figures come from the ledger, the same rows
+the budget is checked against, so a report and a refusal never disagree."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from PIL import Image, ImageDraw
+
+from bot.db import Database
+from bot.limits import month_start
+
+PERIODS = ("today", "7d", "30d", "this month")
+DAY = 86400.0
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    """[start, now] of a named period (days are UTC)."""
+    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "today":
+        return today.timestamp(), now
+    if period == "7d":
+        return (today - timedelta(days=6)).timestamp(), now
+    if period == "30d":
+        return (today - timedelta(days=29)).timestamp(), now
+    if period == "this month":
+        return month_start(now), now
+    raise ValueError(f"unknown period {period!r}; choose from {', '.join(PERIODS)}")
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    day: str  # YYYY-MM-DD (UTC)
+    images: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    images: int
+    cost: float
+    done: int
+    failed: int
+    cancelled: int
+    top: list[tuple[int, int, float]]  # (user id, images, cost), most images first
+    days: list[DayUsage]
+
+
+async def usage_report(
+    db: Database, guild_id: int, start: float, end: float, *, user_id: int | None = None
+) -> UsageReport:
+    """What was charged (delivered images × the price when accepted) in [start, end]."""
+    args = (guild_id, start, end, user_id, user_id)
+    charges = await db.fetchall(
+        "SELECT j.user_id, l.images, l.images * l.unit_price AS cost, l.created_at FROM ledger l"
+        " JOIN jobs j ON j.id = l.job_id WHERE l.entry = 'charge' AND j.guild_id = ?"
+        " AND l.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?)",
+        args,
+    )
+    outcomes = await db.fetchall(
+        "SELECT j.state, COUNT(*) AS n FROM jobs j WHERE j.guild_id = ?"
+        " AND j.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?) GROUP BY j.state",
+        args,
+    )
+    by_state = {row["state"]: row["n"] for row in outcomes}
+    per_user: dict[int, list[float]] = {}
+    per_day: dict[str, list[float]] = {}
+    for row in charges:
+        user = per_user.setdefault(row["user_id"], [0, 0.0])
+        user[0] += row["images"]
+        user[1] += row["cost"]
+        day = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d")
+        totals = per_day.setdefault(day, [0, 0.0])
+        totals[0] += row["images"]
+        totals[1] += row["cost"]
+    days = []
+    moment = datetime.fromtimestamp(start, UTC).date()
+    last = datetime.fromtimestamp(end, UTC).date()
+    while moment <= last:
+        key = moment.strftime("%Y-%m-%d")
+        images, cost = per_day.get(key, [0, 0.0])
+        days.append(DayUsage(key, int(images), round(cost, 4)))
+        moment += timedelta(days=1)
+    top = sorted(
+        ((uid, int(v[0]), round(v[1], 4)) for uid, v in per_user.items()),
+        key=lambda item: (-item[1], item[0]),
+    )[:10]
+    return UsageReport(
+        images=sum(int(v[0]) for v in per_user.values()),
+        cost=round(sum(v[1] for v in per_user.values()), 4),
+        done=by_state.get("done", 0),
+        failed=by_state.get("failed", 0),
+        cancelled=by_state.get("cancelled", 0),
+        top=top,
+        days=days,
+    )
+
+
+def usage_chart(days: list[DayUsage], currency: str, width: int = 720, height: int = 300) -> bytes:
+    """Bars for images per day, a line for cost per day; a PNG."""
+    image = Image.new("RGB", (width, height), (30, 31, 36))
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 48, width - 56, 24, height - 36
+    max_images = max([d.images for d in days] + [1])
+    max_cost = max([d.cost for d in days] + [0.01])
+    draw.line([(left, bottom), (right, bottom)], fill=(120, 120, 130))
+    draw.text((left, 4), f"images/day (max {max_images})", fill=(110, 160, 255))
+    draw.text((right - 150, 4), f"cost/day (max {max_cost:.2f} {currency})", fill=(255, 190, 90))
+    slot = (right - left) / max(1, len(days))
+    points = []
+    for index, day in enumerate(days):
+        x0 = left + index * slot + slot * 0.15
+        x1 = left + (index + 1) * slot - slot * 0.15
+        bar = (bottom - top) * day.images / max_images
+        if day.images:
+            draw.rectangle([x0, bottom - bar, x1, bottom], fill=(90, 130, 240))
+        points.append(((x0 + x1) / 2, bottom - (bottom - top) * day.cost / max_cost))
+        if len(days) <= 10 or index % max(1, len(days) // 6) == 0:
+            draw.text((x0, bottom + 6), day.day[5:], fill=(170, 170, 180))
+    if len(points) > 1:
+        draw.line(points, fill=(255, 180, 70), width=2)
+    for x, y in points:
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(255, 180, 70))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

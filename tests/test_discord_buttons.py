@@ -1,0 +1,232 @@
+"""The persistent buttons: Reroll, Edit, Info and Delete on results, Cancel on a status message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.dashscope.models import Kind
+from bot.images import data_uri_bytes
+from bot.jobs.model import Job, JobState
+from tests.discord_env import (
+    HELD_MODEL,
+    BotEnv,
+    bot_env,
+    custom_ids,
+    embed_fields,
+    imagine,
+    invoke,
+    launch,
+    modal_inputs,
+    png,
+    replies,
+    reply_text,
+    submit_modal,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotEnv]:
+    async with bot_env(tmp_path_factory.mktemp("buttons"), max_in_flight=1) as env:
+        await env.hold_model()
+        yield env
+
+
+@pytest.fixture(autouse=True)
+def clean(env: BotEnv) -> Iterator[None]:
+    yield
+    env.check_clean()
+
+
+async def click(env: BotEnv, message: Any, job: Job, action: str, user: Any, **kw: Any) -> Any:
+    inter = await env.fake.click(message, f"wan:job:{job.id}:{action}", user=user, **kw)
+    await env.fake.wait_for_ack(inter)
+    await env.fake.settle()
+    return inter
+
+
+async def test_reroll_makes_a_new_job_with_a_new_seed_and_the_same_params(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(
+        env, "a glass teapot", user=w.alice, seed=11, n=2, size="1104*1472", negative_prompt="text"
+    )
+    [result] = env.result_messages(job)
+
+    async def run() -> Any:
+        inter = await fake.click(result, f"wan:job:{job.id}:reroll", user=w.alice)
+        await fake.wait_for_ack(inter)
+        return inter
+
+    inter, again = await launch(env, run())
+    assert again.state is JobState.DONE
+    assert again.parent_job_id == job.id
+    assert (again.model, again.n, again.params.size, again.params.negative_prompt) == (
+        job.model,
+        2,
+        "1104*1472",
+        "text",
+    )
+    assert again.params.prompt == job.params.prompt
+    assert again.params.seed is not None and again.params.seed != 11
+    assert env.sim.sim.store.tasks[again.task_id or ""].seed == again.params.seed
+    answer = replies(inter)[-1]
+    assert answer.ephemeral and answer.content.startswith(f"Job #{again.id} is queued:")
+    # Clicked in the job's thread: the new job lives there too.
+    assert again.thread_id == job.thread_id
+    assert env.status_message(again).channel_id == job.thread_id
+    [new_result] = env.result_messages(again)
+    assert embed_fields(new_result)["Seed"] == str(again.params.seed)
+    assert len(fake.webhook_requests_for(inter)) == 1  # only the "queued" follow-up
+
+
+async def test_reroll_of_an_edit_reuses_its_input_images(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    picture = png(512, 512, (1, 2, 3))
+
+    async def edit() -> Any:
+        inter = await fake.slash(
+            "edit",
+            {"prompt": "sepia"},
+            user=w.alice,
+            channel=w.general,
+            attachments=[("x.png", picture)],
+        )
+        await fake.wait_for_ack(inter)
+        return inter
+
+    _, job = await launch(env, edit())
+    [result] = env.result_messages(job)
+
+    async def reroll() -> Any:
+        inter = await fake.click(result, f"wan:job:{job.id}:reroll", user=w.alice)
+        await fake.wait_for_ack(inter)
+        return inter
+
+    _, again = await launch(env, reroll())
+    assert again.kind is Kind.EDIT and again.state is JobState.DONE
+    assert [data_uri_bytes(u) for u in await env.bot.engine.store.inputs(again.id)] == [picture]
+
+
+async def test_edit_button_opens_the_modal_and_edits_the_result(env: BotEnv) -> None:
+    w = env.world
+    _, job = await imagine(env, "a plain mug", user=w.alice)
+    [result] = env.result_messages(job)
+    opened = await click(env, result, job, "edit", w.alice)
+    assert opened.modal is not None
+    assert list(modal_inputs(opened.modal)) == ["What should change?", "What to avoid (optional)"]
+
+    submitted, edit = await launch(
+        env,
+        submit_modal(
+            env,
+            opened,
+            {"What should change?": "paint stripes on it", "What to avoid (optional)": "logos"},
+        ),
+    )
+    assert edit.state is JobState.DONE
+    assert (edit.kind, edit.parent_job_id, edit.params.negative_prompt) == (
+        Kind.EDIT,
+        job.id,
+        "logos",
+    )
+    [uri] = await env.bot.engine.store.inputs(edit.id)
+    assert data_uri_bytes(uri) == env.fake.attachment_bytes(result.attachments[0].id)
+    assert reply_text(submitted).startswith(f"Job #{edit.id} is queued:")
+    assert edit.thread_id == job.thread_id
+
+
+async def test_edit_button_on_several_images_asks_which(env: BotEnv) -> None:
+    w = env.world
+    _, job = await imagine(env, "two cups", user=w.alice, n=2)
+    [result] = env.result_messages(job)
+    opened = await click(env, result, job, "edit", w.bob)
+    inputs = modal_inputs(opened.modal or {})
+    assert inputs["Which images (numbers)"]["value"] == "1"
+    _, edit = await launch(
+        env,
+        submit_modal(env, opened, {"What should change?": "blue", "Which images (numbers)": "2"}),
+    )
+    assert edit.user_id == w.bob.id and edit.parent_job_id == job.id
+    [uri] = await env.bot.engine.store.inputs(edit.id)
+    assert data_uri_bytes(uri) == env.fake.attachment_bytes(result.attachments[1].id)
+
+
+async def test_info_shows_an_ephemeral_embed_with_request_ids(env: BotEnv) -> None:
+    w = env.world
+    _, job = await imagine(env, "an info lamp", user=w.alice, seed=5)
+    [result] = env.result_messages(job)
+    inter = await click(env, result, job, "info", w.bob)
+    [answer] = replies(inter)
+    assert answer.ephemeral
+    fields = embed_fields(answer)
+    assert job.submit_request_id and job.result_request_id and job.task_id
+    assert fields["Request ids"] == f"`{job.submit_request_id}`\n`{job.result_request_id}`"
+    assert fields["Task id"] == f"`{job.task_id}`"
+    assert fields["Images"] == "1/1"
+    assert fields["Seed"] == "5" and fields["Prompt"] == "an info lamp"
+
+
+async def test_delete_by_owner_or_moderator_and_refused_to_others(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "to be deleted", user=w.alice)
+    [result] = env.result_messages(job)
+
+    inter = await click(env, result, job, "delete", w.bob)
+    assert reply_text(inter) == (
+        f"Job #{job.id} belongs to someone else. Only its owner or a moderator can do that."
+    )
+    assert replies(inter)[-1].ephemeral
+    assert not fake.get_message(result.id).deleted
+
+    inter = await click(env, result, job, "delete", w.moderator)
+    assert reply_text(inter) == "Deleted."
+    assert fake.get_message(result.id).deleted
+
+    _, own = await imagine(env, "mine to delete", user=w.alice)
+    [result] = env.result_messages(own)
+    inter = await click(env, result, own, "delete", w.alice)
+    assert reply_text(inter) == "Deleted." and replies(inter)[-1].ephemeral
+    assert fake.get_message(result.id).deleted
+    assert env.result_messages(own) == []
+
+
+async def test_cancel_button_on_a_queued_status_message(env: BotEnv) -> None:
+    w = env.world
+    _, job = await imagine(
+        env, "queued for a while", user=w.alice, model=HELD_MODEL, n=2, wait=False
+    )
+    status = env.status_message(job)
+    assert custom_ids(status) == [f"wan:job:{job.id}:cancel"]
+
+    inter = await click(env, status, job, "cancel", w.bob)
+    assert reply_text(inter) == f"Job #{job.id} is not yours to cancel."
+    assert (await env.job(job.id)).state is JobState.QUEUED
+
+    inter = await click(env, status, job, "cancel", w.alice)
+    assert reply_text(inter) == f"Job #{job.id} was cancelled; its images were refunded."
+    assert replies(inter)[-1].ephemeral
+    job = await env.wait_job(job.id)
+    assert job.state is JobState.CANCELLED
+    assert await env.ledger(job.id) == {"reserve": 2, "charge": 0, "refund": 2}
+    status = env.fake.get_message(status.id)
+    assert "🚫 Cancelled. Nothing was charged." in status.content
+    assert custom_ids(status) == []
+
+
+async def test_delete_on_a_show_repost_removes_the_repost_and_the_results(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "shown elsewhere", user=w.alice)
+    [result] = env.result_messages(job)
+    inter = await invoke(env, "show", {"job": job.id}, user=w.alice, channel=w.art)
+    [repost] = replies(inter)
+    assert repost.channel_id == w.art.id and repost.attachments
+
+    click_inter = await click(env, repost, job, "delete", w.alice)
+    assert reply_text(click_inter) == "Deleted."
+    assert fake.get_message(repost.id).deleted
+    assert fake.get_message(result.id).deleted

@@ -1,0 +1,300 @@
+"""Restarts, expired interaction tokens, missing permissions, small upload caps, repeated posts.
+
+Each scenario gets its own bot (they restart it, change permissions or create guilds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.jobs.delivery import DeliveredImage
+from bot.jobs.model import JobState
+from tests.discord_env import (
+    BotEnv,
+    bot_env,
+    custom_ids,
+    embed_fields,
+    imagine,
+    launch,
+    png,
+    replies,
+    reply_text,
+)
+
+CANNOT_POST = (
+    "I can't post in this channel. Give me View Channel, Send Messages, Attach Files and Embed "
+    "Links here, or use another channel. Nothing was charged."
+)
+
+
+def nonce_posts(env: BotEnv, job_id: int) -> list[Any]:
+    return [
+        r
+        for r in env.fake.requests_to("POST", "/channels/*/messages")
+        if isinstance(r.json, dict) and str(r.json.get("nonce", "")).startswith(f"wb{job_id}-")
+    ]
+
+
+# --- restarts --------------------------------------------------------------------------------
+
+
+async def test_restart_with_jobs_in_flight_delivers_once_and_old_buttons_work(
+    tmp_path: Path,
+) -> None:
+    async with bot_env(tmp_path, max_in_flight=1) as env:
+        fake, w = env.fake, env.world
+        _, done = await imagine(env, "before the restart", user=w.alice, seed=21)
+        [old_result] = env.result_messages(done)
+        _, drawing = await imagine(
+            env, "a slow mural sim:slow=2", user=w.alice, states=(JobState.RUNNING,)
+        )
+        _, waiting = await imagine(env, "waits its turn", user=w.bob, wait=False)
+        _, doomed = await imagine(env, "cancel me later", user=w.bob, wait=False)
+        assert (await env.job(waiting.id)).state is JobState.QUEUED
+        assert (await env.job(doomed.id)).state is JobState.QUEUED
+        doomed_status = env.status_message(doomed)
+
+        await env.restart_bot()
+
+        # The old status message's Cancel button works on the new process.
+        inter = await fake.click(
+            doomed_status, f"wan:job:{doomed.id}:cancel", user=w.bob, force=True
+        )
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert reply_text(inter) == f"Job #{doomed.id} was cancelled; its images were refunded."
+        assert (await env.wait_job(doomed.id)).state is JobState.CANCELLED
+
+        # The running task is watched again and its images arrive exactly once; the queued job
+        # goes next.
+        drawing = await env.wait_job(drawing.id)
+        waiting = await env.wait_job(waiting.id)
+        assert drawing.state is JobState.DONE and waiting.state is JobState.DONE
+        for job in (drawing, waiting):
+            assert len(env.result_messages(job)) == 1
+            assert len(nonce_posts(env, job.id)) == 1
+            assert "✅ Done: 1 image(s)" in env.status_message(job).content
+            assert await env.ledger(job.id) == {"reserve": 1, "charge": 1, "refund": 0}
+        assert await env.ledger(doomed.id) == {"reserve": 1, "charge": 0, "refund": 1}
+
+        # Buttons of a result posted before the restart: Info and Reroll.
+        inter = await fake.click(old_result, f"wan:job:{done.id}:info", user=w.alice, force=True)
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert embed_fields(replies(inter)[-1])["Seed"] == "21"
+
+        async def reroll() -> Any:
+            click = await fake.click(
+                old_result, f"wan:job:{done.id}:reroll", user=w.alice, force=True
+            )
+            await fake.wait_for_ack(click)
+            return click
+
+        _, again = await launch(env, reroll())
+        assert again.parent_job_id == done.id and again.state is JobState.DONE
+        assert again.params.prompt == "before the restart"
+
+
+async def test_repeated_delivery_never_posts_a_second_message(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, job = await imagine(env, "posted once", user=w.alice, n=2)
+        [result] = env.result_messages(job)
+        posts = len(fake.requests_to("POST", "/channels/*/messages"))
+
+        # The port asked again (as after a crash between posting and recording it).
+        images = [
+            DeliveredImage(k, fake.attachment_bytes(a.id), "image/png")
+            for k, a in enumerate(result.attachments)
+        ]
+        assert env.bot is not None
+        assert await env.bot.delivery.deliver(job, images) == [result.id, result.id]
+        assert len(fake.requests_to("POST", "/channels/*/messages")) == posts + 1
+        assert env.result_messages(job) == [result]
+
+        # A process that died after posting but before committing: the row says delivering.
+        await env.bot.engine.db.execute(
+            "UPDATE jobs SET state = 'delivering', finished_at = NULL WHERE id = ?", (job.id,)
+        )
+        await env.restart_bot()
+        job = await env.wait_job(job.id)
+        assert job.state is JobState.DONE
+        assert env.result_messages(job) == [result]
+        assert len(nonce_posts(env, job.id)) == 3  # every attempt reused the nonce
+        assert await env.ledger(job.id) == {"reserve": 2, "charge": 2, "refund": 0}
+
+
+# --- the 15-minute interaction token ---------------------------------------------------------
+
+
+async def test_a_job_outliving_the_interaction_token_still_delivers(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        inter, job = await imagine(
+            env, "a very slow cathedral sim:slow=1.5", user=w.alice, wait=False
+        )
+        webhook_calls = len(fake.webhook_requests_for(inter))
+        fake.clock.advance(16 * 60)  # the token is dead from here on
+
+        job = await env.wait_job(job.id)
+        assert job.state is JobState.DONE
+        [result] = env.result_messages(job)
+        assert result.source == "channel"
+        assert "✅ Done" in env.status_message(job).content
+        assert len(fake.webhook_requests_for(inter)) == webhook_calls == 1
+        assert [r for r in fake.requests if r.status == 401] == []
+
+        # Its buttons still work: every click brings a fresh token.
+        click = await fake.click(result, f"wan:job:{job.id}:info", user=w.alice)
+        await fake.wait_for_ack(click)
+        await fake.settle()
+        assert replies(click)[-1].ephemeral and replies(click)[-1].embeds
+
+
+# --- permissions -----------------------------------------------------------------------------
+
+
+async def test_without_create_threads_results_come_in_the_channel(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        await fake.set_channel_permissions(w.art, can_create_threads=False)
+        await fake.settle()
+        _, job = await imagine(env, "no thread here", user=w.alice, channel=w.art)
+        assert job.state is JobState.DONE
+        assert job.thread_id is None
+        [result] = env.result_messages(job)
+        assert result.channel_id == w.art.id
+        assert custom_ids(result)[0] == f"wan:job:{job.id}:reroll"
+        assert env.status_message(job).thread_id is None
+
+
+async def test_without_send_messages_the_user_is_told_and_nothing_is_charged(
+    tmp_path: Path,
+) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        await fake.set_channel_permissions(w.art, can_send=False)
+        await fake.settle()
+        for attempt in range(3):
+            inter = await fake.slash(
+                "imagine", {"prompt": f"muted {attempt}"}, user=w.alice, channel=w.art
+            )
+            await fake.wait_for_ack(inter)
+            await fake.settle()
+            [answer] = replies(inter)
+            assert answer.ephemeral and answer.content == CANNOT_POST
+        # Refused before anything was reserved or sent.
+        assert await env.job_count() == 0 and await env.ledger_rows() == 0
+        assert fake.messages_in(w.art, include_ephemeral=False) == []
+
+        # When Discord refuses the status message although the cached permissions allowed it,
+        # the job that was already accepted is cancelled and refunded, never submitted.
+        await fake.set_channel_permissions(w.art, can_send=True)
+        await fake.settle()
+        fake.fail_next("POST", f"/channels/{w.art.id}/messages", 403, code=50013)
+        inter = await fake.slash("imagine", {"prompt": "refused late"}, user=w.alice, channel=w.art)
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert reply_text(inter) == CANNOT_POST
+        job_id = await env.latest_job_id()
+        assert job_id is not None
+        assert (await env.wait_job(job_id)).state is JobState.CANCELLED
+        assert await env.ledger(job_id) == {"reserve": 1, "charge": 0, "refund": 1}
+        assert env.sim.sim.submissions == 0
+        await fake.set_channel_permissions(w.art, can_send=False)
+        await fake.settle()
+
+        # /edit too, in Chinese.
+        inter = await fake.slash(
+            "edit",
+            {"prompt": "改"},
+            user=w.alice,
+            channel=w.art,
+            locale="zh-CN",
+            attachments=[("a.png", png())],
+        )
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert reply_text(inter) == (
+            "我无法在此频道发言。请授予我 查看频道、发送消息、附加文件 和 嵌入链接 权限，或换个频道。未计费。"
+        )
+
+
+# --- upload caps -----------------------------------------------------------------------------
+
+
+async def small_guild(env: BotEnv, limit: int) -> tuple[Any, Any]:
+    fake, w = env.fake, env.world
+    guild = fake.create_guild("Small Uploads", channels=("pics",), attachment_size_limit=limit)
+    fake.add_member(guild, w.alice)
+    await env.join_guild(guild)
+    return guild, fake.channel(guild, "pics")
+
+
+async def test_images_are_split_across_messages_under_a_small_cap(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        guild, pics = await small_guild(env, 150_000)
+        _, job = await imagine(env, "four small tiles", user=w.alice, channel=pics, n=4)
+        assert job.state is JobState.DONE
+        messages = env.result_messages(job)
+        assert len(messages) >= 2
+        assert all(sum(a.size for a in m.attachments) <= 150_000 for m in messages)
+        names = [a.filename for m in messages for a in m.attachments]
+        assert names == [f"wan-{job.id}-{k}.png" for k in range(1, 5)]
+        # The mention on the first, the embed and the buttons on the last.
+        assert messages[0].content == f"<@{w.alice.id}>"
+        assert [bool(m.embeds) for m in messages] == [False] * (len(messages) - 1) + [True]
+        assert custom_ids(messages[-1])[0] == f"wan:job:{job.id}:reroll"
+        assert "re-encoded" not in (messages[-1].embeds[0].get("footer") or {}).get("text", "")
+        assert [r.status for r in fake.requests_to("POST", "/channels/*/messages")].count(413) == 0
+        assert len({r.json["nonce"] for r in nonce_posts(env, job.id)}) == len(messages)
+        assert guild.id == job.guild_id
+        results = await env.bot.engine.store.results(job.id)  # type: ignore[union-attr]
+        assert [r.delivered_message_id for r in results] == [
+            m.id for m in messages for _ in m.attachments
+        ]
+
+        # Delete removes every part.
+        click = await fake.click(messages[-1], f"wan:job:{job.id}:delete", user=w.alice)
+        await fake.wait_for_ack(click)
+        await fake.settle()
+        assert reply_text(click) == "Deleted."
+        assert env.result_messages(job) == []
+
+
+async def test_images_over_the_cap_are_reencoded_with_a_note(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, pics = await small_guild(env, 40_000)
+        _, job = await imagine(env, "one big picture", user=w.alice, channel=pics)
+        assert job.state is JobState.DONE
+        [result] = env.result_messages(job)
+        [attachment] = result.attachments
+        assert attachment.filename == f"wan-{job.id}-1.jpg"
+        assert attachment.size <= 40_000
+        assert fake.attachment_bytes(attachment.id)[:3] == b"\xff\xd8\xff"
+        assert result.embeds[0]["footer"]["text"].startswith(
+            "Images were re-encoded as JPEG to fit this server's upload limit."
+        )
+
+
+async def test_a_cap_learned_from_a_413_after_a_restart(tmp_path: Path) -> None:
+    """A job in flight across a restart: the new process has seen no interaction from the guild,
+    so it does not know its cap; Discord's 413 teaches it, and the image still arrives."""
+    async with bot_env(tmp_path) as env:
+        w = env.world
+        _, pics = await small_guild(env, 60_000)
+        _, job = await imagine(
+            env, "slow and large sim:slow=1.5", user=w.alice, channel=pics, wait=False
+        )
+        await env.restart_bot()
+        job = await env.wait_job(job.id)
+        assert job.state is JobState.DONE
+        [result] = env.result_messages(job)
+        [attachment] = result.attachments
+        assert attachment.size <= 60_000 and attachment.filename == f"wan-{job.id}-1.jpg"
+        statuses = [r.status for r in nonce_posts(env, job.id)]
+        assert statuses[0] == 413 and statuses[-1] == 200
+        assert statuses.count(200) == 1
