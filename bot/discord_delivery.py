@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import discord
 from PIL import Image
@@ -26,6 +27,7 @@ from bot.jobs.model import Job, JobState
 log = logging.getLogger(__name__)
 
 EDIT_SPACING = 1.2  # seconds between two status edits in one channel
+TICK = 15.0  # seconds between refreshes of a running job's elapsed time
 MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 16 * 1024  # below this a 413 is not worth shrinking for any more
@@ -50,6 +52,9 @@ class DiscordDelivery:
         # Each guild's upload cap per message, as Discord states it in interactions (the gateway's
         # guild object does not carry it) or as learned from a 413.
         self._upload_limits: dict[int, int] = {}
+        # Jobs being drawn: their status is refreshed now and then (elapsed time, ETA).
+        self._running: dict[int, Job] = {}
+        self._ticker: asyncio.Task[None] | None = None
 
     def attach(self, bot: discord.Client, expected: Callable[[Job], float]) -> None:
         self.bot = bot
@@ -59,6 +64,10 @@ class DiscordDelivery:
         """Drop pending status edits (final ones are never pending) and stop their flushers, so
         none runs on against a closed client."""
         self._pending.clear()
+        self._running.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         flushers = [task for task in self._flushers.values() if not task.done()]
         for task in flushers:
             task.cancel()
@@ -70,6 +79,12 @@ class DiscordDelivery:
     async def status_changed(self, job: Job, position: int | None = None) -> None:
         if self.bot is None or job.status_message_id is None or job.channel_id is None:
             return
+        if job.state is JobState.RUNNING:
+            self._running[job.id] = job
+            if self._ticker is None or self._ticker.done():
+                self._ticker = asyncio.create_task(self._tick(), name="status-ticker")
+        else:
+            self._running.pop(job.id, None)
         if job.state in FINAL:  # the last word: now, replacing anything still pending
             self._pending.pop(job.id, None)
             await self._edit_status(_Pending(job, position))
@@ -91,6 +106,15 @@ class DiscordDelivery:
             return
         self._pending.pop(job.id, None)
         await self._edit_status(_Pending(job, None, message))
+
+    async def _tick(self) -> None:
+        """Refresh the running jobs' status lines every TICK seconds while there are any."""
+        while self._running:
+            await asyncio.sleep(TICK)
+            for job in list(self._running.values()):
+                if job.id not in self._pending and job.channel_id is not None:
+                    self._pending[job.id] = _Pending(job, None)
+                    self._kick(job.channel_id)
 
     def _kick(self, channel_id: int) -> None:
         task = self._flushers.get(channel_id)
@@ -209,12 +233,13 @@ class DiscordDelivery:
         return [ids.get(image.position) for image in images]
 
 
-def _batches(
-    payloads: list[tuple[int, bytes, str]], limit: int
-) -> list[list[tuple[int, bytes, str]]]:
+_Item = TypeVar("_Item", bound=tuple[Any, bytes, str])  # (key, content, extension)
+
+
+def _batches(payloads: list[_Item], limit: int) -> list[list[_Item]]:
     """Group images into messages under the upload cap and 10 files each."""
-    batches: list[list[tuple[int, bytes, str]]] = []
-    current: list[tuple[int, bytes, str]] = []
+    batches: list[list[_Item]] = []
+    current: list[_Item] = []
     size = 0
     for item in payloads:
         if current and (size + len(item[1]) > limit or len(current) >= MAX_FILES):

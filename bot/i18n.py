@@ -251,6 +251,45 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "There is no setting `{setting}`. Settings: {choices}.",
         "zh": "没有名为 `{setting}` 的设置。可用设置：{choices}。",
     },
+    "admin.expected.number": {
+        "en": "a whole number from {low} to {high}",
+        "zh": "{low} 到 {high} 之间的整数",
+    },
+    "admin.expected.number_unlimited": {
+        "en": "a whole number from {low} to {high} (0 = no limit)",
+        "zh": "{low} 到 {high} 之间的整数（0 = 不限）",
+    },
+    "admin.expected.money": {
+        "en": "an amount from {low} to {high} (0 = no budget)",
+        "zh": "{low} 到 {high} 之间的金额（0 = 不设预算）",
+    },
+    "admin.expected.yes_no": {"en": "yes or no", "zh": "yes 或 no"},
+    "admin.expected.one_of": {"en": "one of {choices}", "zh": "{choices} 之一"},
+    "admin.expected.models": {
+        "en": "model names from: {models}",
+        "zh": "{models} 中的一个或多个模型名称",
+    },
+    "admin.expected.model": {
+        "en": "one model name from: {models}",
+        "zh": "{models} 中的一个模型名称",
+    },
+    "admin.expected.size": {"en": "WIDTH*HEIGHT, e.g. 1280*1280", "zh": "宽*高，例如 1280*1280"},
+    "admin.expected.size_fit": {
+        "en": "a size some text-to-image model accepts, e.g. 1280*1280",
+        "zh": "某个文生图模型支持的尺寸，例如 1280*1280",
+    },
+    "admin.expected.channels": {
+        "en": "channel mentions or ids, e.g. #art",
+        "zh": "频道提及或频道 ID，例如 #art",
+    },
+    "admin.expected.channel": {
+        "en": "one channel mention or id, e.g. #art",
+        "zh": "一个频道提及或频道 ID，例如 #art",
+    },
+    "admin.role_only": {
+        "en": "{setting} is set for a role only: choose the role.",
+        "zh": "{setting} 只能按身份组设置，请选择身份组。",
+    },
     "admin.no_role_override": {
         "en": "{setting} applies to the whole server; it can't be set for a role.",
         "zh": "{setting} 作用于整个服务器，不能按身份组设置。",
@@ -279,6 +318,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "{images} 张图片 · 完成 {done}、失败 {failed}、取消 {cancelled} · 约 {cost:.2f} {currency}",
     },
     "admin.usage_top": {"en": "Top members", "zh": "用量最多的成员"},
+    "admin.period.today": {"en": "today", "zh": "今天"},
+    "admin.period.7d": {"en": "the last 7 days", "zh": "最近 7 天"},
+    "admin.period.30d": {"en": "the last 30 days", "zh": "最近 30 天"},
+    "admin.period.this month": {"en": "this month", "zh": "本月"},
     "admin.audit_post": {
         "en": "⚙️ {user} changed {setting}{scope}: {old} → {new}",
         "zh": "⚙️ {user} 修改了 {setting}{scope}：{old} → {new}",
@@ -571,4 +614,8 @@ COMMAND_ZH: dict[str, str] = {
     "role": "身份组",
     "user": "成员",
     "period": "时间段",
+    "today": "今天",
+    "7d": "最近 7 天",
+    "30d": "最近 30 天",
+    "this month": "本月",
 }

@@ -14,6 +14,7 @@ and new value to the audit log in the same transaction, and can be reset to fall
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ import aiosqlite
 from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest, parse_size, size_problem
 from bot.db import Database
-from bot.problems import InputRejected
+from bot.problems import InputRejected, Problem
 
 SERVER = 0  # role_id of a server-wide value
 
@@ -65,6 +66,9 @@ SETTINGS: dict[str, SettingSpec] = {
     )
 }
 
+# Set on a role only: a server-wide "exempt" would silently lift every member's limits.
+ROLE_ONLY = frozenset({"exempt"})
+
 LIMIT_SETTINGS = (
     "images_per_user_day",
     "concurrent_jobs_per_user",
@@ -77,40 +81,49 @@ def validate_value(spec: SettingSpec, raw: str) -> str:
     """The canonical stored text for `raw`, or InputRejected saying what is expected."""
     value = raw.strip()
 
-    def bad(expected: str) -> InputRejected:
-        return InputRejected.one("admin.bad_value", setting=spec.name, value=raw, expected=expected)
+    def bad(expected: str, **values: object) -> InputRejected:
+        # What is expected is a message of its own, so it is in the admin's language too.
+        return InputRejected.one(
+            "admin.bad_value",
+            setting=spec.name,
+            value=raw,
+            expected=Problem(f"admin.expected.{expected}", values),
+        )
 
     if spec.kind in ("int", "money"):
+        expected, bounds = _expected(spec)
         try:
             number = float(value) if spec.kind == "money" else int(value)
         except ValueError:
-            raise bad(_expected(spec)) from None
-        if (spec.low is not None and number < spec.low) or (
-            spec.high is not None and number > spec.high
+            raise bad(expected, **bounds) from None
+        if (
+            not math.isfinite(number)  # "nan" passes both comparisons below
+            or (spec.low is not None and number < spec.low)
+            or (spec.high is not None and number > spec.high)
         ):
-            raise bad(_expected(spec))
-        return f"{number:.2f}" if spec.kind == "money" else str(number)
+            raise bad(expected, **bounds)
+        return f"{number + 0.0:.2f}" if spec.kind == "money" else str(number)  # + 0.0: no "-0.00"
     if spec.kind == "bool":
         lowered = value.lower()
         if lowered in ("yes", "true", "on", "1"):
             return "1"
         if lowered in ("no", "false", "off", "0"):
             return "0"
-        raise bad("yes or no")
+        raise bad("yes_no")
     if spec.kind == "choice":
         if value.lower() not in spec.choices:
-            raise bad(" | ".join(spec.choices))
+            raise bad("one_of", choices=" | ".join(spec.choices))
         return value.lower()
     if spec.kind in ("models", "model"):
         names = [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
         unknown = [n for n in names if n not in MODELS]
         if not names or unknown or (spec.kind == "model" and len(names) != 1):
-            raise bad("model names from: " + ", ".join(MODELS))
+            raise bad(spec.kind, models=", ".join(MODELS))
         return ",".join(dict.fromkeys(names))
     if spec.kind == "size":
         parsed = parse_size(value)
         if parsed is None:
-            raise bad("WIDTH*HEIGHT, e.g. 1280*1280")
+            raise bad("size")
         return f"{parsed[0]}*{parsed[1]}"
     if spec.kind in ("channels", "channel"):
         ids = [part.strip("<#> ") for part in value.replace(" ", ",").split(",") if part.strip()]
@@ -119,16 +132,17 @@ def validate_value(spec: SettingSpec, raw: str) -> str:
             or any(not i.isdigit() for i in ids)
             or (spec.kind == "channel" and len(ids) > 1)
         ):
-            raise bad("channel mentions or ids, e.g. #art")
+            raise bad(spec.kind)
         return ",".join(dict.fromkeys(ids))
-    raise bad("?")
+    raise AssertionError(f"setting {spec.name} has an unknown kind {spec.kind}")
 
 
-def _expected(spec: SettingSpec) -> str:
-    low = "0" if spec.low is None else f"{spec.low:g}"
-    high = "" if spec.high is None else f"{spec.high:g}"
-    unit = " (0 = no limit)" if spec.order == _ZERO_MAX or spec.name == "monthly_budget" else ""
-    return f"a number from {low} to {high}{unit}"
+def _expected(spec: SettingSpec) -> tuple[str, dict[str, object]]:
+    """The message key (under admin.expected.) and bounds of a numeric setting."""
+    bounds = {"low": f"{spec.low or 0:.0f}", "high": f"{spec.high or 0:.0f}"}
+    if spec.kind == "money":
+        return "money", bounds
+    return ("number_unlimited" if spec.order == _ZERO_MAX else "number"), bounds
 
 
 def _more_generous(spec: SettingSpec, a: str, b: str) -> str:
@@ -222,6 +236,8 @@ class PolicyStore:
             )
         if role_id != SERVER and not spec.role:
             raise InputRejected.one("admin.no_role_override", setting=name)
+        if role_id == SERVER and name in ROLE_ONLY:
+            raise InputRejected.one("admin.role_only", setting=name)
         value = validate_value(spec, raw)
         if spec.kind == "size":
             self._check_size(value)
@@ -285,7 +301,7 @@ class PolicyStore:
                 "admin.bad_value",
                 setting="default_size",
                 value=value,
-                expected="a size some text-to-image model accepts, e.g. 1280*1280",
+                expected=Problem("admin.expected.size_fit"),
             )
 
     async def _current(

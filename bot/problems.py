@@ -15,7 +15,12 @@ class Problem:
     values: dict[str, object] = field(default_factory=dict)
 
     def render(self, lang: Lang = "en") -> str:
-        return text(self.key, lang, **self.values)
+        # A value may itself be a Problem (a part of the sentence): it is rendered in `lang` too.
+        values = {
+            name: value.render(lang) if isinstance(value, Problem) else value
+            for name, value in self.values.items()
+        }
+        return text(self.key, lang, **values)
 
 
 class InputRejected(Exception):

@@ -52,12 +52,15 @@ class UsageReport:
 async def usage_report(
     db: Database, guild_id: int, start: float, end: float, *, user_id: int | None = None
 ) -> UsageReport:
-    """What was charged (delivered images × the price when accepted) in [start, end]."""
+    """What was charged (delivered images × the price when accepted) for the jobs accepted in
+    [start, end]. A charge is dated when its job was accepted, as the monthly budget counts it,
+    so a job accepted on the 31st and delivered on the 1st is in the same month for both."""
     args = (guild_id, start, end, user_id, user_id)
     charges = await db.fetchall(
-        "SELECT j.user_id, l.images, l.images * l.unit_price AS cost, l.created_at FROM ledger l"
+        "SELECT j.user_id, l.images, l.images * l.unit_price AS cost, r.created_at FROM ledger l"
+        " JOIN ledger r ON r.job_id = l.job_id AND r.entry = 'reserve'"
         " JOIN jobs j ON j.id = l.job_id WHERE l.entry = 'charge' AND j.guild_id = ?"
-        " AND l.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?)",
+        " AND r.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?)",
         args,
     )
     outcomes = await db.fetchall(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 
 import discord
@@ -20,6 +21,8 @@ from bot.discord_flow import respond, respond_error
 from bot.i18n import Lang, lang_for, text
 from bot.policy import SERVER, SETTINGS
 from bot.usage import PERIODS, period_bounds, usage_chart, usage_report
+
+log = logging.getLogger(__name__)
 
 
 def is_admin(interaction: discord.Interaction) -> bool:
@@ -36,6 +39,21 @@ async def refuse_non_admin(interaction: discord.Interaction) -> bool:
 
 def _scope(role: discord.Role | None) -> str:
     return f" [@{role.name}]" if role is not None else ""
+
+
+def _role_of(role: discord.Role | None) -> discord.Role | None:
+    """The role a value is for; @everyone is every member, so its value is the server's."""
+    return None if role is None or role.is_default() else role
+
+
+def _short(value: str | None, limit: int = 80) -> str:
+    if not value:
+        return "—"
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+# Discord's limit for an embed's description.
+DESCRIPTION_MAX = 4096
 
 
 async def setting_choices(
@@ -109,6 +127,7 @@ class Admin(commands.Cog):
         if await refuse_non_admin(interaction):
             return
         lang = lang_for(str(interaction.locale))
+        role = _role_of(role)
         try:
             old, new = await self.policy.set(
                 interaction.guild_id or 0,
@@ -137,6 +156,7 @@ class Admin(commands.Cog):
         if await refuse_non_admin(interaction):
             return
         lang = lang_for(str(interaction.locale))
+        role = _role_of(role)
         try:
             old = await self.policy.reset(
                 interaction.guild_id or 0,
@@ -177,11 +197,16 @@ class Admin(commands.Cog):
             old=old or "—",
             new=new or "—",
         )
+        # Only a channel of this server: an id typed by an admin could name any channel the
+        # bot can see, in any server.
+        guild = interaction.guild
+        channel = guild.get_channel_or_thread(int(channel_id)) if guild is not None else None
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("audit channel %s is not a text channel of server %s", channel_id, guild)
+            return
         # If the post fails, the change stands: the audit log in the database has it.
         with contextlib.suppress(discord.HTTPException):
-            await self.bot.get_partial_messageable(int(channel_id)).send(
-                line, allowed_mentions=discord.AllowedMentions.none()
-            )
+            await channel.send(line, allowed_mentions=discord.AllowedMentions.none())
 
     @wanadmin.command(name=_("audit"), description=_("The latest setting changes: who, what, when"))
     async def audit(self, interaction: discord.Interaction) -> None:
@@ -195,9 +220,11 @@ class Admin(commands.Cog):
         lines = [
             f"<t:{int(r['created_at'])}:R> <@{r['user_id']}> `{r['setting']}`"
             + (f" [<@&{r['role_id']}>]" if r["role_id"] else "")
-            + f": {r['old_value'] or '—'} → {r['new_value'] or '—'}"
+            + f": {_short(r['old_value'])} → {_short(r['new_value'])}"
             for r in rows
         ]
+        while len("\n".join(lines)) > DESCRIPTION_MAX:  # long allow-lists: the newest that fit
+            lines.pop()
         embed = discord.Embed(title=text("admin.audit_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
 
@@ -206,7 +233,7 @@ class Admin(commands.Cog):
     )
     @app_commands.describe(user=_("One member (default: the whole server)"), period=_("The period"))
     @app_commands.rename(user=_("user"), period=_("period"))
-    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in PERIODS])
+    @app_commands.choices(period=[app_commands.Choice(name=_(p), value=p) for p in PERIODS])
     async def usage(
         self,
         interaction: discord.Interaction,
@@ -243,7 +270,7 @@ class Admin(commands.Cog):
             lines += [
                 f"<@{uid}>: {images} · {cost:.2f} {currency}" for uid, images, cost in report.top
             ]
-        title = text("admin.usage_title", lang, period=period)
+        title = text("admin.usage_title", lang, period=text(f"admin.period.{period}", lang))
         embed = discord.Embed(title=title, description="\n".join(lines))
         embed.set_image(url="attachment://usage.png")
         chart = discord.File(io.BytesIO(usage_chart(report.days, currency)), "usage.png")

@@ -21,6 +21,7 @@ from bot.dashscope.errors import DownloadError
 from bot.dashscope.models import SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest
 from bot.discord_app import WanBot
+from bot.discord_delivery import _as_jpeg, _batches
 from bot.discord_flow import Origin, relative_timestamp, respond, respond_error
 from bot.discord_render import (
     JOB_BUTTON_TEMPLATE,
@@ -208,15 +209,30 @@ class Jobs(commands.Cog):
                 text("reply.results_gone", lang, job_id=job), ephemeral=True
             )
             return
-        await interaction.followup.send(
-            files=files,
-            embed=result_embed(found, lang, simulated=self.bot.delivery.simulated),
-            view=result_view(found.id, lang),
-        )
+        # Under this server's upload cap per message, as the delivery split them.
+        limit = interaction.filesize_limit
+        files = [
+            (name, _as_jpeg(data, limit), "jpg") if len(data) > limit else (name, data, ext)
+            for name, data, ext in files
+        ]
+        batches = _batches(files, limit)
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            await interaction.followup.send(
+                files=[
+                    discord.File(io.BytesIO(data), filename=f"{name}.{ext}")
+                    for name, data, ext in batch
+                ],
+                embed=result_embed(found, lang, simulated=self.bot.delivery.simulated)
+                if last
+                else discord.utils.MISSING,
+                view=result_view(found.id, lang) if last else discord.utils.MISSING,
+            )
 
-    async def _result_files(self, job: Job) -> list[discord.File]:
-        """The job's images again: from its result messages, else from DashScope's URLs."""
-        files: list[discord.File] = []
+    async def _result_files(self, job: Job) -> list[tuple[str, bytes, str]]:
+        """The job's images again (name, bytes, extension): from its result messages, else
+        from DashScope's URLs."""
+        files: list[tuple[str, bytes, str]] = []
         results = await self.bot.engine.store.results(job.id)
         channel_id = job.thread_id or job.channel_id
         seen: set[int] = set()
@@ -232,9 +248,8 @@ class Jobs(commands.Cog):
             except discord.HTTPException:
                 continue
             for attachment in message.attachments:
-                files.append(
-                    discord.File(io.BytesIO(await attachment.read()), filename=attachment.filename)
-                )
+                stem, _, ext = attachment.filename.rpartition(".")
+                files.append((stem or attachment.filename, await attachment.read(), ext or "png"))
         if files:
             return files
         for result in results:
@@ -243,12 +258,7 @@ class Jobs(commands.Cog):
                     download = await self.bot.engine.fetcher.fetch(result.url)
                 except DownloadError:  # expired after 24 h, or refused
                     continue
-                files.append(
-                    discord.File(
-                        io.BytesIO(download.content),
-                        filename=f"wan-{job.id}-{result.position + 1}.png",
-                    )
-                )
+                files.append((f"wan-{job.id}-{result.position + 1}", download.content, "png"))
         return files
 
     @app_commands.command(name=_("quota"), description=_("What you have left, and when it frees"))

@@ -418,3 +418,16 @@ async def test_synced_commands_carry_chinese_localizations(env: BotEnv) -> None:
     prompt = by_name["imagine"]["options"][0]
     assert prompt["name_localizations"]["zh-CN"] == "提示词"
     assert prompt["description_localizations"]["zh-CN"] == "要画的内容"
+
+
+async def test_direct_messages_are_refused_unless_allowed(env: BotEnv) -> None:
+    w = env.world
+    dm = env.fake.open_dm(w.alice)
+    jobs = await env.job_count()
+    inter = await invoke(env, "imagine", {"prompt": "in private"}, user=w.alice, channel=dm)
+    [answer] = replies(inter)
+    assert answer.ephemeral
+    assert answer.content == "I only work in servers here. Use me in a server channel."
+    inter = await invoke(env, "quota", user=w.alice, channel=dm, locale="zh-CN")
+    assert reply_text(inter) == "此机器人仅在服务器中可用，请在服务器频道中使用。"
+    assert await env.job_count() == jobs

@@ -47,7 +47,7 @@ async def test_restart_with_jobs_in_flight_delivers_once_and_old_buttons_work(
         _, done = await imagine(env, "before the restart", user=w.alice, seed=21)
         [old_result] = env.result_messages(done)
         _, drawing = await imagine(
-            env, "a slow mural sim:slow=2", user=w.alice, states=(JobState.RUNNING,)
+            env, "a slow mural sim:slow=3", user=w.alice, states=(JobState.RUNNING,)
         )
         _, waiting = await imagine(env, "waits its turn", user=w.bob, wait=False)
         _, doomed = await imagine(env, "cancel me later", user=w.bob, wait=False)
@@ -221,6 +221,22 @@ async def test_without_send_messages_the_user_is_told_and_nothing_is_charged(
         )
 
 
+async def test_a_thread_deleted_before_the_results_fails_the_job_in_words(
+    tmp_path: Path,
+) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, job = await imagine(env, "nowhere to go sim:slow=1", user=w.alice, wait=False)
+        await fake.delete_channel(fake.thread(job.thread_id or 0))
+        job = await env.wait_job(job.id)
+        assert job.state is JobState.FAILED
+        assert env.status_message(job).content.endswith(
+            "❌ The images were made but could not be delivered: the channel is gone "
+            "(Unknown Channel). Nothing was charged."
+        )
+        assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
+
+
 # --- upload caps -----------------------------------------------------------------------------
 
 
@@ -255,6 +271,17 @@ async def test_images_are_split_across_messages_under_a_small_cap(tmp_path: Path
         assert [r.delivered_message_id for r in results] == [
             m.id for m in messages for _ in m.attachments
         ]
+
+        # /show posts them again, split the same way (one message would be over the cap).
+        show = await fake.slash("show", {"job": job.id}, user=w.alice, channel=pics)
+        await fake.wait_for_ack(show)
+        await fake.settle()
+        shown = replies(show)
+        assert len(shown) >= 2 and not any(m.ephemeral for m in shown)
+        assert all(sum(a.size for a in m.attachments) <= 150_000 for m in shown)
+        assert [a.filename for m in shown for a in m.attachments] == names
+        assert [bool(m.embeds) for m in shown] == [False] * (len(shown) - 1) + [True]
+        assert custom_ids(shown[-1])[0] == f"wan:job:{job.id}:reroll"
 
         # Delete removes every part.
         click = await fake.click(messages[-1], f"wan:job:{job.id}:delete", user=w.alice)
