@@ -117,32 +117,15 @@ class Settings(BaseSettings):
             raise ValueError("contains whitespace")
         return value
 
-    @field_validator("dashscope_base_url")
+    @field_validator("dashscope_base_url", "discord_api_base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http(s) URL")
-        return value
-
-    @field_validator("discord_api_base_url")
-    @classmethod
-    def _discord_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http(s) URL")
-        return value
+    def _http_url(cls, value: str) -> str:
+        return _checked_url(value.strip().rstrip("/"), ("http", "https"))
 
     @field_validator("discord_gateway_url")
     @classmethod
     def _gateway_url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError("not a ws(s) URL")
-        return value
+        return _checked_url(value.strip(), ("ws", "wss"))
 
     @field_validator("owner_ids")
     @classmethod
@@ -203,6 +186,13 @@ class Settings(BaseSettings):
     @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _checked_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"not a {'/'.join(schemes)} URL")
+    return value
 
 
 def parse_prices(text: str) -> dict[str, float]:
