@@ -1,4 +1,4 @@
-"""`python -m bench poll|footprint|ack`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack|quota`: run one benchmark, print one JSON document on stdout.
 
 `_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ack, footprint, poll
+from bench import ack, footprint, poll, quota
 from bench.common import dump
 
 
@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("footprint", help="memory and CPU of a worker with 1,000 jobs")
     )
     ack.add_arguments(commands.add_parser("ack", help="acknowledgement delay under a burst"))
+    quota.add_arguments(
+        commands.add_parser("quota", help="reservations and settlements per second, p99")
+    )
     footprint.add_simulator_arguments(commands.add_parser("_simulator"))
     footprint.add_worker_arguments(commands.add_parser("_worker"))
     return parser
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return footprint.run_worker_process(args)
     if args.command == "ack":
         dump(ack.main(args))
+        return 0
+    if args.command == "quota":
+        dump(quota.main(args))
         return 0
     if args.command == "poll":
         dump(poll.main(args))

@@ -35,6 +35,17 @@ _WINDOW_SQL = {
     "user_id": _WINDOW_SELECT + "r.user_id = ?1 ORDER BY r.created_at",
     "guild_id": _WINDOW_SELECT + "r.guild_id = ?1 ORDER BY r.created_at",
 }
+# The images a window holds, summed by SQLite: a busy server's window has thousands of rows,
+# which only a refusal (to say when enough of them leave) needs one by one.
+_HELD_SELECT = (
+    "SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) FROM ledger r"
+    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+    " WHERE r.entry = 'reserve' AND r.created_at > ?2 AND "
+)
+_HELD_SQL = {
+    "user_id": _HELD_SELECT + "r.user_id = ?1",
+    "guild_id": _HELD_SELECT + "r.guild_id = ?1",
+}
 
 
 @dataclass(frozen=True)
@@ -222,10 +233,12 @@ class Quota:
         n: int,
         now: float,
     ) -> None:
+        async with conn.execute(_HELD_SQL[column], (owner, now - DAY)) as cursor:
+            row = await cursor.fetchone()
+        if (row[0] if row else 0) + n <= allowed:
+            return
         window = await self._window(conn, column, owner, now)
         used = sum(held for _, held in window)
-        if used + n <= allowed:
-            return
         raise QuotaExceeded(
             limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
         )
