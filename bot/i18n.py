@@ -514,8 +514,13 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     "reply.quota_frees": {"en": "Next image frees {when}.", "zh": "下一张额度将于 {when} 释放。"},
     "reply.quota_cooldown": {"en": "Cooldown ends {when}.", "zh": "冷却结束于 {when}。"},
     "reply.quota_budget": {
-        "en": "This server's monthly budget: {spent:.2f} of {budget:.2f} {currency} used.",
-        "zh": "本服务器月度预算：已用 {spent:.2f} / {budget:.2f} {currency}。",
+        "en": "This server's monthly budget: {spent:.2f} of {budget:.2f} {currency} used; it "
+        "renews {when}.",
+        "zh": "本服务器月度预算：已用 {spent:.2f} / {budget:.2f} {currency}，将于 {when} 重置。",
+    },
+    "reply.quota_guild_frees": {
+        "en": "The server's next image frees {when}.",
+        "zh": "本服务器的下一张额度将于 {when} 释放。",
     },
     "reply.quota_exempt": {
         "en": "One of your roles is exempt from the per-member limits.",

@@ -365,6 +365,11 @@ def apply_policy(
         changes["model"] = default_model
     model = changes.get("model", request.model)
     allowed = policy.list("allowed_models")
+    if allowed and model not in allowed and not model_chosen:
+        # The member chose no model: take the first allowed one of the right kind, if any.
+        fitting = [name for name in allowed if MODELS[name].kind is spec.kind]
+        if fitting:
+            model = changes["model"] = fitting[0]
     if allowed and model not in allowed:
         raise InputRejected.one("policy.model", model=model, models=", ".join(allowed))
     default_size = policy.text("default_size")

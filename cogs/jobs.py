@@ -10,6 +10,7 @@ import contextlib
 import io
 import random
 import re
+import time
 from typing import Any
 
 import discord
@@ -32,6 +33,7 @@ from bot.discord_render import (
 )
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
+from bot.limits import next_month_start
 from cogs.edit import EditModal
 
 
@@ -311,6 +313,15 @@ class Jobs(commands.Cog):
                     spent=standing.spent,
                     budget=standing.budget,
                     currency=self.bot.settings.currency,
+                    when=relative_timestamp(next_month_start(time.time())),
+                )
+            )
+        if standing.guild_frees_at and standing.limits.images_per_guild_day:
+            lines.append(
+                text(
+                    "reply.quota_guild_frees",
+                    lang,
+                    when=relative_timestamp(standing.guild_frees_at),
                 )
             )
         if standing.exempt:

@@ -478,10 +478,15 @@ async def test_channel_nsfw_and_model_rules_in_imagine(env: BotEnv) -> None:
     assert job.state is JobState.DONE
 
     await set_value(env, "allowed_models", "wan2.2-t2i-flash")
-    inter = await ask(env, "imagine", {"prompt": "a fern"}, user=member, channel=nsfw)
+    inter = await ask(
+        env, "imagine", {"prompt": "a fern", "model": "wan2.6-t2i"}, user=member, channel=nsfw
+    )
     assert reply_text(inter) == (
         "This server does not allow `wan2.6-t2i`. Allowed: wan2.2-t2i-flash."
     )
+    # Without a model of their own, members get the first allowed one.
+    _, job = await imagine(env, "a fern, any model", user=member, channel=nsfw)
+    assert job.model == "wan2.2-t2i-flash"
     await set_value(env, "default_model", "wan2.2-t2i-flash")
     await set_value(env, "default_size", "720*1280")
     await set_value(env, "watermark", "on")
@@ -523,7 +528,12 @@ async def test_budget_exhaustion_refuses_imagine_with_what_was_spent(env: BotEnv
         assert await env.job_count() == before  # nothing queued, nothing reserved
 
     lines = quota_lines(await ask(env, "quota", user=member))
-    assert f"This server's monthly budget: {spent:.2f} of {budget:.2f} {CURRENCY} used." in lines
+    assert any(
+        line.startswith(
+            f"This server's monthly budget: {spent:.2f} of {budget:.2f} {CURRENCY} used; it renews <t:"
+        )
+        for line in lines
+    ), lines
     # Raising the budget lets the next one through.
     await set_value(env, "monthly_budget", f"{budget + 1:.2f}")
     _, job = await imagine(env, "a third coin", user=w.alice)

@@ -638,3 +638,21 @@ def test_forced_options(option: str) -> None:
         free = apply_policy(policy(**{option: "member"}), original, GENERAL)
         assert (getattr(on, option), getattr(off, option)) == (True, False)
         assert getattr(free, option) is member_choice
+
+
+def test_an_allow_list_without_a_default_picks_the_first_allowed_model_of_the_kind():
+    from bot.dashscope.requests import ImageRequest
+    from bot.limits import Limits, policy_defaults
+    from bot.policy import Effective, Place, Policy, apply_policy
+
+    values = {k: Effective(v, "default") for k, v in policy_defaults(Limits()).items()}
+    values["allowed_models"] = Effective("wan2.5-i2i-preview,wan2.2-t2i-flash", "server")
+    policy = Policy(values)
+    request = ImageRequest(model="wan2.6-t2i", prompt="a cat")
+    chosen = apply_policy(policy, request, Place(1), model_chosen=False)
+    assert chosen.model == "wan2.2-t2i-flash"
+    edit = ImageRequest(model="wan2.5-i2i-preview", prompt="bluer", images=("data:x",))
+    assert apply_policy(policy, edit, Place(1), model_chosen=False).model == "wan2.5-i2i-preview"
+    # A member who picked a model that is not allowed is told so.
+    with pytest.raises(InputRejected):
+        apply_policy(policy, request, Place(1), model_chosen=True)
