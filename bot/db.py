@@ -24,6 +24,17 @@ import aiosqlite
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    """All rows of a query in one round trip to the database thread."""
+    return list(await conn.execute_fetchall(sql, tuple(params)))
+
+
+async def first(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+    """The first row of a query (or None) in one round trip."""
+    found = await conn.execute_fetchall(sql, tuple(params))
+    return next(iter(found), None)
+
+
 class DatabaseError(Exception):
     """The database cannot be used; the message says why and what to do."""
 
@@ -128,9 +139,9 @@ class Database:
     # Reads wait for an open write transaction: on one shared connection they would otherwise
     # see its uncommitted rows. Inside a transaction, read through its connection instead.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._write_lock, self._conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        async with self._write_lock:
+            return await first(self._conn, sql, params)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._write_lock, self._conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        async with self._write_lock:
+            return await rows(self._conn, sql, params)

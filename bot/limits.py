@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
-from bot.db import Database
+from bot.db import Database, first, rows
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, NewJob
 from bot.jobs.store import JobStore
@@ -180,10 +180,9 @@ class Quota:
     ) -> None:
         n = new.request.n
         if limits.cooldown_seconds:
-            async with conn.execute(
-                "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (new.user_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
+            row = await first(
+                conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (new.user_id,)
+            )
             last = row[0] if row else None
             if last is not None and now - last < limits.cooldown_seconds:
                 raise QuotaExceeded(
@@ -193,12 +192,12 @@ class Quota:
                     frees_at=last + limits.cooldown_seconds,
                 )
         if limits.concurrent_jobs_per_user:
-            async with conn.execute(
+            row = await first(
+                conn,
                 "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
                 " ('queued', 'submitted', 'running', 'delivering')",
                 (new.user_id,),
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
             active = row[0] if row else 0
             if active >= limits.concurrent_jobs_per_user:
                 raise QuotaExceeded(
@@ -220,8 +219,9 @@ class Quota:
         self, conn: aiosqlite.Connection, column: str, owner: int, now: float
     ) -> list[tuple[float, int]]:
         """(reserved at, images still counted) for each reservation in the last 24 h."""
-        async with conn.execute(_WINDOW_SQL[column], (owner, now - DAY)) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        return [
+            (row[0], row[1]) for row in await rows(conn, _WINDOW_SQL[column], (owner, now - DAY))
+        ]
 
     async def _check_window(
         self,
@@ -233,8 +233,7 @@ class Quota:
         n: int,
         now: float,
     ) -> None:
-        async with conn.execute(_HELD_SQL[column], (owner, now - DAY)) as cursor:
-            row = await cursor.fetchone()
+        row = await first(conn, _HELD_SQL[column], (owner, now - DAY))
         if (row[0] if row else 0) + n <= allowed:
             return
         window = await self._window(conn, column, owner, now)
@@ -247,13 +246,13 @@ class Quota:
         self, conn: aiosqlite.Connection, guild_id: int, now: float
     ) -> float:
         """Money held or charged by the server's jobs since the 1st of this month (UTC)."""
-        async with conn.execute(
+        row = await first(
+            conn,
             "SELECT COALESCE(SUM((r.images - COALESCE(f.images, 0)) * r.unit_price), 0)"
             " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
             " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ?",
             (guild_id, month_start(now)),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return float(row[0]) if row else 0.0
 
     async def _check_budget(
@@ -297,16 +296,15 @@ class Quota:
             guild_window = (
                 await self._window(conn, "guild_id", guild_id, now) if guild_id is not None else []
             )
-            async with conn.execute(
+            active_row = await first(
+                conn,
                 "SELECT COUNT(*), MAX(created_at) FROM jobs WHERE user_id = ? AND state IN"
                 " ('queued', 'submitted', 'running', 'delivering')",
                 (user_id,),
-            ) as cursor:
-                active_row = await cursor.fetchone()
-            async with conn.execute(
-                "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
-            ) as cursor:
-                last_row = await cursor.fetchone()
+            )
+            last_row = await first(
+                conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
+            )
         last = last_row[0] if last_row else None
         cooldown_until = (
             last + limits.cooldown_seconds

@@ -24,7 +24,7 @@ import aiosqlite
 
 from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest, parse_size, size_problem
-from bot.db import Database
+from bot.db import Database, first, rows
 from bot.problems import InputRejected, Problem
 
 SERVER = 0  # role_id of a server-wide value
@@ -198,10 +198,11 @@ class PolicyStore:
         self.clock = clock
 
     async def _rows(self, conn: aiosqlite.Connection, guild_id: int) -> list[Any]:
-        async with conn.execute(
-            "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?", (guild_id,)
-        ) as cursor:
-            return list(await cursor.fetchall())
+        return await rows(
+            conn,
+            "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?",
+            (guild_id,),
+        )
 
     async def effective(
         self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
@@ -307,11 +308,11 @@ class PolicyStore:
     async def _current(
         self, conn: aiosqlite.Connection, guild_id: int, role_id: int, name: str
     ) -> str | None:
-        async with conn.execute(
+        row = await first(
+            conn,
             "SELECT value FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
             (guild_id, role_id, name),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return row["value"] if row else None
 
     async def _audit(

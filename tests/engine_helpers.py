@@ -232,7 +232,14 @@ class Rig:
     async def wait_state(self, job_id: int, *states: JobState, timeout: float = 10.0) -> Job:
         async def reached() -> Job | None:
             job = await self.store.get(job_id)
-            return job if job is not None and job.state in states else None
+            if job is None or job.state not in states:
+                return None
+            if job.state is JobState.FAILED:
+                # The user is told after the state is committed: wait for the notice too.
+                row = await self.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job_id,))
+                if row is None or row["notified_at"] is None:
+                    return None
+            return job
 
         return await wait_until(reached, timeout=timeout, what=f"job {job_id} in {states}")
 

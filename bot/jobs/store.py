@@ -9,7 +9,7 @@ from typing import Any
 import aiosqlite
 
 from bot.dashscope.results import TaskResult
-from bot.db import Database
+from bot.db import Database, first
 from bot.jobs.model import (
     STATE_TIME_COLUMN,
     IllegalTransition,
@@ -80,8 +80,7 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     async def get_in(self, conn: aiosqlite.Connection, job_id: int) -> Job | None:
-        async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await first(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
 
     async def in_states(self, states: Iterable[JobState]) -> list[Job]:
