@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     @classmethod
     def _owner_ids(cls, value: str) -> str:
         for part in value.split(","):
-            if part.strip() and not part.strip().isdigit():
+            if part.strip() and not (part.strip().isascii() and part.strip().isdigit()):
                 raise ValueError("not a list of ids")
         return value
 

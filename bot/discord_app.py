@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.discord_delivery import DiscordDelivery
 from bot.discord_flow import JobLauncher, respond, respond_error
 from bot.i18n import COMMAND_ZH, lang_for, text
+from bot.problems import InputRejected
 from bot.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class WanTree(app_commands.CommandTree["WanBot"]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         original = getattr(error, "original", error)
+        if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+            # A client with a stale command list (or a malformed payload): say so, not "error".
+            log.warning("interaction for an unknown or changed command: %s", error)
+            await respond_error(interaction, InputRejected.one("reply.command_outdated"))
+            return
         if isinstance(error, app_commands.CheckFailure) and not isinstance(
             error, app_commands.CommandInvokeError
         ):

@@ -15,7 +15,9 @@ import discord
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
 
-JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]+):(?P<action>reroll|edit|info|delete|cancel)"
+# At most 18 digits: any longer id (only a forged custom_id has one) would overflow SQLite's
+# 64-bit integers; it matches nothing, so discord.py drops the click.
+JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>reroll|edit|info|delete|cancel)"
 EMBED_COLOUR = discord.Colour(0x5B6CFF)
 FIELD_LIMIT = 1024
 THREAD_NAME_LIMIT = 100

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from bot.dashscope import constants
-from bot.dashscope.errors import DownloadError
+from bot.dashscope.errors import DownloadError, DownloadRefused
 
 ALLOWED_SUFFIX = ".aliyuncs.com"
 MAX_REDIRECTS = 3
@@ -67,7 +67,7 @@ class ResultFetcher:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowed(current):
-                raise DownloadError(f"refused to fetch {_describe(current)}: host not allowed")
+                raise DownloadRefused(f"refused to fetch {_describe(current)}: host not allowed")
             try:
                 async with self._http.stream(
                     "GET", current, timeout=constants.DOWNLOAD_TIMEOUT, follow_redirects=False
@@ -75,7 +75,7 @@ class ResultFetcher:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
-                            raise DownloadError("redirect without a location")
+                            raise DownloadRefused("redirect without a location")
                         current = urljoin(current, location)
                         continue
                     if response.status_code != 200:
@@ -86,18 +86,18 @@ class ResultFetcher:
                         )
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                        raise DownloadError(f"result is {int(declared)} bytes, over the cap")
+                        raise DownloadRefused(f"result is {int(declared)} bytes, over the cap")
                     chunks: list[bytes] = []
                     received = 0
                     async for chunk in response.aiter_bytes():
                         received += len(chunk)
                         if received > self.max_bytes:
-                            raise DownloadError(f"result exceeds {self.max_bytes} bytes")
+                            raise DownloadRefused(f"result exceeds {self.max_bytes} bytes")
                         chunks.append(chunk)
                     return Download(current, b"".join(chunks), response.headers.get("content-type"))
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise DownloadError(f"{type(exc).__name__} fetching {_describe(current)}") from None
-        raise DownloadError("too many redirects")
+        raise DownloadRefused("too many redirects")
 
 
 def _describe(url: str) -> str:

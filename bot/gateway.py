@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.config import Settings
 
@@ -15,7 +15,7 @@ class Target:
     """Where to send requests: the real service, or the embedded simulator."""
 
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)  # never shown in a repr or a log line
     simulated: bool
 
 

@@ -467,6 +467,11 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Something went wrong on our side; nothing was charged. Please try again.",
         "zh": "我们这边出了点问题，未计费，请重试。",
     },
+    "reply.command_outdated": {
+        "en": "That command is not available in this form (your Discord app may show an old "
+        "version). Reload Discord (Ctrl+R) and try again; nothing was charged.",
+        "zh": "该命令当前不可用（你的 Discord 可能显示的是旧版本）。请刷新 Discord（Ctrl+R）后重试，未计费。",
+    },
     "reply.stopping": {
         "en": "The bot is restarting; try again in a minute. Nothing was charged.",
         "zh": "机器人正在重启，请一分钟后再试。未计费。",

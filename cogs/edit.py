@@ -49,6 +49,8 @@ def choose(attachments: list[discord.Attachment], choice: str | None) -> list[di
                 raise InputRejected.one("reply.bad_image_choice", count=len(images))
             low = int(match.group(1))
             high = int(match.group(2) or low)
+            if not 1 <= low <= high <= len(images):  # before the range: "1-99999999" is cheap
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
             numbers.extend(range(low, high + 1))
         if not numbers or any(not 1 <= k <= len(images) for k in numbers):
             raise InputRejected.one("reply.bad_image_choice", count=len(images))

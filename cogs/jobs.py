@@ -23,7 +23,7 @@ from bot.dashscope.models import SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest
 from bot.discord_app import WanBot
 from bot.discord_delivery import _as_jpeg, _batches
-from bot.discord_flow import Origin, relative_timestamp, respond, respond_error
+from bot.discord_flow import Origin, discord_cdn_url, relative_timestamp, respond, respond_error
 from bot.discord_render import (
     JOB_BUTTON_TEMPLATE,
     info_embed,
@@ -42,6 +42,16 @@ def is_moderator(interaction: discord.Interaction) -> bool:
     return permissions.manage_messages or permissions.manage_guild or permissions.administrator
 
 
+def may_moderate(interaction: discord.Interaction, job: Job) -> bool:
+    """A moderator's right covers the jobs of their own server only: Manage Messages in one
+    server says nothing about another server's jobs, nor about jobs made in DMs."""
+    return (
+        interaction.guild_id is not None
+        and job.guild_id == interaction.guild_id
+        and is_moderator(interaction)
+    )
+
+
 async def own_job(
     bot: WanBot, interaction: discord.Interaction, job_id: int, lang: Lang
 ) -> Job | None:
@@ -50,10 +60,17 @@ async def own_job(
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return None
-    if job.user_id != interaction.user.id and not is_moderator(interaction):
+    if job.user_id != interaction.user.id and not may_moderate(interaction, job):
         await respond(interaction, text("reply.not_your_job", lang, job_id=job_id))
         return None
     return job
+
+
+async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    job = await bot.engine.store.get(job_id)
+    moderator = job is not None and may_moderate(interaction, job)
+    outcome = await bot.engine.cancel(job_id, interaction.user.id, moderator=moderator)
+    await respond(interaction, outcome.message(str(interaction.locale)))
 
 
 class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUTTON_TEMPLATE):
@@ -90,10 +107,7 @@ class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
         await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
 
     async def _cancel(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        outcome = await bot.engine.cancel(
-            self.job_id, interaction.user.id, moderator=is_moderator(interaction)
-        )
-        await respond(interaction, outcome.message(str(interaction.locale)))
+        await cancel_job(bot, interaction, self.job_id)
 
     async def _delete(self, bot: WanBot, interaction: discord.Interaction) -> None:
         lang = lang_for(str(interaction.locale))
@@ -183,10 +197,7 @@ class Jobs(commands.Cog):
     async def cancel(
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1]
     ) -> None:
-        outcome = await self.bot.engine.cancel(
-            job, interaction.user.id, moderator=is_moderator(interaction)
-        )
-        await respond(interaction, outcome.message(str(interaction.locale)))
+        await cancel_job(self.bot, interaction, job)
 
     @app_commands.command(
         name=_("show"), description=_("Post a finished job again, with working buttons")
@@ -250,6 +261,8 @@ class Jobs(commands.Cog):
             except discord.HTTPException:
                 continue
             for attachment in message.attachments:
+                if not discord_cdn_url(attachment.url):
+                    continue
                 stem, _, ext = attachment.filename.rpartition(".")
                 files.append((stem or attachment.filename, await attachment.read(), ext or "png"))
         if files:

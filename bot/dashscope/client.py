@@ -19,6 +19,7 @@ lists) are retried on every transient failure.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -354,9 +355,15 @@ def _error_from(response: httpx.Response, body: Any) -> DashScopeError:
     request_id = response.headers.get("x-request-id")
     code = message = None
     if isinstance(body, dict):
-        code = body.get("code")
-        message = body.get("message") or body.get("msg")
-        request_id = body.get("request_id") or request_id
+        # Text as documented; anything else (a number, an object) is shown as its JSON text.
+        code, message, request_id = (
+            value if value is None or isinstance(value, str) else json.dumps(value)
+            for value in (
+                body.get("code") or None,
+                body.get("message") or body.get("msg") or None,
+                body.get("request_id") or request_id,
+            )
+        )
     else:
         message = response.text[:200].strip() or response.reason_phrase
     return error_from_response(

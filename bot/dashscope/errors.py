@@ -140,6 +140,11 @@ class DownloadError(DashScopeError):
     message_key = "error.download"
 
 
+class DownloadRefused(DownloadError):
+    """The URL was refused without being fetched whole (off the allow-list, a bad redirect, over
+    the size cap): asking again cannot succeed, so the image is dropped, not retried."""
+
+
 # Codes whose family is decided by a prefix (reference §11.1).
 _PREFIXES: tuple[tuple[str, type[DashScopeError]], ...] = (
     ("InvalidApiKey", AuthenticationError),

@@ -25,6 +25,8 @@ from bot.problems import InputRejected, Problem
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[*xX×]\s*(\d{1,5})\s*$")
 # Newlines and tabs are ordinary in prompts; the other control characters are not.
 _ALLOWED_CONTROLS = {"\n", "\r", "\t"}
+# A prompt made only of these (spaces, zero-width and format characters) shows nothing.
+_INVISIBLE = {"Zs", "Zl", "Zp", "Cc", "Cf"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ def _text_problems(field: str, value: str) -> list[Problem]:
     return [Problem(f"invalid.control_chars.{field}")] if bad else []
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate(request: ImageRequest) -> ImageRequest:
     """Check a request against its model's rules; return it with the size normalised.
 
@@ -102,8 +108,9 @@ def validate(request: ImageRequest) -> ImageRequest:
     """
     spec = request.spec
     problems: list[Problem] = []
-    prompt = request.prompt.strip()
-    if not prompt:
+    # Fields of the wrong type (only a malformed payload carries them) are refused, not crashed on.
+    prompt = request.prompt.strip() if isinstance(request.prompt, str) else ""
+    if all(unicodedata.category(c) in _INVISIBLE for c in prompt):
         problems.append(Problem("invalid.prompt_empty"))
     elif len(prompt) > spec.prompt_max:
         problems.append(
@@ -113,7 +120,8 @@ def validate(request: ImageRequest) -> ImageRequest:
             )
         )
     problems += _text_problems("prompt", prompt)
-    negative = (request.negative_prompt or "").strip() or None
+    negative = request.negative_prompt
+    negative = (negative.strip() if isinstance(negative, str) else "") or None
     if negative is not None:
         if len(negative) > spec.negative_max:
             problems.append(
@@ -125,7 +133,7 @@ def validate(request: ImageRequest) -> ImageRequest:
 
     size = request.size
     if size is not None:
-        parsed = parse_size(size)
+        parsed = parse_size(size) if isinstance(size, str) else None
         if parsed is None:
             problems.append(Problem("invalid.size_format", {"size": size}))
         else:
@@ -135,13 +143,11 @@ def validate(request: ImageRequest) -> ImageRequest:
     elif not spec.size_optional:
         size = spec.default_size_text
 
-    if isinstance(request.n, bool) or not spec.n_min <= request.n <= spec.n_max:
+    if not _whole(request.n) or not spec.n_min <= request.n <= spec.n_max:
         problems.append(
             Problem("invalid.n", {"low": spec.n_min, "high": spec.n_max, "n": request.n})
         )
-    if request.seed is not None and (
-        isinstance(request.seed, bool) or not 0 <= request.seed <= SEED_MAX
-    ):
+    if request.seed is not None and (not _whole(request.seed) or not 0 <= request.seed <= SEED_MAX):
         problems.append(Problem("invalid.seed", {"seed": request.seed}))
 
     count = len(request.images)

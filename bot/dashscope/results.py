@@ -124,7 +124,10 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, ±inf, out of datetime's range
+            return None
     text = str(value).strip()
     for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
         try:
@@ -134,12 +137,18 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _text(value: Any) -> str | None:
+    """A field documented as a string: kept if it is one, else None (never a stray object that
+    could not be stored or shown)."""
+    return value if isinstance(value, str) else None
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return None
 
@@ -154,12 +163,12 @@ def _images_and_failures(output: dict[str, Any]) -> tuple[list[GeneratedImage], 
             images.append(
                 GeneratedImage(
                     url=str(entry["url"]),
-                    actual_prompt=entry.get("actual_prompt"),
-                    orig_prompt=entry.get("orig_prompt"),
+                    actual_prompt=_text(entry.get("actual_prompt")),
+                    orig_prompt=_text(entry.get("orig_prompt")),
                 )
             )
         else:
-            failures.append(ImageFailure(entry.get("code"), entry.get("message")))
+            failures.append(ImageFailure(_text(entry.get("code")), _text(entry.get("message"))))
     for choice in output.get("choices") or []:
         if not isinstance(choice, dict):
             continue
@@ -167,7 +176,7 @@ def _images_and_failures(output: dict[str, Any]) -> tuple[list[GeneratedImage], 
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             if choice.get("code"):  # a failed image in the choices shape
-                failures.append(ImageFailure(choice.get("code"), str(message or "")))
+                failures.append(ImageFailure(_text(choice.get("code")), str(message or "")))
             continue
         for item in content:
             if not isinstance(item, dict):
@@ -175,7 +184,7 @@ def _images_and_failures(output: dict[str, Any]) -> tuple[list[GeneratedImage], 
             if item.get("image"):
                 images.append(GeneratedImage(url=str(item["image"])))
             elif item.get("code"):
-                failures.append(ImageFailure(item.get("code"), item.get("message")))
+                failures.append(ImageFailure(_text(item.get("code")), _text(item.get("message"))))
     return images, failures
 
 
@@ -204,18 +213,18 @@ def parse_task(body: dict[str, Any], *, default_state: TaskState | None = None) 
     known = {"task_id", "task_status", "results", "choices", "task_metrics", "code", "message"}
     return TaskResult(
         state=state,
-        task_id=output.get("task_id"),
-        request_id=body.get("request_id"),
+        task_id=_text(output.get("task_id")),
+        request_id=_text(body.get("request_id")),
         images=tuple(images),
         failures=tuple(failures),
         image_count=_as_int(usage.get("image_count")),
         metrics=_metrics(output),
-        code=output.get("code"),
-        message=output.get("message"),
+        code=_text(output.get("code")),
+        message=_text(output.get("message")),
         submit_time=parse_time(output.get("submit_time")),
         scheduled_time=parse_time(output.get("scheduled_time")),
         end_time=parse_time(output.get("end_time")),
-        size=usage.get("size"),
+        size=_text(usage.get("size")),
         extra={k: v for k, v in output.items() if k not in known},
     )
 
@@ -227,7 +236,7 @@ def parse_submitted(body: dict[str, Any]) -> SubmittedTask:
     return SubmittedTask(
         task_id=str(output["task_id"]),
         state=TaskState.parse(output.get("task_status") or "PENDING"),
-        request_id=body.get("request_id"),
+        request_id=_text(body.get("request_id")),
     )
 
 

@@ -25,6 +25,7 @@ from bot.dashscope.errors import (
     ConnectionFailedError,
     DashScopeError,
     DownloadError,
+    DownloadRefused,
     RateLimitedError,
     ServerError,
 )
@@ -516,12 +517,16 @@ class Engine:
         results = [r for r in await self.store.results(job_id) if r.url]
         images: list[DeliveredImage] = []
         transient: DownloadError | None = None
+        refused: DownloadRefused | None = None
         now = self.clock()
         for result in results:
             if result.expires_at is not None and result.expires_at < now:
                 continue  # its URL has expired: it cannot be delivered any more
             try:
                 download = await self.fetcher.fetch(result.url or "")
+            except DownloadRefused as exc:  # off the allow-list or over the cap: permanent
+                refused = exc
+                continue
             except DownloadError as exc:
                 if exc.status in (403, 404):  # expired or gone: permanent
                     continue
@@ -532,7 +537,10 @@ class Engine:
             if transient is not None:
                 raise DeliveryError(f"download failed: {transient.message}")
             if not images:
-                raise DeliveryError("no result image could be downloaded", retryable=False)
+                detail = "no result image could be downloaded"
+                if refused is not None:
+                    detail += f" ({refused.message})"
+                raise DeliveryError(detail, retryable=False)
             message_ids = await self.port.deliver(job, images)
         except Exception as exc:  # any failure of the port is a failed attempt, retried later
             if not isinstance(exc, DeliveryError):
