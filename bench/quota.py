@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -125,19 +126,23 @@ class Rig:
     async def submit(self, job: Job) -> None:
         """What happens between the two (DashScope drew it, the images came back), as one
         statement: the engine's steps there are not what this benchmark measures."""
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        await self.db.write(
+            lambda raw: raw.execute(
                 "UPDATE jobs SET state = 'delivering', task_id = ? WHERE id = ?",
                 (f"t{job.id}", job.id),
             )
+        )
 
     async def settle(self, job: Job, tally: Tally, due: float | None = None) -> None:
         delivered = job.n if self.rng.random() < 0.8 else self.rng.randint(0, job.n - 1)
         started = time.perf_counter() if due is None else due
-        async with self.db.transaction() as conn:
-            ended = await self.store.transition(conn, job.id, JobState.DONE)
-            await self.quota.settle(conn, ended, delivered)
+        await self.db.write(self.finish_now, job, delivered)
         tally.settle_ms.append((time.perf_counter() - started) * 1000)
+
+    def finish_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
+        """The engine's last transaction of a job (`Engine._end_now`)."""
+        ended = self.store.transition_now(raw, job.id, JobState.DONE)
+        self.quota.settle_now(raw, ended, delivered)
 
 
 async def build(folder: Path, members: int, seed: int) -> Rig:

@@ -13,15 +13,42 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def call(
+    conn: aiosqlite.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run `fn(sqlite3_connection, *args)` on the connection's own thread and return its result:
+    any number of statements for one round trip between the event loop and that thread (each
+    `await conn.execute(...)` is a round trip of its own, ~50-100 us). Inside a `transaction()`
+    it is part of that transaction. `fn` must not touch the event loop.
+
+    aiosqlite sends every call through `Connection._execute`; it is private but has kept its
+    signature since aiosqlite 0.1 (pyproject pins the range this is tested with)."""
+
+    def run() -> T:
+        return fn(conn._conn, *args, **kwargs)
+
+    return await conn._execute(run)
 
 
 async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
@@ -33,6 +60,56 @@ async def first(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()
     """The first row of a query (or None) in one round trip."""
     found = await conn.execute_fetchall(sql, tuple(params))
     return next(iter(found), None)
+
+
+@dataclass(eq=False)
+class _Write:
+    """One `Database.write` waiting for its batch."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _run_batch(raw: sqlite3.Connection, batch: list[_Write]) -> None:
+    """On the database thread: every write of the batch in its own savepoint, one COMMIT."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for write in batch:
+            raw.execute("SAVEPOINT write")
+            try:
+                write.result = write.fn(raw)
+            except Exception as exc:
+                raw.execute("ROLLBACK TO write")
+                write.error = exc
+            raw.execute("RELEASE write")
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _answer_batch(batch: list[_Write], run: asyncio.Future[None]) -> None:
+    """In the event loop, once the batch is committed (or failed as a whole)."""
+    failure = None if run.cancelled() else run.exception()
+    for write in batch:
+        if write.future.done():
+            continue
+        if run.cancelled():
+            write.future.cancel()
+        elif failure is not None:
+            write.future.set_exception(failure)
+        elif write.error is not None:
+            write.future.set_exception(write.error)
+        else:
+            write.future.set_result(write.result)
 
 
 class DatabaseError(Exception):
@@ -58,6 +135,7 @@ class Database:
         self._conn = connection
         self.path = path
         self._write_lock = asyncio.Lock()
+        self._pending: list[_Write] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -129,6 +207,41 @@ class Database:
                 raise
             else:
                 await self._conn.commit()
+
+    async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`fn(sqlite3_connection, *args)` as one atomic write, run on the database thread.
+
+        Writes that arrive while another is running are committed together (group commit): one
+        round trip and one COMMIT for the lot, each write in a savepoint of its own, so one that
+        raises is rolled back alone and its exception reaches only its caller. The result
+        returns once the COMMIT that holds it is done."""
+
+        def bound(raw: sqlite3.Connection) -> T:
+            return fn(raw, *args, **kwargs)
+
+        pending = _Write(bound, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        try:
+            async with self._write_lock:
+                if pending in self._pending:  # not taken by an earlier batch: lead this one
+                    batch, self._pending = self._pending, []
+                    run = asyncio.ensure_future(call(self._conn, _run_batch, batch))
+                    run.add_done_callback(partial(_answer_batch, batch))
+                    # Shielded: the batch's other writers wait for it even if this one leaves.
+                    await asyncio.shield(run)
+        except asyncio.CancelledError:
+            if pending in self._pending:
+                self._pending.remove(pending)
+            else:  # its batch runs on: nobody will read its outcome
+                pending.future.add_done_callback(_forget)
+            raise
+        return await pending.future
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns lastrowid."""

@@ -11,6 +11,7 @@ in flight already counts against the limit, and a refund frees its images at onc
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -18,34 +19,47 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
-from bot.db import Database, first, rows
+from bot.db import Database, call
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, NewJob
-from bot.jobs.store import JobStore
+from bot.jobs.store import JobStore, get_job
 from bot.policy import LIMIT_SETTINGS, Policy, PolicyStore
 
 DAY = 24 * 3600.0
 
-_WINDOW_SELECT = (
-    "SELECT r.created_at, r.images - COALESCE(f.images, 0) AS held FROM ledger r"
-    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
-    " WHERE r.entry = 'reserve' AND r.created_at > ?2 AND "
+_NET = "r.images - COALESCE(f.images, 0)"
+_RESERVES = (
+    " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+    " WHERE r.entry = 'reserve' AND "
 )
+# (reserved at, images still held) of one owner's reservations after ?2, oldest first.
 _WINDOW_SQL = {
-    "user_id": _WINDOW_SELECT + "r.user_id = ?1 ORDER BY r.created_at",
-    "guild_id": _WINDOW_SELECT + "r.guild_id = ?1 ORDER BY r.created_at",
+    column: f"SELECT r.created_at, {_NET} AS held{_RESERVES}r.{column} = ?1 AND r.created_at > ?2"
+    " ORDER BY r.created_at"
+    for column in ("user_id", "guild_id")
 }
-# The images a window holds, summed by SQLite: a busy server's window has thousands of rows,
-# which only a refusal (to say when enough of them leave) needs one by one.
-_HELD_SELECT = (
-    "SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) FROM ledger r"
-    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
-    " WHERE r.entry = 'reserve' AND r.created_at > ?2 AND "
-)
+# Images held by one owner's reservations made in (?2, ?3].
 _HELD_SQL = {
-    "user_id": _HELD_SELECT + "r.user_id = ?1",
-    "guild_id": _HELD_SELECT + "r.guild_id = ?1",
+    column: f"SELECT COALESCE(SUM({_NET}), 0){_RESERVES}r.{column} = ?1"
+    " AND r.created_at > ?2 AND r.created_at <= ?3"
+    for column in ("user_id", "guild_id")
 }
+# Money held or charged by a server's reservations made in [?2, ?3), in millionths.
+_SPENT_MICROS_SQL = (
+    f"SELECT COALESCE(SUM(({_NET}) * CAST(ROUND(r.unit_price * 1000000) AS INTEGER)), 0)"
+    f"{_RESERVES}r.guild_id = ?1 AND r.created_at >= ?2 AND r.created_at < ?3"
+)
+_ACTIVE_SQL = (
+    "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
+    " ('queued', 'submitted', 'running', 'delivering')"
+)
+_LAST_JOB_SQL = "SELECT MAX(created_at) FROM jobs WHERE user_id = ?"
+_FOREVER = 1e18
+
+
+def micros(amount: float) -> int:
+    """An amount of money in millionths of the unit, as the running totals keep it."""
+    return round(amount * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -150,40 +164,32 @@ class Quota:
         await self.policy.set(guild_id, setting, str(value), by_user=by_user)
 
     async def reserve(self, new: NewJob) -> Job:
-        """Check every limit and accept the job (queued, n images reserved) in one transaction."""
-        async with self.db.transaction() as conn:
-            now = self.clock()
-            policy = await self.policy.effective(conn, new.guild_id, new.role_ids)
-            await self._check(conn, new, limits_of(policy), now)
-            unit_price = self.price(new.request.model)
-            await self._check_budget(conn, new, policy.money("monthly_budget"), unit_price, now)
-            job_id = await self.store.insert(conn, new)
-            await conn.execute(
-                "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
-                " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
-                (
-                    job_id,
-                    new.user_id,
-                    new.guild_id,
-                    new.request.n,
-                    now,
-                    unit_price,
-                    new.request.model,
-                ),
-            )
-            job = await self.store.get_in(conn, job_id)
+        """Check every limit and accept the job (queued, n images reserved) in one transaction
+        and one round trip to the database thread."""
+        return await self.db.write(self._reserve_now, new)
+
+    def _reserve_now(self, raw: sqlite3.Connection, new: NewJob) -> Job:
+        now = self.clock()
+        policy = self.policy.effective_now(raw, new.guild_id, new.role_ids)
+        self._check(raw, new, limits_of(policy), now)
+        unit_price = self.price(new.request.model)
+        self._check_budget(raw, new, policy.money("monthly_budget"), unit_price, now)
+        job_id = self.store.insert_now(raw, new)
+        n = new.request.n
+        raw.execute(
+            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
+            " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
+            (job_id, new.user_id, new.guild_id, n, now, unit_price, new.request.model),
+        )
+        _add_held(raw, new.user_id, new.guild_id, now, n, n * micros(unit_price))
+        job = get_job(raw, job_id)
         assert job is not None
         return job
 
-    async def _check(
-        self, conn: aiosqlite.Connection, new: NewJob, limits: Limits, now: float
-    ) -> None:
+    def _check(self, raw: sqlite3.Connection, new: NewJob, limits: Limits, now: float) -> None:
         n = new.request.n
         if limits.cooldown_seconds:
-            row = await first(
-                conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (new.user_id,)
-            )
-            last = row[0] if row else None
+            last = raw.execute(_LAST_JOB_SQL, (new.user_id,)).fetchone()[0]
             if last is not None and now - last < limits.cooldown_seconds:
                 raise QuotaExceeded(
                     "cooldown",
@@ -192,13 +198,7 @@ class Quota:
                     frees_at=last + limits.cooldown_seconds,
                 )
         if limits.concurrent_jobs_per_user:
-            row = await first(
-                conn,
-                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
-                " ('queued', 'submitted', 'running', 'delivering')",
-                (new.user_id,),
-            )
-            active = row[0] if row else 0
+            active = raw.execute(_ACTIVE_SQL, (new.user_id,)).fetchone()[0]
             if active >= limits.concurrent_jobs_per_user:
                 raise QuotaExceeded(
                     "concurrent",
@@ -207,78 +207,69 @@ class Quota:
                     frees_at=None,
                 )
         if limits.images_per_user_day:
-            await self._check_window(
-                conn, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
+            _check_window(
+                raw, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
             )
         if limits.images_per_guild_day and new.guild_id is not None:
-            await self._check_window(
-                conn, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
+            _check_window(
+                raw, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
             )
-
-    async def _window(
-        self, conn: aiosqlite.Connection, column: str, owner: int, now: float
-    ) -> list[tuple[float, int]]:
-        """(reserved at, images still counted) for each reservation in the last 24 h."""
-        return [
-            (row[0], row[1]) for row in await rows(conn, _WINDOW_SQL[column], (owner, now - DAY))
-        ]
-
-    async def _check_window(
-        self,
-        conn: aiosqlite.Connection,
-        limit_name: str,
-        column: str,
-        owner: int,
-        allowed: int,
-        n: int,
-        now: float,
-    ) -> None:
-        row = await first(conn, _HELD_SQL[column], (owner, now - DAY))
-        if (row[0] if row else 0) + n <= allowed:
-            return
-        window = await self._window(conn, column, owner, now)
-        used = sum(held for _, held in window)
-        raise QuotaExceeded(
-            limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
-        )
 
     async def spent_this_month(
         self, conn: aiosqlite.Connection, guild_id: int, now: float
     ) -> float:
-        """Money held or charged by the server's jobs since the 1st of this month (UTC)."""
-        row = await first(
+        """Money held or charged by the server's jobs since the 1st of this month (UTC), summed
+        from the ledger."""
+        start = month_start(now)
+        spent = await call(
             conn,
-            "SELECT COALESCE(SUM((r.images - COALESCE(f.images, 0)) * r.unit_price), 0)"
-            " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
-            " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ?",
-            (guild_id, month_start(now)),
+            lambda raw: raw.execute(
+                _SPENT_MICROS_SQL, (guild_id, start, next_month_start(now))
+            ).fetchone()[0],
         )
-        return float(row[0]) if row else 0.0
+        return spent / 1_000_000
 
-    async def _check_budget(
-        self, conn: aiosqlite.Connection, new: NewJob, budget: float, unit_price: float, now: float
+    def _check_budget(
+        self, raw: sqlite3.Connection, new: NewJob, budget: float, unit_price: float, now: float
     ) -> None:
         if budget <= 0 or new.guild_id is None:
             return
-        spent = await self.spent_this_month(conn, new.guild_id, now)
-        if spent + new.request.n * unit_price > budget + 1e-9:
+        spent = _spent_micros(raw, new.guild_id, now)
+        if spent + new.request.n * micros(unit_price) > micros(budget):
             raise QuotaExceeded(
-                "budget", allowed=budget, used=spent, frees_at=next_month_start(now)
+                "budget",
+                allowed=budget,
+                used=spent / 1_000_000,
+                frees_at=next_month_start(now),
             )
 
     async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
         """Charge `delivered` images and refund the rest of the reservation, once per job."""
+        await call(conn, self.settle_now, job, delivered)
+
+    def settle_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
+        """`settle` on the database thread (inside a `Database.write` or `call`)."""
+        reserved = raw.execute(
+            "SELECT created_at, unit_price FROM ledger WHERE job_id = ? AND entry = 'reserve'",
+            (job.id,),
+        ).fetchone()
+        if reserved is None:
+            return
         delivered = max(0, min(delivered, job.n))
+        refunded = job.n - delivered
         now = self.clock()
-        await conn.executemany(
+        sql = (
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
             " unit_price, model) SELECT ?, ?, ?, ?, ?, ?, unit_price, model FROM ledger"
-            " WHERE job_id = ? AND entry = 'reserve' ON CONFLICT (job_id, entry) DO NOTHING",
-            [
-                (job.id, job.user_id, job.guild_id, "charge", delivered, now, job.id),
-                (job.id, job.user_id, job.guild_id, "refund", job.n - delivered, now, job.id),
-            ],
+            " WHERE job_id = ? AND entry = 'reserve' ON CONFLICT (job_id, entry) DO NOTHING"
         )
+        raw.execute(sql, (job.id, job.user_id, job.guild_id, "charge", delivered, now, job.id))
+        added = raw.execute(
+            sql, (job.id, job.user_id, job.guild_id, "refund", refunded, now, job.id)
+        ).rowcount
+        if added and refunded:
+            at, unit_price = reserved
+            _add_held(raw, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price))
 
     async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
         await self.settle(conn, job, 0)
@@ -286,26 +277,19 @@ class Quota:
     async def standing(
         self, user_id: int, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> Standing:
-        async with self.db.transaction() as conn:
-            now = self.clock()
-            policy = await self.policy.effective(conn, guild_id, role_ids)
-            limits = limits_of(policy)
-            budget = policy.money("monthly_budget")
-            spent = await self.spent_this_month(conn, guild_id, now) if guild_id else 0.0
-            user_window = await self._window(conn, "user_id", user_id, now)
-            guild_window = (
-                await self._window(conn, "guild_id", guild_id, now) if guild_id is not None else []
-            )
-            active_row = await first(
-                conn,
-                "SELECT COUNT(*), MAX(created_at) FROM jobs WHERE user_id = ? AND state IN"
-                " ('queued', 'submitted', 'running', 'delivering')",
-                (user_id,),
-            )
-            last_row = await first(
-                conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
-            )
-        last = last_row[0] if last_row else None
+        return await self.db.write(self._standing_now, user_id, guild_id, role_ids)
+
+    def _standing_now(
+        self, raw: sqlite3.Connection, user_id: int, guild_id: int | None, role_ids: Iterable[int]
+    ) -> Standing:
+        now = self.clock()
+        policy = self.policy.effective_now(raw, guild_id, role_ids)
+        limits = limits_of(policy)
+        spent = _spent_micros(raw, guild_id, now) / 1_000_000 if guild_id else 0.0
+        user_window = _window(raw, "user_id", user_id, now)
+        guild_window = _window(raw, "guild_id", guild_id, now) if guild_id is not None else []
+        active = raw.execute(_ACTIVE_SQL, (user_id,)).fetchone()[0]
+        last = raw.execute(_LAST_JOB_SQL, (user_id,)).fetchone()[0]
         cooldown_until = (
             last + limits.cooldown_seconds
             if last is not None and now - last < limits.cooldown_seconds
@@ -315,15 +299,98 @@ class Quota:
         guild_used = sum(h for _, h in guild_window)
         return Standing(
             limits=limits,
-            budget=budget,
+            budget=policy.money("monthly_budget"),
             spent=spent,
             exempt=policy.exempt,
             user_images=user_used,
             user_frees_at=_frees_at(user_window, 1) if user_used else None,
-            active_jobs=active_row[0] if active_row else 0,
+            active_jobs=active,
             guild_images=guild_used,
             guild_frees_at=_frees_at(guild_window, 1) if guild_used else None,
             cooldown_until=cooldown_until,
+        )
+
+
+def _window(
+    raw: sqlite3.Connection, column: str, owner: int, now: float
+) -> list[tuple[float, int]]:
+    """(reserved at, images still counted) for each reservation in the last 24 h."""
+    return [(row[0], row[1]) for row in raw.execute(_WINDOW_SQL[column], (owner, now - DAY))]
+
+
+def _held(raw: sqlite3.Connection, column: str, owner: int, now: float) -> int:
+    """Images held in the owner's last 24 h, from the running total (moved to now - 24 h)."""
+    cutoff = now - DAY
+    row = raw.execute(
+        "SELECT cutoff, held FROM quota_windows WHERE scope = ? AND owner = ?", (column, owner)
+    ).fetchone()
+    if row is not None and row[0] == cutoff:
+        return int(row[1])
+    if row is None or cutoff < row[0]:  # first use, or the clock went back: rebuild
+        held = raw.execute(_HELD_SQL[column], (owner, cutoff, _FOREVER)).fetchone()[0]
+    else:
+        held = row[1] - raw.execute(_HELD_SQL[column], (owner, row[0], cutoff)).fetchone()[0]
+    raw.execute(
+        "INSERT INTO quota_windows (scope, owner, cutoff, held) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (scope, owner) DO UPDATE SET cutoff = excluded.cutoff, held = excluded.held",
+        (column, owner, cutoff, held),
+    )
+    return int(held)
+
+
+def _check_window(
+    raw: sqlite3.Connection,
+    limit_name: str,
+    column: str,
+    owner: int,
+    allowed: int,
+    n: int,
+    now: float,
+) -> None:
+    if _held(raw, column, owner, now) + n <= allowed:
+        return
+    window = _window(raw, column, owner, now)
+    used = sum(held for _, held in window)
+    raise QuotaExceeded(
+        limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
+    )
+
+
+def _spent_micros(raw: sqlite3.Connection, guild_id: int, now: float) -> int:
+    """Money held or charged this month by the server, from the running total."""
+    month = month_start(now)
+    row = raw.execute(
+        "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?", (guild_id, month)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    spent = raw.execute(_SPENT_MICROS_SQL, (guild_id, month, next_month_start(now))).fetchone()[0]
+    raw.execute(
+        "INSERT INTO quota_spend (guild_id, month, micros) VALUES (?, ?, ?)",
+        (guild_id, month, spent),
+    )
+    return int(spent)
+
+
+def _add_held(
+    raw: sqlite3.Connection,
+    user_id: int,
+    guild_id: int | None,
+    reserved_at: float,
+    images: int,
+    money: int,
+) -> None:
+    """Keep the running totals in step with a reservation (or a refund: negative amounts) made
+    at `reserved_at`; totals not built yet are left to be rebuilt from the ledger."""
+    raw.executemany(
+        "UPDATE quota_windows SET held = held + ? WHERE scope = ? AND owner = ? AND cutoff < ?",
+        [(images, "user_id", user_id, reserved_at)]
+        + ([(images, "guild_id", guild_id, reserved_at)] if guild_id is not None else []),
+    )
+    if guild_id is not None and money:
+        raw.execute(
+            "UPDATE quota_spend SET micros = micros + ? WHERE guild_id = ? AND month = ?",
+            (money, guild_id, month_start(reserved_at)),
         )
 
 

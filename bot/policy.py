@@ -15,6 +15,7 @@ and new value to the audit log in the same transaction, and can be reset to fall
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from bot.db import Database, first, rows
 from bot.problems import InputRejected, Problem
 
 SERVER = 0  # role_id of a server-wide value
+_GUILD_ROWS = "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?"
 
 # How values compare: "more" = a larger number is more generous; "less" = smaller; "zero-max"
 # = like "more" but 0 means unlimited (the most generous of all).
@@ -129,7 +131,7 @@ def validate_value(spec: SettingSpec, raw: str) -> str:
         ids = [part.strip("<#> ") for part in value.replace(" ", ",").split(",") if part.strip()]
         if (
             not ids
-            or any(not i.isdigit() for i in ids)
+            or any(not (i.isascii() and i.isdigit()) for i in ids)
             or (spec.kind == "channel" and len(ids) > 1)
         ):
             raise bad(spec.kind)
@@ -195,28 +197,38 @@ class PolicyStore:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         self.db = db
         self.defaults = {name: defaults.get(name, "") for name in SETTINGS}
+        self._default_values = {
+            name: Effective(value, "default") for name, value in self.defaults.items()
+        }
         self.clock = clock
 
     async def _rows(self, conn: aiosqlite.Connection, guild_id: int) -> list[Any]:
-        return await rows(
-            conn,
-            "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?",
-            (guild_id,),
-        )
+        return await rows(conn, _GUILD_ROWS, (guild_id,))
 
     async def effective(
         self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> Policy:
-        values = {name: Effective(value, "default") for name, value in self.defaults.items()}
         if guild_id is None:
-            return Policy(values)
+            return self.resolve([], role_ids)
+        return self.resolve(await self._rows(conn, guild_id), role_ids)
+
+    def effective_now(
+        self, raw: sqlite3.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> Policy:
+        """`effective` on the database thread (inside a `Database.write`)."""
+        if guild_id is None:
+            return self.resolve([], role_ids)
+        return self.resolve(raw.execute(_GUILD_ROWS, (guild_id,)).fetchall(), role_ids)
+
+    def resolve(self, stored: list[Any], role_ids: Iterable[int] = ()) -> Policy:
+        """The member's policy from the server's stored rows (role_id, setting, value)."""
+        values = dict(self._default_values)
         roles = set(role_ids)
-        rows = await self._rows(conn, guild_id)
-        for row in rows:
+        for row in stored:
             if row["role_id"] == SERVER and row["setting"] in SETTINGS:
                 values[row["setting"]] = Effective(row["value"], "server")
         best: dict[str, Effective] = {}
-        for row in rows:
+        for row in stored:
             name, role_id = row["setting"], row["role_id"]
             spec = SETTINGS.get(name)
             if role_id == SERVER or role_id not in roles or spec is None or not spec.role:
@@ -379,7 +391,7 @@ def apply_policy(
         if parsed and size_problem(MODELS[model], *parsed) is None:
             changes["size"] = default_size
     # Past the model's own range, validation's message says more: leave it to validate().
-    if policy.int("max_n") < request.n <= MODELS[model].n_max:
+    if isinstance(request.n, int) and policy.int("max_n") < request.n <= MODELS[model].n_max:
         raise InputRejected.one("policy.max_n", max_n=policy.int("max_n"))
     for option in ("prompt_extend", "watermark"):
         forced = policy.text(option)

@@ -3,6 +3,7 @@ schema, rollback of a failing migration, and write transactions."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -169,3 +170,55 @@ async def test_an_unopenable_path_is_a_database_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(DatabaseError):
         await Database.open(blocker / "db.sqlite")
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+
+def _insert_setting(raw: sqlite3.Connection, guild: int, fail: bool) -> int:
+    raw.execute(
+        "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+        " VALUES (?, 0, 'x', '1', 0)",
+        (guild,),
+    )
+    if fail:
+        raise ValueError(f"write {guild} fails after its insert")
+    return guild
+
+
+async def test_concurrent_writes_commit_together_and_a_failing_one_alone_is_undone(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "g.db")
+    try:
+        outcomes = await asyncio.gather(
+            *(db.write(_insert_setting, guild, guild % 10 == 3) for guild in range(100)),
+            return_exceptions=True,
+        )
+        failed = [g for g, o in enumerate(outcomes) if isinstance(o, ValueError)]
+        assert failed == list(range(3, 100, 10))
+        assert [o for o in outcomes if not isinstance(o, Exception)] == [
+            g for g in range(100) if g % 10 != 3
+        ]
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings ORDER BY guild_id")
+        assert [r[0] for r in rows] == [g for g in range(100) if g % 10 != 3]
+    finally:
+        await db.close()
+
+
+async def test_a_write_cancelled_while_waiting_is_never_run(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "c.db")
+    try:
+        async with db.transaction():  # holds the lock: the next writes wait
+            waiting = asyncio.create_task(db.write(_insert_setting, 1, False))
+            await asyncio.sleep(0.01)
+            waiting.cancel()
+            later = asyncio.create_task(db.write(_insert_setting, 2, False))
+            await asyncio.sleep(0.01)
+        assert await later == 2
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings")
+        assert [r[0] for r in rows] == [2]
+    finally:
+        await db.close()

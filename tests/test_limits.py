@@ -389,3 +389,68 @@ async def test_many_users_never_exceed_the_guild_cap(make) -> None:
     used = sum(o.n for o in outcomes if isinstance(o, Job))
     assert 20 - 3 <= used <= 20
     assert (await s2.quota.standing(1, 10)).guild_images == used
+
+
+# --- running totals ----------------------------------------------------------------------------
+
+
+EXACT_HELD = {
+    scope: "SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) FROM ledger r"  # noqa: S608
+    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+    f" WHERE r.entry = 'reserve' AND r.{scope} = ? AND r.created_at > ?"
+    for scope in ("user_id", "guild_id")
+}
+
+
+async def test_running_totals_always_equal_the_ledger(make) -> None:
+    """The checks read running totals (images per 24 h window, money per month); after every
+    step of a random history (reservations, settlements, the clock moving by minutes to days and
+    sometimes back) they must equal what the ledger sums to."""
+    s = await make(replace(NO_LIMITS, images_per_user_day=10_000, images_per_guild_day=100_000))
+    s.quota.prices = {"wan2.6-t2i": 0.2, "wan2.2-t2i-flash": 0.14}
+    await s.quota.policy.set(3, "monthly_budget", "1000000", by_user=1)
+    rng = random.Random(7)
+    open_jobs: list[Job] = []
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.5 or not open_jobs:
+            model = rng.choice(["wan2.6-t2i", "wan2.2-t2i-flash"])
+            user = rng.choice([1, 2, 3])
+            open_jobs.append(
+                await s.quota.reserve(new_job(n=rng.randint(1, 4), user=user, guild=3, model=model))
+            )
+        elif roll < 0.85:
+            job = open_jobs.pop(rng.randrange(len(open_jobs)))
+            state = rng.choice([JobState.DONE, JobState.FAILED, JobState.CANCELLED])
+            await s.end(job, state, rng.randint(0, job.n) if state is JobState.DONE else 0)
+        elif roll < 0.97:
+            s.clock.advance(rng.choice([60, 3600, 6 * 3600, DAY, 20 * DAY]))
+        else:
+            s.clock.advance(-rng.choice([60, 3600, DAY]))
+        totals = await s.db.fetchall("SELECT scope, owner, cutoff, held FROM quota_windows")
+        for row in totals:
+            exact = await s.db.fetchone(EXACT_HELD[row["scope"]], (row["owner"], row["cutoff"]))
+            assert exact is not None and row["held"] == exact[0], (step, dict(row))
+        for row in await s.db.fetchall("SELECT guild_id, month, micros FROM quota_spend"):
+            async with s.db.transaction() as conn:
+                exact_money = await s.quota.spent_this_month(conn, row["guild_id"], row["month"])
+            assert row["micros"] == round(exact_money * 1_000_000), (step, dict(row))
+    assert await s.db.fetchone("SELECT COUNT(*) FROM quota_windows") is not None
+
+
+async def test_the_window_check_agrees_with_the_ledger_after_time_passes(make) -> None:
+    """A limit refuses exactly when the ledger says the window is full, as reservations leave
+    the window one by one (the running total subtracts each once)."""
+    s = await make(images_per_user_day=6)
+    t0 = s.clock.now
+    for hour in range(3):
+        s.clock.now = t0 + hour * 3600
+        await s.quota.reserve(new_job(n=2))
+    s.clock.now = t0 + 3 * 3600
+    await s.refused(n=1)
+    s.clock.now = t0 + DAY + 1  # the first reservation left the window
+    await s.quota.reserve(new_job(n=2))
+    await s.refused(n=1)
+    s.clock.now = t0 + DAY + 2 * 3600 + 1  # the second and third left too
+    await s.quota.reserve(new_job(n=4))
+    await s.refused(n=1)

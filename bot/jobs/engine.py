@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-
-import aiosqlite
 
 from bot.dashscope.client import DashScopeClient, raise_for_task
 from bot.dashscope.errors import (
@@ -549,10 +548,12 @@ class Engine:
             self.metrics.inc("wanbot_delivery_failures_total")
             await self._delivery_failed(job, exc)
             return
-        async with self.db.transaction() as conn:
-            for image, message_id in zip(images, message_ids, strict=False):
-                await self.store.mark_delivered(conn, job.id, image.position, message_id)
-            job = await self._end_in(conn, job, JobState.DONE, charged=len(images))
+        delivered = [
+            (image.position, message_id)
+            for image, message_id in zip(images, message_ids, strict=False)
+        ]
+        job = await self.db.write(self._deliver_now, job, delivered)
+        self._count_charge(job, len(images))
         await self._notify(job)
 
     async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
@@ -574,18 +575,28 @@ class Engine:
 
     # --- endings -------------------------------------------------------------------------------
 
-    async def _end_in(
-        self, conn: aiosqlite.Connection, job: Job, state: JobState, *, charged: int, **fields: Any
+    def _end_now(
+        self, raw: sqlite3.Connection, job: Job, state: JobState, charged: int, **fields: Any
     ) -> Job:
-        ended = await self.store.transition(conn, job.id, state, **fields)
-        await self.quota.settle(conn, ended, charged)
-        self.metrics.inc("wanbot_images_charged_total", charged)
-        self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
+        """On the database thread: the job's last transition and its settlement, together."""
+        ended = self.store.transition_now(raw, job.id, state, **fields)
+        self.quota.settle_now(raw, ended, charged)
         return ended
 
+    def _deliver_now(
+        self, raw: sqlite3.Connection, job: Job, delivered: list[tuple[int, int | None]]
+    ) -> Job:
+        for position, message_id in delivered:
+            self.store.mark_delivered_now(raw, job.id, position, message_id)
+        return self._end_now(raw, job, JobState.DONE, len(delivered))
+
+    def _count_charge(self, job: Job, charged: int) -> None:
+        self.metrics.inc("wanbot_images_charged_total", charged)
+        self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
+
     async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
-        async with self.db.transaction() as conn:
-            ended = await self._end_in(conn, job, state, charged=charged, **fields)
+        ended = await self.db.write(self._end_now, job, state, charged, **fields)
+        self._count_charge(job, charged)
         await self._notify(ended)
         return ended
 

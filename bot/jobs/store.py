@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import aiosqlite
 
 from bot.dashscope.results import TaskResult
-from bot.db import Database, first
+from bot.db import Database, call
 from bot.jobs.model import (
     STATE_TIME_COLUMN,
     IllegalTransition,
@@ -39,6 +41,15 @@ _UPDATABLE = {
 }
 
 
+_JOB_FIELDS = {f.name for f in dataclasses.fields(Job)}
+
+
+def get_job(raw: sqlite3.Connection, job_id: int) -> Job | None:
+    """The job with this id, read on the database thread."""
+    row = raw.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return Job.from_row(row) if row else None
+
+
 class JobStore:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -46,8 +57,12 @@ class JobStore:
 
     async def insert(self, conn: aiosqlite.Connection, new: NewJob) -> int:
         """Insert a queued job (inside the caller's transaction); returns its id."""
+        return await call(conn, self.insert_now, new)
+
+    def insert_now(self, raw: sqlite3.Connection, new: NewJob) -> int:
+        """`insert` on the database thread (inside a `Database.write` or `call`)."""
         now = self.clock()
-        cursor = await conn.execute(
+        cursor = raw.execute(
             "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
             " thread_id, locale, parent_job_id, created_at, updated_at)"
             " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -69,10 +84,11 @@ class JobStore:
         )
         job_id = cursor.lastrowid
         assert job_id is not None
-        await conn.executemany(
-            "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
-            [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
-        )
+        if new.request.images:
+            raw.executemany(
+                "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
+                [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
+            )
         return job_id
 
     async def get(self, job_id: int) -> Job | None:
@@ -80,8 +96,7 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     async def get_in(self, conn: aiosqlite.Connection, job_id: int) -> Job | None:
-        row = await first(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return Job.from_row(row) if row else None
+        return await call(conn, get_job, job_id)
 
     async def in_states(self, states: Iterable[JobState]) -> list[Job]:
         wanted = [s.value for s in states]
@@ -161,7 +176,13 @@ class JobStore:
         **fields: Any,
     ) -> Job:
         """Move a job to `target` inside the caller's transaction; raise if not allowed."""
-        job = await self.get_in(conn, job_id)
+        return await call(conn, self.transition_now, job_id, target, **fields)
+
+    def transition_now(
+        self, raw: sqlite3.Connection, job_id: int, target: JobState, **fields: Any
+    ) -> Job:
+        """`transition` on the database thread (inside a `Database.write` or `call`)."""
+        job = get_job(raw, job_id)
         if job is None:
             raise IllegalTransition(job_id, None, target)
         check_transition(job_id, job.state, target)
@@ -173,15 +194,19 @@ class JobStore:
         if target in STATE_TIME_COLUMN:
             columns[STATE_TIME_COLUMN[target]] = now
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        cursor = await conn.execute(
+        cursor = raw.execute(
             f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
             (*columns.values(), job_id, job.state.value),
         )
         if cursor.rowcount != 1:
             raise IllegalTransition(job_id, job.state, target)
-        updated = await self.get_in(conn, job_id)
-        assert updated is not None
-        return updated
+        changed = {name: value for name, value in columns.items() if name in _JOB_FIELDS}
+        changed["state"] = target
+        if "retryable" in changed:
+            changed["retryable"] = bool(changed["retryable"])
+        return dataclasses.replace(
+            job, **changed
+        )  # what a second read would return, without the read
 
     async def update(self, conn: aiosqlite.Connection, job_id: int, **fields: Any) -> None:
         """Change bookkeeping columns without changing the state."""
@@ -214,7 +239,12 @@ class JobStore:
     async def mark_delivered(
         self, conn: aiosqlite.Connection, job_id: int, position: int, message_id: int | None
     ) -> None:
-        await conn.execute(
+        await call(conn, self.mark_delivered_now, job_id, position, message_id)
+
+    def mark_delivered_now(
+        self, raw: sqlite3.Connection, job_id: int, position: int, message_id: int | None
+    ) -> None:
+        raw.execute(
             "UPDATE results SET delivered_message_id = ? WHERE job_id = ? AND position = ?",
             (message_id if message_id is not None else 0, job_id, position),
         )
