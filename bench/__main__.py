@@ -1,4 +1,4 @@
-"""`python -m bench poll|footprint|ack|quota`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack|quota|reliability`: run one benchmark, print one JSON document on stdout.
 
 `_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ack, footprint, poll, quota
+from bench import ack, footprint, poll, quota, reliability
 from bench.common import dump
 
 
@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_arguments(
         commands.add_parser("quota", help="reservations and settlements per second, p99")
     )
+    reliability.add_arguments(
+        commands.add_parser("reliability", help="crash soak, faults, hostile input, secrets, …")
+    )
     footprint.add_simulator_arguments(commands.add_parser("_simulator"))
     footprint.add_worker_arguments(commands.add_parser("_worker"))
     return parser
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ack":
         dump(ack.main(args))
         return 0
+    if args.command == "reliability":
+        report, status = reliability.main(args)
+        dump(report)
+        return status
     if args.command == "quota":
         dump(quota.main(args))
         return 0

@@ -117,6 +117,20 @@ async def respond(interaction: discord.Interaction, content: str, **kwargs: obje
         await interaction.response.send_message(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
 
 
+async def tell_queued(
+    interaction: discord.Interaction, lang: Lang, job: Job, status: discord.Message
+) -> None:
+    """The private "queued, here is the link" answer. The job is already queued and its public
+    status message posted, so a failure here (say the interaction token expired) is only
+    logged: telling the user "something went wrong" would be false."""
+    try:
+        await interaction.followup.send(
+            text("reply.queued", lang, job_id=job.id, link=status.jump_url), ephemeral=True
+        )
+    except discord.HTTPException as exc:
+        log.warning("job %s: could not send the queued note (%s); the job goes on", job.id, exc)
+
+
 async def respond_error(interaction: discord.Interaction, error: BaseException) -> None:
     lang = lang_for(str(interaction.locale))
     message = refusal_text(error, lang)

@@ -332,8 +332,8 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "没有编号为 #{job_id} 的任务。",
     },
     "job.cancel.not_yours": {
-        "en": "Job #{job_id} is not yours to cancel.",
-        "zh": "任务 #{job_id} 不是你的，无法取消。",
+        "en": "Job #{job_id} is not yours: only its owner or a member with Manage Messages in this server can cancel it.",
+        "zh": "任务 #{job_id} 不是你的：只有发起者或在本服务器拥有“管理消息”权限的成员可以取消。",
     },
     "job.cancel.finished": {
         "en": "Job #{job_id} has already ended ({state}).",
@@ -478,8 +478,8 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     },
     "reply.job_not_found": {"en": "There is no job #{job_id}.", "zh": "没有任务 #{job_id}。"},
     "reply.not_your_job": {
-        "en": "Job #{job_id} belongs to someone else. Only its owner or a moderator can do that.",
-        "zh": "任务 #{job_id} 属于其他人，只有发起者或管理员可以这样做。",
+        "en": "Job #{job_id} belongs to someone else. Only its owner or a member with Manage Messages in its server can do that.",
+        "zh": "任务 #{job_id} 属于其他人，只有发起者或在其服务器拥有“管理消息”权限的成员可以这样做。",
     },
     "reply.job_not_finished": {
         "en": "Job #{job_id} has not finished yet ({state}).",

@@ -7,10 +7,18 @@ defence, and it also covers tracebacks and third-party libraries' messages.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 
 REDACTED = "[redacted]"
+# Interaction tokens: 15-minute credentials that discord.py's DEBUG logs show in webhook and
+# callback URLs and in gateway payloads. Not the bot token, but a log reader could answer or
+# edit the interaction with one, so they go too.
+_TOKEN_PATTERNS = (
+    re.compile(r"(/(?:interactions|webhooks)/\d+/)[A-Za-z0-9_.\-]{20,}"),
+    re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]{20,}"""),
+)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -27,6 +35,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "token" in text or "/interactions/" in text or "/webhooks/" in text:
+        for pattern in _TOKEN_PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
 
 

@@ -21,6 +21,7 @@ from bot.discord_flow import (
     refusal_text,
     respond,
     respond_error,
+    tell_queued,
 )
 from bot.i18n import Lang, lang_for, text
 from bot.problems import InputRejected
@@ -120,9 +121,7 @@ class EditModal(discord.ui.Modal):
         job, status = await self.bot.launcher.launch(
             origin, request, parent_job_id=self.parent_job_id
         )
-        await interaction.followup.send(
-            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
-        )
+        await tell_queued(interaction, origin.lang, job, status)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await respond_error(interaction, error)
@@ -187,9 +186,7 @@ class Edit(commands.Cog):
         )
         origin = Origin.of(interaction)
         job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
-        await interaction.followup.send(
-            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
-        )
+        await tell_queued(interaction, origin.lang, job, status)
 
     @edit.autocomplete("size")
     async def _size(

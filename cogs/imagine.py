@@ -10,8 +10,7 @@ from discord.ext import commands
 from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, Kind
 from bot.dashscope.requests import ImageRequest, require_kind
 from bot.discord_app import WanBot
-from bot.discord_flow import Origin
-from bot.i18n import text
+from bot.discord_flow import Origin, tell_queued
 from cogs.options import model_choices, size_choices
 
 SEED_MAX = 2_147_483_647
@@ -72,9 +71,7 @@ class Imagine(commands.Cog):
         job, status = await self.bot.launcher.launch(
             origin, request, model_chosen=model is not None, size_chosen=size is not None
         )
-        await interaction.followup.send(
-            text("reply.queued", origin.lang, job_id=job.id, link=status.jump_url), ephemeral=True
-        )
+        await tell_queued(interaction, origin.lang, job, status)
 
     @imagine.autocomplete("model")
     async def _model(

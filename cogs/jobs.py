@@ -23,7 +23,14 @@ from bot.dashscope.models import SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest
 from bot.discord_app import WanBot
 from bot.discord_delivery import _as_jpeg, _batches
-from bot.discord_flow import Origin, discord_cdn_url, relative_timestamp, respond, respond_error
+from bot.discord_flow import (
+    Origin,
+    discord_cdn_url,
+    relative_timestamp,
+    respond,
+    respond_error,
+    tell_queued,
+)
 from bot.discord_render import (
     JOB_BUTTON_TEMPLATE,
     info_embed,
@@ -147,9 +154,7 @@ class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
         request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
         origin = Origin.of(interaction)
         new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
-        await interaction.followup.send(
-            text("reply.queued", lang, job_id=new.id, link=status.jump_url), ephemeral=True
-        )
+        await tell_queued(interaction, lang, new, status)
 
     async def _edit(self, bot: WanBot, interaction: discord.Interaction) -> None:
         lang = lang_for(str(interaction.locale))

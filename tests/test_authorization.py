@@ -48,8 +48,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NOT_ADMIN = "Only members with the Manage Server permission can change the bot's settings."
 OWNER_ONLY = "Only the bot's owner can do that."
-NOT_YOURS = "Job #{id} belongs to someone else. Only its owner or a moderator can do that."
-NOT_YOURS_TO_CANCEL = "Job #{id} is not yours to cancel."
+NOT_YOURS = "Job #{id} belongs to someone else. Only its owner or a member with Manage Messages in its server can do that."
+NOT_YOURS_TO_CANCEL = "Job #{id} is not yours: only its owner or a member with Manage Messages in this server can cancel it."
 CANCELLED = "Job #{id} was cancelled; its images were refunded."
 NO_DMS = "I only work in servers here. Use me in a server channel."
 ADMIN_COMMANDS: list[tuple[str, dict[str, Any]]] = [

@@ -178,7 +178,7 @@ async def test_delete_by_owner_or_moderator_and_refused_to_others(env: BotEnv) -
 
     inter = await click(env, result, job, "delete", w.bob)
     assert reply_text(inter) == (
-        f"Job #{job.id} belongs to someone else. Only its owner or a moderator can do that."
+        f"Job #{job.id} belongs to someone else. Only its owner or a member with Manage Messages in its server can do that."
     )
     assert replies(inter)[-1].ephemeral
     assert not fake.get_message(result.id).deleted
@@ -204,7 +204,10 @@ async def test_cancel_button_on_a_queued_status_message(env: BotEnv) -> None:
     assert custom_ids(status) == [f"wan:job:{job.id}:cancel"]
 
     inter = await click(env, status, job, "cancel", w.bob)
-    assert reply_text(inter) == f"Job #{job.id} is not yours to cancel."
+    assert (
+        reply_text(inter)
+        == f"Job #{job.id} is not yours: only its owner or a member with Manage Messages in this server can cancel it."
+    )
     assert (await env.job(job.id)).state is JobState.QUEUED
 
     inter = await click(env, status, job, "cancel", w.alice)

@@ -246,7 +246,7 @@ async def test_show_own_job_others_refused_moderator_allowed(env: BotEnv) -> Non
     [refusal] = replies(inter)
     assert refusal.ephemeral
     assert refusal.content == (
-        f"Job #{job.id} belongs to someone else. Only its owner or a moderator can do that."
+        f"Job #{job.id} belongs to someone else. Only its owner or a member with Manage Messages in its server can do that."
     )
 
     inter = await invoke(env, "show", {"job": job.id}, user=w.moderator, channel=w.art)
@@ -275,7 +275,10 @@ async def test_cancel_queued_job_refunds_and_refuses_someone_else(env: BotEnv) -
     assert await env.ledger(job.id) == {"reserve": 3}
 
     inter = await invoke(env, "cancel", {"job": job.id}, user=w.bob)
-    assert reply_text(inter) == f"Job #{job.id} is not yours to cancel."
+    assert (
+        reply_text(inter)
+        == f"Job #{job.id} is not yours: only its owner or a member with Manage Messages in this server can cancel it."
+    )
     assert replies(inter)[-1].ephemeral
     assert (await env.job(job.id)).state is JobState.QUEUED
 
@@ -372,7 +375,10 @@ async def test_chinese_member_gets_chinese_messages(env: BotEnv) -> None:
 
     inter = await invoke(env, "show", {"job": alices.id}, user=li)
     assert reply_text(inter) == text("reply.not_your_job", "zh", job_id=alices.id)
-    assert reply_text(inter) == f"任务 #{alices.id} 属于其他人，只有发起者或管理员可以这样做。"
+    assert (
+        reply_text(inter)
+        == f"任务 #{alices.id} 属于其他人，只有发起者或在其服务器拥有“管理消息”权限的成员可以这样做。"
+    )
 
     inter = await invoke(env, "wansync", user=li)
     assert reply_text(inter) == "只有机器人所有者可以这样做。"

@@ -157,3 +157,18 @@ def test_setup_logging(restore_root_logging, monkeypatch, level, httpx_level):
     output = stream.getvalue()
     assert f"bot.anything: token {REDACTED} key {REDACTED}" in output
     assert KEY not in output and TOKEN not in output
+
+
+def test_interaction_tokens_in_urls_and_payloads_are_redacted() -> None:
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OmFiY2RlZmdoaWprbG1ub3A"
+    lines = [
+        f"POST https://discord.com/api/v10/interactions/1234567890/{token}/callback has returned",
+        f"PATCH https://discord.com/api/v10/webhooks/987654321/{token}/messages/@original",
+        f"WebSocket Event: {{'t': 'INTERACTION_CREATE', 'd': {{'token': '{token}', 'id': '1'}}}}",
+        f'{{"token": "{token}"}}',
+    ]
+    for line in lines:
+        scrubbed = redact(line, [])
+        assert token not in scrubbed and "[redacted]" in scrubbed, scrubbed
+    # The ids and the rest of the line stay readable.
+    assert "/interactions/1234567890/[redacted]/callback" in redact(lines[0], [])

@@ -1,0 +1,150 @@
+"""`python -m bench reliability [--quick]`: the reliability and security suite, with figures.
+
+Runs the suite's test files (one pytest process, so the claims are checked by the same
+assertions CI runs) and prints one JSON document: per part, how many checks ran and passed,
+how long they took, and the figures the tests recorded (`tests/figures.py`):
+
+1. soak: the bot process SIGKILLed at random under load, end to end (fake Discord + simulator):
+   jobs, delivered once, failed with a message and a refund, lost, duplicated, ledger imbalance.
+2. fault_matrix: DashScope faults x Discord faults, each cell's outcome asserted.
+3. hostile_input + fuzzing: hostile attachments, prompts, options and payloads through the fake
+   Discord; hypothesis properties of every parser and validator.
+4. secrets: a DEBUG run searched for the token and the key (logs, messages, tracebacks, files).
+5. authorisation: every path that must refuse members without the right.
+6. ssrf: result URLs off the allow-list, redirects, size caps, forged attachment URLs.
+
+`--quick` is the size CI runs (and a plain pytest run uses); the default is the full size
+(twice the soak, for one). Exit status 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from bench.common import progress
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Part of the report -> the test files that check it, in the issue's order.
+PARTS: dict[str, tuple[str, ...]] = {
+    "soak": ("tests/test_soak.py",),
+    "fault_matrix": ("tests/test_fault_matrix.py",),
+    "hostile_input": ("tests/test_hostile.py",),
+    "fuzzing": ("tests/test_fuzz.py",),
+    "secrets": ("tests/test_secrets.py",),
+    "authorisation": ("tests/test_authorization.py",),
+    "ssrf": ("tests/test_ssrf.py", "tests/test_downloads.py"),
+}
+TIMEOUT = 60 * 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="CI's size (as plain pytest runs)")
+    parser.add_argument(
+        "--only", choices=sorted(PARTS), action="append", help="run just these parts"
+    )
+
+
+def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    parts = {name: files for name, files in PARTS.items() if not args.only or name in args.only}
+    mode = "quick" if args.quick else "full"
+    with tempfile.TemporaryDirectory(prefix="wanbot-reliability-") as folder:
+        figures_file = Path(folder) / "figures.jsonl"
+        junit = Path(folder) / "junit.xml"
+        files = [file for group in parts.values() for file in group]
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DASHSCOPE_", "DISCORD_", "WANBOT_"))
+        }
+        env.update(
+            WANBOT_RELIABILITY=mode,
+            WANBOT_FIGURES=str(figures_file),
+            PYTHONPATH=str(ROOT),
+        )
+        progress(f"reliability ({mode}): pytest {' '.join(files)}")
+        started = time.monotonic()
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        completed = subprocess.run(  # noqa: S603 (our own interpreter and test files)
+            [*command, f"--junitxml={junit}", *files],
+            cwd=ROOT,
+            env=env,
+            stdout=sys.stderr,  # the test output is progress; stdout is for the JSON alone
+            timeout=TIMEOUT,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        cases = _cases(junit) if junit.exists() else []
+        figures = _figures(figures_file)
+    report: dict[str, Any] = {
+        "mode": mode,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "seconds": round(seconds, 1),
+        "pytest_exit": completed.returncode,
+        "parts": {
+            name: _part(files_of, cases, figures.get(name, {})) for name, files_of in parts.items()
+        },
+    }
+    checks = sum(part["checks"] for part in report["parts"].values())
+    failed = sum(part["failed"] for part in report["parts"].values())
+    report["checks"] = checks
+    report["failed"] = failed
+    report["all_passed"] = completed.returncode == 0 and failed == 0 and checks > 0
+    return report, 0 if report["all_passed"] else 1
+
+
+def _cases(junit: Path) -> list[dict[str, Any]]:
+    """(file, outcome, seconds) of every test case in pytest's JUnit XML."""
+    found = []
+    tree = ET.parse(junit)  # noqa: S314 (written by the pytest run just made)
+    for case in tree.getroot().iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        module = case.get("classname", "").split(".")
+        found.append(
+            {
+                "file": "/".join(module[:2]) + ".py" if len(module) >= 2 else "",
+                "outcome": outcome,
+                "seconds": float(case.get("time", 0) or 0),
+            }
+        )
+    return found
+
+
+def _figures(path: Path) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            merged.setdefault(entry["section"], {}).update(entry["figures"])
+    return merged
+
+
+def _part(
+    files: tuple[str, ...], cases: list[dict[str, Any]], figures: dict[str, Any]
+) -> dict[str, Any]:
+    mine = [case for case in cases if case["file"] in files]
+    return {
+        "files": list(files),
+        "checks": len(mine),
+        "passed": sum(case["outcome"] == "passed" for case in mine),
+        "failed": sum(case["outcome"] == "failed" for case in mine),
+        "skipped": sum(case["outcome"] == "skipped" for case in mine),
+        "seconds": round(sum(case["seconds"] for case in mine), 1),
+        "figures": figures,
+    }
