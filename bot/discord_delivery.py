@@ -105,7 +105,22 @@ class DiscordDelivery:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
             return
         self._pending.pop(job.id, None)
-        await self._edit_status(_Pending(job, None, message))
+        if not await self._edit_status(_Pending(job, None, message)):
+            await self._tell_by_dm(job, message)
+
+    async def _tell_by_dm(self, job: Job, message: str) -> None:
+        """The status message is gone with its channel (or closed to the bot): say it in a DM."""
+        assert self.bot is not None
+        content = status_content(
+            job, lang_for(job.locale), simulated=self.simulated, message=message
+        )
+        try:
+            dm = await self.bot.create_dm(discord.Object(job.user_id))
+            await dm.send(content)
+        except discord.HTTPException as exc:  # the user takes no DMs: nowhere left to tell
+            log.warning(
+                "job %s: could not tell the user it failed, not even by DM: %s", job.id, exc
+            )
 
     async def _tick(self) -> None:
         """Refresh the running jobs' status lines every TICK seconds while there are any."""
@@ -136,7 +151,8 @@ class DiscordDelivery:
             self._channel_next[channel_id] = time.monotonic() + EDIT_SPACING
             await self._edit_status(item)
 
-    async def _edit_status(self, item: _Pending) -> None:
+    async def _edit_status(self, item: _Pending) -> bool:
+        """Edit the job's status message; False if it is gone or closed to the bot."""
         assert self.bot is not None
         job = item.job
         lang = lang_for(job.locale)
@@ -154,6 +170,8 @@ class DiscordDelivery:
             await message.edit(content=content, view=status_view(job, lang))
         except discord.HTTPException as exc:
             log.warning("job %s: status edit failed: %s", job.id, exc)
+            return not isinstance(exc, discord.NotFound | discord.Forbidden)
+        return True
 
     # --- results -----------------------------------------------------------------------------
 

@@ -366,6 +366,10 @@ class FakeDiscord(GatewayMixin, InjectMixin):
 
     async def delete_channel(self, channel: Channel) -> None:
         channel.deleted = True
+        # Its threads go with it; Discord sends only CHANNEL_DELETE (clients drop the threads).
+        for thread in self.state.channels.values():
+            if thread.is_thread and thread.parent_id == channel.id:
+                thread.deleted = True
         if channel.guild_id is not None:
             event = "THREAD_DELETE" if channel.is_thread else "CHANNEL_DELETE"
             data = self.payloads.channel(channel)
