@@ -12,8 +12,10 @@ also sets `PRAGMA user_version`. A database newer than the code is refused with 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
+
+log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -112,6 +116,36 @@ def _answer_batch(batch: list[_Write], run: asyncio.Future[None]) -> None:
             write.future.set_result(write.result)
 
 
+class Checkpointer:
+    """Copies the WAL into the database file from a thread and connection of its own.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that crosses 1,000 WAL pages, and takes
+    milliseconds (it writes and syncs the database file): every writer waiting behind that
+    COMMIT waits too. A PASSIVE checkpoint from another connection never blocks a writer, so
+    the bot's connection turns the automatic one off and this thread does the work instead."""
+
+    INTERVAL = 0.5  # seconds between checkpoints
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.INTERVAL):
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # busy or I/O: the next round tries again
+                log.warning("WAL checkpoint failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._conn.close()
+
+
 class DatabaseError(Exception):
     """The database cannot be used; the message says why and what to do."""
 
@@ -136,6 +170,8 @@ class Database:
         self.path = path
         self._write_lock = asyncio.Lock()
         self._pending: list[_Write] = []
+        self._checkpointer: Checkpointer | None = None
+        self._drainer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -158,12 +194,19 @@ class Database:
             await connection.execute("PRAGMA synchronous=NORMAL")
             await connection.execute("PRAGMA busy_timeout=5000")
             await db._migrate()
+            if path != ":memory:":
+                await connection.execute("PRAGMA wal_autocheckpoint=0")
+                db._checkpointer = Checkpointer(path)
         except BaseException:
             await connection.close()
             raise
         return db
 
     async def close(self) -> None:
+        if self._drainer is not None:
+            await self._drainer
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         await self._conn.close()
 
     async def schema_version(self) -> int:
@@ -233,12 +276,11 @@ class Database:
                     batch, self._pending = self._pending, []
                     run = asyncio.ensure_future(call(self._conn, _run_batch, batch))
                     run.add_done_callback(partial(_answer_batch, batch))
-                    # Shielded: the batch's other writers wait for it even if this one leaves.
                     await asyncio.shield(run)
         except asyncio.CancelledError:
             if pending in self._pending:
                 self._pending.remove(pending)
-            else:  # its batch runs on: nobody will read its outcome
+            else:
                 pending.future.add_done_callback(_forget)
             raise
         return await pending.future

@@ -22,7 +22,7 @@ import aiosqlite
 from bot.db import Database, call
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, NewJob
-from bot.jobs.store import JobStore, get_job
+from bot.jobs.store import JobStore
 from bot.policy import LIMIT_SETTINGS, Policy, PolicyStore
 
 DAY = 24 * 3600.0
@@ -42,6 +42,17 @@ _WINDOW_SQL = {
 _HELD_SQL = {
     column: f"SELECT COALESCE(SUM({_NET}), 0){_RESERVES}r.{column} = ?1"
     " AND r.created_at > ?2 AND r.created_at <= ?3"
+    for column in ("user_id", "guild_id")
+}
+# An owner's running total (cutoff, held) and the reservations that left the window since its
+# cutoff, up to ?3 (how many, and the images they still held). No row: no total yet.
+_MOVE_SQL = {
+    column: f"SELECT w.cutoff, w.held, COUNT(r.id), COALESCE(SUM({_NET}), 0)"  # noqa: S608
+    " FROM quota_windows w"
+    f" LEFT JOIN ledger r ON r.{column} = w.owner AND r.entry = 'reserve'"
+    " AND r.created_at > w.cutoff AND r.created_at <= ?3"
+    " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+    " WHERE w.scope = ?2 AND w.owner = ?1 GROUP BY w.cutoff, w.held"
     for column in ("user_id", "guild_id")
 }
 # Money held or charged by a server's reservations made in [?2, ?3), in millionths.
@@ -174,16 +185,14 @@ class Quota:
         self._check(raw, new, limits_of(policy), now)
         unit_price = self.price(new.request.model)
         self._check_budget(raw, new, policy.money("monthly_budget"), unit_price, now)
-        job_id = self.store.insert_now(raw, new)
+        job = self.store.insert_now(raw, new)
         n = new.request.n
         raw.execute(
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
             " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
-            (job_id, new.user_id, new.guild_id, n, now, unit_price, new.request.model),
+            (job.id, new.user_id, new.guild_id, n, now, unit_price, new.request.model),
         )
         _add_held(raw, new.user_id, new.guild_id, now, n, n * micros(unit_price))
-        job = get_job(raw, job_id)
-        assert job is not None
         return job
 
     def _check(self, raw: sqlite3.Connection, new: NewJob, limits: Limits, now: float) -> None:
@@ -319,22 +328,26 @@ def _window(
 
 
 def _held(raw: sqlite3.Connection, column: str, owner: int, now: float) -> int:
-    """Images held in the owner's last 24 h, from the running total (moved to now - 24 h)."""
+    """Images held in the owner's last 24 h, from the running total: one look-up, plus a write
+    when reservations left the window since the last check (they are subtracted once)."""
     cutoff = now - DAY
-    row = raw.execute(
-        "SELECT cutoff, held FROM quota_windows WHERE scope = ? AND owner = ?", (column, owner)
-    ).fetchone()
-    if row is not None and row[0] == cutoff:
-        return int(row[1])
+    row = raw.execute(_MOVE_SQL[column], (owner, column, cutoff)).fetchone()
     if row is None or cutoff < row[0]:  # first use, or the clock went back: rebuild
         held = raw.execute(_HELD_SQL[column], (owner, cutoff, _FOREVER)).fetchone()[0]
-    else:
-        held = row[1] - raw.execute(_HELD_SQL[column], (owner, row[0], cutoff)).fetchone()[0]
-    raw.execute(
-        "INSERT INTO quota_windows (scope, owner, cutoff, held) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (scope, owner) DO UPDATE SET cutoff = excluded.cutoff, held = excluded.held",
-        (column, owner, cutoff, held),
-    )
+        raw.execute(
+            "INSERT INTO quota_windows (scope, owner, cutoff, held) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (scope, owner) DO UPDATE SET cutoff = excluded.cutoff,"
+            " held = excluded.held",
+            (column, owner, cutoff, held),
+        )
+        return int(held)
+    _, held, leaving, leaving_images = row
+    if leaving:
+        held -= leaving_images
+        raw.execute(
+            "UPDATE quota_windows SET cutoff = ?, held = ? WHERE scope = ? AND owner = ?",
+            (cutoff, held, column, owner),
+        )
     return int(held)
 
 

@@ -222,3 +222,26 @@ async def test_a_write_cancelled_while_waiting_is_never_run(tmp_path: Path) -> N
         assert [r[0] for r in rows] == [2]
     finally:
         await db.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_writers_path(tmp_path: Path) -> None:
+    """Commits never checkpoint (that would stall the writers behind them); the checkpoint
+    thread copies the WAL into the database file within a few of its intervals."""
+    path = tmp_path / "ck.db"
+    db = await Database.open(path)
+    try:
+        automatic = await db.fetchone("PRAGMA wal_autocheckpoint")
+        assert automatic is not None and automatic[0] == 0
+        base = path.stat().st_size
+        blob = "x" * 4000
+        for guild in range(300):  # ~1.2 MB, past SQLite's own 1,000-page autocheckpoint
+            await db.execute(
+                "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+                " VALUES (?, 0, 'blob', ?, 0)",
+                (guild, blob),
+            )
+        async with asyncio.timeout(10):
+            while path.stat().st_size < base + 1_000_000:
+                await asyncio.sleep(0.05)
+    finally:
+        await db.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.dashscope.requests import ImageRequest, validate
 from bot.dashscope.results import GeneratedImage, ImageFailure, TaskResult, TaskState
 from bot.db import Database
 from bot.jobs.model import (
@@ -293,3 +294,23 @@ async def test_the_state_column_refuses_unknown_states(store: JobStore) -> None:
     job_id = await insert(store)
     with pytest.raises(sqlite3.IntegrityError):
         await store.db.execute("UPDATE jobs SET state = 'lost' WHERE id = ?", (job_id,))
+
+
+async def test_the_job_returned_by_insert_is_the_row_written(tmp_path: Path) -> None:
+    """`insert_now` builds the queued Job without reading it back: it must equal the row."""
+    db = await Database.open(tmp_path / "q.db")
+    try:
+        store = JobStore(db)
+        new = NewJob(
+            validate(ImageRequest(model="wan2.6-t2i", prompt="a kite", n=3, seed=5)),
+            user_id=8,
+            guild_id=9,
+            channel_id=10,
+            thread_id=11,
+            locale="zh",
+            parent_job_id=None,
+        )
+        built = await db.write(store.insert_now, new)
+        assert built == await store.get(built.id)
+    finally:
+        await db.close()

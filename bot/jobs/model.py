@@ -170,6 +170,43 @@ class Job:
         )
 
     @classmethod
+    def queued(cls, job_id: int, new: NewJob, now: float) -> Job:
+        """The row `JobStore.insert_now` has just written, without reading it back."""
+        return cls(
+            id=job_id,
+            state=JobState.QUEUED,
+            kind=new.kind,
+            model=new.request.model,
+            sync=new.sync,
+            params=new.params,
+            n=new.request.n,
+            user_id=new.user_id,
+            guild_id=new.guild_id,
+            channel_id=new.channel_id,
+            thread_id=new.thread_id,
+            status_message_id=None,
+            locale=new.locale,
+            parent_job_id=new.parent_job_id,
+            task_id=None,
+            submit_request_id=None,
+            result_request_id=None,
+            actual_prompt=None,
+            image_count=None,
+            error_code=None,
+            error_message=None,
+            retryable=False,
+            submit_attempts=0,
+            delivery_attempts=0,
+            next_delivery_at=None,
+            created_at=now,
+            submitted_at=None,
+            running_at=None,
+            delivering_at=None,
+            finished_at=None,
+            updated_at=now,
+        )
+
+    @classmethod
     def from_row(cls, row: Any) -> Job:
         return cls(
             id=row["id"],

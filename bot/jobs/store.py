@@ -57,9 +57,10 @@ class JobStore:
 
     async def insert(self, conn: aiosqlite.Connection, new: NewJob) -> int:
         """Insert a queued job (inside the caller's transaction); returns its id."""
-        return await call(conn, self.insert_now, new)
+        job = await call(conn, self.insert_now, new)
+        return job.id
 
-    def insert_now(self, raw: sqlite3.Connection, new: NewJob) -> int:
+    def insert_now(self, raw: sqlite3.Connection, new: NewJob) -> Job:
         """`insert` on the database thread (inside a `Database.write` or `call`)."""
         now = self.clock()
         cursor = raw.execute(
@@ -89,7 +90,7 @@ class JobStore:
                 "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
                 [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
             )
-        return job_id
+        return Job.queued(job_id, new, now)
 
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
