@@ -453,6 +453,37 @@ async def test_a_new_engine_resumes_every_job_after_a_stop(tmp_path: Path) -> No
         assert port.failures == [] and r.port.failures == []
 
 
+async def test_a_final_status_cut_off_by_a_crash_is_shown_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The job ended (done, cancelled) but the process died before its status message said
+    so: the next start shows the final status, once; jobs whose end was shown are left alone."""
+    async with rig(tmp_path) as r:
+        done = await r.engine.submit_job(new_job("shown", n=2))
+        await r.wait_idle()
+        assert (await r.job(done.id)).state is JobState.DONE
+        assert (done.id, JobState.DONE, None) in r.port.statuses
+        cut = await r.engine.submit_job(new_job("its end was never shown"))
+        await r.wait_idle()
+        await r.engine.stop(grace=0.1)
+        await r.db.execute("UPDATE jobs SET notified_at = NULL WHERE id = ?", (cut.id,))
+
+        port = RecordingPort(r.out)
+        engine = r.make_engine(port=port)
+        await engine.start()
+        await wait_until(lambda: port.statuses, what="the final status shown again")
+        assert port.statuses == [(cut.id, JobState.DONE, None)]
+        row = await r.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (cut.id,))
+        assert row is not None and row["notified_at"] is not None
+        await engine.stop(grace=0.1)
+
+        again = RecordingPort(r.out)
+        third = r.make_engine(port=again)
+        await third.start()
+        await asyncio.sleep(0.2)
+        assert again.statuses == []
+
+
 @pytest.mark.parametrize(("locale", "lang"), [("en-GB", "en"), ("zh-TW", "zh")])
 async def test_a_sync_call_cut_by_a_restart_is_refunded_and_retryable(
     tmp_path: Path, locale: str, lang: str

@@ -188,6 +188,9 @@ class Engine:
             await self._tell_failure(
                 job, job.error_message or text("reply.error", lang_for(job.locale))
             )
+        # A job that ended but whose status message still shows it running: show the end.
+        for job in await self.store.unnotified_endings(self.clock() - RESULT_LIFETIME):
+            await self._notify_end(job)
         # Learned durations survive restarts: relearn them from the jobs that finished.
         for model, n, seconds in await self.store.recent_durations():
             self.durations.observe(model, n, seconds)
@@ -554,7 +557,7 @@ class Engine:
         ]
         job = await self.db.write(self._deliver_now, job, delivered)
         self._count_charge(job, len(images))
-        await self._notify(job)
+        await self._notify_end(job)
 
     async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
         attempts = job.delivery_attempts + 1
@@ -597,7 +600,7 @@ class Engine:
     async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
         ended = await self.db.write(self._end_now, job, state, charged, **fields)
         self._count_charge(job, charged)
-        await self._notify(ended)
+        await self._notify_end(ended)
         return ended
 
     async def _fail(self, job: Job, code: str, message: str, *, retryable: bool = False) -> None:
@@ -622,6 +625,14 @@ class Engine:
             return
         async with self.db.transaction() as conn:
             await self.store.update(conn, job.id, notified_at=self.clock())
+
+    async def _notify_end(self, job: Job) -> None:
+        """The final status of a done or cancelled job, recorded once shown (a failed job's is
+        recorded by `_tell_failure`), so a crash in between is made good at the next start."""
+        await self._notify(job)
+        if job.state in (JobState.DONE, JobState.CANCELLED):
+            async with self.db.transaction() as conn:
+                await self.store.update(conn, job.id, notified_at=self.clock())
 
     async def _notify(self, job: Job) -> None:
         try:

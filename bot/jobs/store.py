@@ -122,6 +122,15 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
+    async def unnotified_endings(self, since: float) -> list[Job]:
+        """Done or cancelled jobs whose final status was never shown (a crash came between)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE state IN ('done', 'cancelled') AND notified_at IS NULL"
+            " AND finished_at >= ? ORDER BY id",
+            (since,),
+        )
+        return [Job.from_row(row) for row in rows]
+
     async def job_for_message(self, message_id: int) -> Job | None:
         """The job whose result images were posted in this message."""
         row = await self.db.fetchone(
