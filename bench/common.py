@@ -84,6 +84,9 @@ class NullDelivery:
     async def failed(self, job: Job, message: str) -> None:
         self.failures[job.id] = message
 
+    async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
+        return (None, None)
+
 
 def dump(document: dict[str, Any]) -> None:
     import json

@@ -19,12 +19,20 @@ from typing import Any, TypeVar
 import discord
 from PIL import Image
 
-from bot.discord_render import result_embed, result_view, status_content, status_view
-from bot.i18n import lang_for
+from bot.discord_render import (
+    result_embed,
+    result_view,
+    status_content,
+    status_view,
+    thread_name,
+)
+from bot.i18n import Lang, lang_for
 from bot.jobs.delivery import DeliveredImage, DeliveryError
 from bot.jobs.model import Job, JobState
 
 log = logging.getLogger(__name__)
+
+THREAD_ALREADY_CREATED = 160004  # Discord's code: "A thread has already been created here"
 
 EDIT_SPACING = 1.2  # seconds between two status edits in one channel
 TICK = 15.0  # seconds between refreshes of a running job's elapsed time
@@ -75,6 +83,26 @@ class DiscordDelivery:
         self._flushers.clear()
 
     # --- status ------------------------------------------------------------------------------
+
+    async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
+        """Post the status message of a job a crash left unplaced. The nonce is the one the
+        first post used, so within Discord's few minutes of de-duplication the original message
+        (and the thread started from it) comes back instead of a second one."""
+        if self.bot is None or job.channel_id is None:
+            return None
+        try:
+            channel = self.bot.get_channel(job.channel_id) or await self.bot.fetch_channel(
+                job.channel_id
+            )
+            if not isinstance(channel, discord.abc.Messageable):
+                return None
+            status, thread_id = await post_status(
+                channel, job, lang_for(job.locale), position=None, simulated=self.simulated
+            )
+        except discord.HTTPException as exc:
+            log.warning("job %s: could not show it again after a restart: %s", job.id, exc)
+            return None
+        return status.id, thread_id
 
     async def status_changed(self, job: Job, position: int | None = None) -> None:
         if self.bot is None or job.status_message_id is None or job.channel_id is None:
@@ -284,3 +312,36 @@ def _as_jpeg(content: bytes, limit: int) -> bytes:
             quality -= 10
         else:
             image = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+
+
+async def post_status(
+    channel: discord.abc.Messageable,
+    job: Job,
+    lang: Lang,
+    *,
+    position: int | None,
+    simulated: bool,
+    reply_to: discord.Message | None = None,
+) -> tuple[discord.Message, int | None]:
+    """Post a job's public status message, and a thread from it in a text channel (where the
+    bot may; otherwise the job answers in the channel). Returns the message and thread id."""
+    status = await channel.send(
+        status_content(job, lang, position=position, simulated=simulated),
+        view=status_view(job, lang) or discord.utils.MISSING,
+        reference=reply_to,  # type: ignore[arg-type]
+        mention_author=False,
+        allowed_mentions=discord.AllowedMentions.none(),
+        nonce=f"wbs{job.id}",
+    )
+    thread_id = job.thread_id
+    if thread_id is None and isinstance(channel, discord.TextChannel):
+        try:
+            thread = await channel.create_thread(
+                name=thread_name(job.params.prompt), message=status, auto_archive_duration=1440
+            )
+            thread_id = thread.id
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_CREATED:  # the first post's thread: same id
+                return status, status.id
+            log.info("job %s: no thread (%s); answering in the channel", job.id, exc)
+    return status, thread_id

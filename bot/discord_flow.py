@@ -16,7 +16,7 @@ import discord
 
 from bot.dashscope.errors import DashScopeError
 from bot.dashscope.requests import ImageRequest, validate
-from bot.discord_render import status_content, status_view, thread_name
+from bot.discord_delivery import post_status
 from bot.i18n import Lang, lang_for, text
 from bot.images import MAX_UPLOAD_BYTES, prepare_image
 from bot.jobs.engine import Engine, EngineStopping
@@ -238,30 +238,20 @@ class JobLauncher:
         # before DashScope ever sees it.
         job = await self.engine.submit_job(new, start=False)
         try:
-            status = await channel.send(
-                status_content(
-                    job,
-                    origin.lang,
-                    position=self.engine.position(job.id),
-                    simulated=self._simulated,
-                ),
-                view=status_view(job, origin.lang) or discord.utils.MISSING,
-                reference=reply_to,  # type: ignore[arg-type]
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
+            status, thread_id = await post_status(
+                channel,
+                job,
+                origin.lang,
+                position=self.engine.position(job.id),
+                simulated=self._simulated,
+                reply_to=reply_to,
             )
         except (discord.Forbidden, discord.NotFound):
             await self.engine.cancel(job.id, origin.user.id, moderator=True)
             raise CannotPost() from None
-        thread_id = new.thread_id
-        if thread_id is None and isinstance(channel, discord.TextChannel):
-            try:
-                thread = await channel.create_thread(
-                    name=thread_name(request.prompt), message=status, auto_archive_duration=1440
-                )
-                thread_id = thread.id
-            except discord.HTTPException as exc:  # no permission: answer in the channel
-                log.info("job %s: no thread (%s); answering in the channel", job.id, exc)
+        except BaseException:  # not shown: it must not run (nor stay reserved) unseen
+            await self.engine.cancel(job.id, origin.user.id, moderator=True)
+            raise
         job = await self.engine.place(job.id, status_message_id=status.id, thread_id=thread_id)
         return job, status
 

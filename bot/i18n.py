@@ -352,6 +352,11 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Job #{job_id} was cancelled; its images were refunded.",
         "zh": "任务 #{job_id} 已取消，额度已退回。",
     },
+    "job.not_shown": {
+        "en": "The bot restarted just as it accepted your request and could not show it again, "
+        "so it was dropped. Nothing was charged; try again.",
+        "zh": "机器人在接受你的请求时重启，且无法重新显示该任务，因此已放弃。未计费，请重试。",
+    },
     "job.interrupted": {
         "en": "The bot restarted while this image was being drawn, so it was lost. "
         "Nothing was charged; try again.",

@@ -178,11 +178,17 @@ class RecordingPort:
         self.deliver_calls: list[int] = []
         self.delivered: list[int] = []
         self.failures: list[tuple[int, str]] = []
+        self.placed_again: list[int] = []
+        self.place_again_answer: tuple[int | None, int | None] | None = (None, None)
         self.before_deliver: Hook | None = None  # may raise DeliveryError
         self.after_write: Hook | None = None  # runs after the files exist: a crash point
 
     async def status_changed(self, job: Job, position: int | None = None) -> None:
         self.statuses.append((job.id, job.state, position))
+
+    async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
+        self.placed_again.append(job.id)
+        return self.place_again_answer
 
     async def deliver(self, job: Job, images: list[DeliveredImage]) -> list[int | None]:
         self.deliver_calls.append(job.id)

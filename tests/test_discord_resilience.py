@@ -8,8 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import discord
+
+from bot.dashscope.requests import ImageRequest
+from bot.discord_delivery import post_status
 from bot.jobs.delivery import DeliveredImage
-from bot.jobs.model import JobState
+from bot.jobs.model import JobState, NewJob
 from tests.discord_env import (
     BotEnv,
     bot_env,
@@ -325,3 +329,77 @@ async def test_a_cap_learned_from_a_413_after_a_restart(tmp_path: Path) -> None:
         statuses = [r.status for r in nonce_posts(env, job.id)]
         assert statuses[0] == 413 and statuses[-1] == 200
         assert statuses.count(200) == 1
+
+
+async def test_a_crash_between_the_status_post_and_its_record_keeps_the_job_in_its_thread(
+    tmp_path: Path,
+) -> None:
+    """The process died after posting a job's status message (and thread) but before recording
+    them. The next start posts the status again with the same nonce: Discord hands back the
+    original message, the thread started from it is found, and the job runs and answers there:
+    no second status message, no second thread."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        assert env.bot is not None
+        new = NewJob(
+            ImageRequest(model="wan2.6-t2i", prompt="a lighthouse at dusk"),
+            user_id=w.alice.id,
+            guild_id=w.guild.id,
+            channel_id=w.general.id,
+        )
+        job = await env.bot.engine.submit_job(new, start=False)
+        channel = await env.bot.fetch_channel(w.general.id)
+        assert isinstance(channel, discord.TextChannel)
+        first, thread_id = await post_status(channel, job, "en", position=1, simulated=True)
+        assert thread_id == first.id
+        # Killed here: neither the status message nor the thread was recorded.
+        await env.restart_bot()
+
+        done = await env.wait_job(job.id)
+        assert done.state is JobState.DONE
+        assert (done.status_message_id, done.thread_id) == (first.id, first.id)
+        assert len(env.result_messages(done)) == 1
+        bot_posts = [m for m in fake.messages_in(w.general.id) if m.author.id == fake.bot_user.id]
+        assert [m.id for m in bot_posts] == [first.id]
+        assert "✅ Done" in env.status_message(done).content
+        assert await env.ledger(job.id) == {"reserve": 1, "charge": 1, "refund": 0}
+
+
+async def test_an_unplaced_job_whose_channel_is_gone_fails_refunded(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        w = env.world
+        assert env.bot is not None
+        new = NewJob(
+            ImageRequest(model="wan2.6-t2i", prompt="nowhere to show it"),
+            user_id=w.alice.id,
+            guild_id=w.guild.id,
+            channel_id=w.general.id,
+        )
+        job = await env.bot.engine.submit_job(new, start=False)
+        await env.stop_bot()
+        await env.fake.delete_channel(w.general)
+        await env.start_bot()
+
+        ended = await env.wait_job(job.id)
+        assert ended.state is JobState.FAILED and ended.error_code == "NotShown"
+        assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
+        env.take_errors()
+
+
+async def test_a_status_post_that_keeps_failing_cancels_the_job_refunded(tmp_path: Path) -> None:
+    """Discord answers 500 to the status message until discord.py gives up: the accepted job
+    must not run unseen nor stay reserved; the member is told nothing was charged."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        fake.fail_next("POST", f"/channels/{w.general.id}/messages", 500, times=10)
+        inter = await fake.slash(
+            "imagine", {"prompt": "never shown"}, user=w.alice, channel=w.general
+        )
+        await fake.wait_for_ack(inter)
+        job_id = await env.new_job(timeout=60)
+        assert (await env.wait_job(job_id, timeout=60)).state is JobState.CANCELLED
+        await fake.settle()
+        assert "nothing was charged" in reply_text(inter)
+        assert await env.ledger(job_id) == {"reserve": 1, "charge": 0, "refund": 1}
+        assert env.sim.sim.submissions == 0
+        env.take_errors()

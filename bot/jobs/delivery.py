@@ -42,6 +42,11 @@ class DeliveryPort(Protocol):
     async def failed(self, job: Job, message: str) -> None:
         """Tell the user in words why the job ended without images."""
 
+    async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
+        """A queued job a crash left unplaced (accepted, but its status message never
+        recorded): show it again and return (status message id, thread id) to record, or None
+        if it cannot be shown (the engine then fails it, refunded, and tells the user)."""
+
 
 class FileDelivery:
     """Writes each job's images and a manifest to a folder; idempotent per job."""
@@ -54,6 +59,9 @@ class FileDelivery:
 
     async def status_changed(self, job: Job, position: int | None = None) -> None:
         return None
+
+    async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
+        return (None, None)  # files need no status message
 
     async def deliver(self, job: Job, images: list[DeliveredImage]) -> list[int | None]:
         return await asyncio.to_thread(self._deliver, job, images)

@@ -197,7 +197,9 @@ class Engine:
         for job in await self.store.in_states(
             [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
         ):
-            if job.state is JobState.QUEUED:
+            if job.state is JobState.QUEUED and job.status_message_id is None and job.channel_id:
+                await self._place_again(job)
+            elif job.state is JobState.QUEUED:
                 self.queue.push(job.model, job.user_id, job.id)
             elif job.state is JobState.DELIVERING:
                 self._schedule_delivery(job.id, self.clock())
@@ -210,6 +212,25 @@ class Engine:
             else:  # cannot happen: an async job becomes submitted together with its task id
                 await self._fail(job, "NoTask", text("reply.error", lang_for(job.locale)))
         self._wake_scheduler.set()
+
+    async def _place_again(self, job: Job) -> None:
+        """Accepted for a front end, but a crash came before its status message was recorded:
+        the front end shows it again and it runs; if it cannot, it fails, refunded, in words."""
+        try:
+            where = await self.port.place_again(job)
+        except Exception:
+            log.exception("job %s: showing it again failed", job.id)
+            where = None
+        if where is None:
+            await self._fail(job, "NotShown", text("job.not_shown", lang_for(job.locale)))
+            return
+        status_message_id, thread_id = where
+        if status_message_id is not None:
+            async with self.db.transaction() as conn:
+                await self.store.update(
+                    conn, job.id, status_message_id=status_message_id, thread_id=thread_id
+                )
+        self.queue.push(job.model, job.user_id, job.id)
 
     async def adopt_queued(self) -> int:
         """Queue jobs another process inserted (queued rows this engine does not know yet)."""
