@@ -956,6 +956,18 @@ async def test_reset_restores_the_config(start: Starter):
     assert (await api.post(ASYNC, wan26_body(n=1))).status_code == 200
 
 
+async def test_task_ids_stay_unique_across_resets(start: Starter):
+    """A seeded simulator repeats its draws after a reset, but never a task id (DashScope never
+    reuses one, and the bot keeps task ids unique)."""
+    api = await start(rate_503=0.0, latency_ms=0)
+    seen = set()
+    for _ in range(3):
+        for _ in range(2):
+            seen.add(await api.submit(ASYNC, wan26_body(n=1)))
+        await api.control("/_sim/reset", {})
+    assert len(seen) == 6
+
+
 async def test_partial_failures_setting(api: Api):
     await api.control("/_sim/faults", {"partial_failures": 1})
     path, body = body_for("wan2.5-t2i-preview", n=3)

@@ -66,6 +66,9 @@ class Simulator:
     def reset(self) -> None:
         """Back to the start: config faults and TTLs, no tasks, zero counters, true time."""
         seed = self.config.seed
+        # Task ids stay unique across resets (DashScope never reuses one), though a seeded
+        # simulator repeats everything else.
+        self._generation = getattr(self, "_generation", -1) + 1
         self.faults: FaultSettings = self.config.fault_settings()
         self.store = TaskStore(self.max_in_flight)
         self.clock.reset()
@@ -162,7 +165,8 @@ class Simulator:
                 failed_images = {
                     i: IMAGE_FAILURES[(i - first) % 2] for i in range(first, request.n)
                 }
-        task_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        bits = self._rng.getrandbits(128) ^ (self._generation << 64)
+        task_id = str(uuid.UUID(int=bits, version=4))
         seed = request.seed if request.seed is not None else self._rng.randint(0, MAX_SEED)
         if markers.slow is not None:
             duration = markers.slow
