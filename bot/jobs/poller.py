@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 5
-LIST_DISABLED_FOR = 300.0  # seconds the list stays off after it failed
+# After a failed list, tasks are polled one by one for a while: 10 s after a first failure (a
+# passing 5xx), doubling while the list keeps failing, up to 5 minutes.
+LIST_OFF_FIRST = 10.0
+LIST_DISABLED_FOR = 300.0
 OVERDUE_REPEAT = 15.0  # seconds between direct checks of an overdue task
 MAX_BACKOFF = 60.0
 
@@ -84,6 +87,7 @@ class Poller:
         self.tracked: dict[int, Tracked] = {}
         self._wake = asyncio.Event()
         self._list_off_until = 0.0
+        self._list_failures = 0  # in a row
         self._last_list = 0.0
         self._pause_until = 0.0  # after a 429 on any query
 
@@ -222,10 +226,13 @@ class Poller:
                     self._pause_until = self.clock() + (exc.retry_after or 2.0)
                     return
                 log.warning("task list failed (%s); polling tasks one by one for a while", exc)
-                self._list_off_until = self.clock() + LIST_DISABLED_FOR
+                self._list_failures += 1
+                off = min(LIST_DISABLED_FOR, LIST_OFF_FIRST * 2 ** (self._list_failures - 1))
+                self._list_off_until = self.clock() + off
                 for t in self.tracked.values():
                     t.next_direct = min(t.next_direct, self._first_direct(t))
                 return
+            self._list_failures = 0
             for t in tasks:
                 state = states.get(t.task_id)
                 if state is None:
