@@ -245,3 +245,33 @@ async def test_the_wal_is_checkpointed_off_the_writers_path(tmp_path: Path) -> N
                 await asyncio.sleep(0.05)
     finally:
         await db.close()
+
+
+async def test_the_wal_stays_bounded_under_writes_that_never_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite starts the WAL over only when a write begins on a fully copied WAL; writes that
+    never pause never give it that moment unless the writer copies the last frames itself."""
+    monkeypatch.setattr(bot.db.Checkpointer, "INTERVAL", 0.02)
+    monkeypatch.setattr(bot.db.Checkpointer, "RESTART_FRAMES", 100)
+    path = tmp_path / "busy.db"
+    db = await Database.open(path)
+    blob = "y" * 3000
+    try:
+        for start in range(0, 3000, 50):  # ~3,000 writes of a page or two, back to back
+            await asyncio.gather(
+                *(
+                    db.write(
+                        lambda raw, guild=guild: raw.execute(
+                            "INSERT INTO limit_settings (guild_id, role_id, setting, value,"
+                            " updated_at) VALUES (?, 0, 'blob', ?, 0)",
+                            (guild, blob),
+                        )
+                    )
+                    for guild in range(start, start + 50)
+                )
+            )
+        wal = Path(f"{path}-wal").stat().st_size
+        assert wal < 4_000_000, f"the WAL grew to {wal} bytes"
+    finally:
+        await db.close()
