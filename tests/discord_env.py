@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import time
@@ -243,6 +244,9 @@ async def bot_env(
     }
     values.update(settings)
     env = BotEnv(fake, sim, load_settings(**values), world)
+    # Garbage an earlier test left (say an unclosed HTTP session) is collected, and logged by
+    # asyncio, before this bot's errors are captured, not in the middle of them.
+    gc.collect()
     with capture_errors("discord", "bot", "cogs", "asyncio") as errors:
         env.errors = errors
         try:

@@ -13,7 +13,7 @@ import discord
 from bot.dashscope.requests import ImageRequest
 from bot.discord_delivery import post_status
 from bot.jobs.delivery import DeliveredImage
-from bot.jobs.model import JobState, NewJob
+from bot.jobs.model import Job, JobState, NewJob
 from tests.discord_env import (
     BotEnv,
     bot_env,
@@ -38,6 +38,18 @@ def nonce_posts(env: BotEnv, job_id: int) -> list[Any]:
         for r in env.fake.requests_to("POST", "/channels/*/messages")
         if isinstance(r.json, dict) and str(r.json.get("nonce", "")).startswith(f"wb{job_id}-")
     ]
+
+
+async def accepted_not_shown(env: BotEnv, prompt: str) -> Job:
+    """A job accepted in #general as /imagine does, before its status message is recorded."""
+    assert env.bot is not None
+    new = NewJob(
+        ImageRequest(model="wan2.6-t2i", prompt=prompt),
+        user_id=env.world.alice.id,
+        guild_id=env.world.guild.id,
+        channel_id=env.world.general.id,
+    )
+    return await env.bot.engine.submit_job(new, start=False)
 
 
 # --- restarts --------------------------------------------------------------------------------
@@ -341,13 +353,7 @@ async def test_a_crash_between_the_status_post_and_its_record_keeps_the_job_in_i
     async with bot_env(tmp_path) as env:
         fake, w = env.fake, env.world
         assert env.bot is not None
-        new = NewJob(
-            ImageRequest(model="wan2.6-t2i", prompt="a lighthouse at dusk"),
-            user_id=w.alice.id,
-            guild_id=w.guild.id,
-            channel_id=w.general.id,
-        )
-        job = await env.bot.engine.submit_job(new, start=False)
+        job = await accepted_not_shown(env, "a lighthouse at dusk")
         channel = await env.bot.fetch_channel(w.general.id)
         assert isinstance(channel, discord.TextChannel)
         first, thread_id = await post_status(channel, job, "en", position=1, simulated=True)
@@ -369,13 +375,7 @@ async def test_an_unplaced_job_whose_channel_is_gone_fails_refunded(tmp_path: Pa
     async with bot_env(tmp_path) as env:
         w = env.world
         assert env.bot is not None
-        new = NewJob(
-            ImageRequest(model="wan2.6-t2i", prompt="nowhere to show it"),
-            user_id=w.alice.id,
-            guild_id=w.guild.id,
-            channel_id=w.general.id,
-        )
-        job = await env.bot.engine.submit_job(new, start=False)
+        job = await accepted_not_shown(env, "nowhere to show it")
         await env.stop_bot()
         await env.fake.delete_channel(w.general)
         await env.start_bot()

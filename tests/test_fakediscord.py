@@ -652,8 +652,12 @@ async def test_privileged_intents_and_permission_gated_commands(
     fake.allowed_privileged_intents = Intent.GUILD_MEMBERS
     intents = discord.Intents.default()
     intents.message_content = True
-    with point_discordpy_at(fake), pytest.raises(discord.PrivilegedIntentsRequired):
-        await make_bot(intents).start(TOKEN)
+    refused = make_bot(intents)
+    try:
+        with point_discordpy_at(fake), pytest.raises(discord.PrivilegedIntentsRequired):
+            await refused.start(TOKEN)
+    finally:
+        await refused.close()  # its HTTP session, or garbage collection logs it much later
 
     fake.allowed_privileged_intents = Intent.PRIVILEGED
     intents.members = True

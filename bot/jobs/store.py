@@ -115,17 +115,16 @@ class JobStore:
         return [Job.from_row(row) for row in rows]
 
     async def unnotified_failures(self, since: float) -> list[Job]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM jobs WHERE state = 'failed' AND notified_at IS NULL"
-            " AND finished_at >= ? ORDER BY id",
-            (since,),
-        )
-        return [Job.from_row(row) for row in rows]
+        """Failed jobs whose user was never told (a crash came between)."""
+        return await self._unnotified("('failed')", since)
 
     async def unnotified_endings(self, since: float) -> list[Job]:
         """Done or cancelled jobs whose final status was never shown (a crash came between)."""
+        return await self._unnotified("('done', 'cancelled')", since)
+
+    async def _unnotified(self, states: str, since: float) -> list[Job]:
         rows = await self.db.fetchall(
-            "SELECT * FROM jobs WHERE state IN ('done', 'cancelled') AND notified_at IS NULL"
+            f"SELECT * FROM jobs WHERE state IN {states} AND notified_at IS NULL"  # noqa: S608
             " AND finished_at >= ? ORDER BY id",
             (since,),
         )
