@@ -80,8 +80,8 @@ def _run_batch(
     raw: sqlite3.Connection, batch: list[_Write], checkpointer: Checkpointer | None = None
 ) -> None:
     """On the database thread: every write of the batch in its own savepoint, one COMMIT."""
-    raw.execute("BEGIN IMMEDIATE")
     try:
+        _begin(raw)
         for write in batch:
             raw.execute("SAVEPOINT write")
             try:
@@ -92,12 +92,29 @@ def _run_batch(
             raw.execute("RELEASE write")
         raw.execute("COMMIT")
     except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
+        _roll_back(raw)
         raise
     if checkpointer is not None and checkpointer.wal_large:
-        _, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        checkpointer.wal_large = copied < frames  # not all copied: try after the next batch
+        try:  # the batch is committed whatever happens here
+            busy, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint after a commit failed: %s", exc)
+        else:  # busy: the checkpoint thread is at it; not all copied: try after the next batch
+            checkpointer.wal_large = bool(busy) or copied < frames
+
+
+def _begin(raw: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, first closing a transaction an earlier failure may have left open (so
+    one failure cannot make every later write fail with "transaction within a transaction")."""
+    if raw.in_transaction:
+        log.error("a write transaction was left open; rolling it back")
+        raw.execute("ROLLBACK")
+    raw.execute("BEGIN IMMEDIATE")
+
+
+def _roll_back(raw: sqlite3.Connection) -> None:
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
@@ -260,11 +277,13 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction; commits on success, rolls back on any exception."""
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a cancellation while BEGIN is queued still lets it run on the
+                # database thread, and the transaction it opens must not outlive this block.
+                await call(self._conn, _begin)
                 yield self._conn
             except BaseException:
-                await self._conn.rollback()
+                await asyncio.shield(call(self._conn, _roll_back))
                 raise
             else:
                 await self._conn.commit()
@@ -296,7 +315,9 @@ class Database:
                         call(self._conn, _run_batch, batch, self._checkpointer)
                     )
                     run.add_done_callback(partial(_answer_batch, batch))
-                    await asyncio.shield(run)
+                    # wait() leaves the batch running if this writer is cancelled (the others
+                    # wait for it); every outcome, this write's too, arrives through the futures.
+                    await asyncio.wait({run})
         except asyncio.CancelledError:
             if pending in self._pending:
                 self._pending.remove(pending)

@@ -99,14 +99,16 @@ class DiscordDelivery:
             status, thread_id = await post_status(
                 channel, job, lang_for(job.locale), position=None, simulated=self.simulated
             )
-        except discord.HTTPException as exc:
+        except (discord.NotFound, discord.Forbidden) as exc:  # gone or closed: for good
             log.warning("job %s: could not show it again after a restart: %s", job.id, exc)
             return None
         return status.id, thread_id
 
-    async def status_changed(self, job: Job, position: int | None = None) -> None:
+    async def status_changed(self, job: Job, position: int | None = None) -> bool | None:
+        """False when a final status could not be shown for a passing reason (the engine
+        then shows it again at the next start)."""
         if self.bot is None or job.status_message_id is None or job.channel_id is None:
-            return
+            return None
         if job.state is JobState.RUNNING:
             self._running[job.id] = job
             if self._ticker is None or self._ticker.done():
@@ -115,10 +117,10 @@ class DiscordDelivery:
             self._running.pop(job.id, None)
         if job.state in FINAL:  # the last word: now, replacing anything still pending
             self._pending.pop(job.id, None)
-            await self._edit_status(_Pending(job, position))
-            return
+            return await self._edit_status(_Pending(job, position)) != "failed"
         self._pending[job.id] = _Pending(job, position)
         self._kick(job.channel_id)
+        return None
 
     async def failed(self, job: Job, message: str) -> None:
         if self.bot is None or job.channel_id is None:
@@ -133,7 +135,7 @@ class DiscordDelivery:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
             return
         self._pending.pop(job.id, None)
-        if not await self._edit_status(_Pending(job, None, message)):
+        if await self._edit_status(_Pending(job, None, message)) == "gone":
             await self._tell_by_dm(job, message)
 
     async def _tell_by_dm(self, job: Job, message: str) -> None:
@@ -179,8 +181,9 @@ class DiscordDelivery:
             self._channel_next[channel_id] = time.monotonic() + EDIT_SPACING
             await self._edit_status(item)
 
-    async def _edit_status(self, item: _Pending) -> bool:
-        """Edit the job's status message; False if it is gone or closed to the bot."""
+    async def _edit_status(self, item: _Pending) -> str:
+        """Edit the job's status message: "shown", "gone" (deleted or closed to the bot) or
+        "failed" (a passing error: Discord 5xx, a timeout)."""
         assert self.bot is not None
         job = item.job
         lang = lang_for(job.locale)
@@ -196,10 +199,13 @@ class DiscordDelivery:
         message = channel.get_partial_message(job.status_message_id or 0)
         try:
             await message.edit(content=content, view=status_view(job, lang))
-        except discord.HTTPException as exc:
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.warning("job %s: status message gone: %s", job.id, exc)
+            return "gone"
+        except Exception as exc:  # 5xx, rate limits given up, timeouts, connection errors
             log.warning("job %s: status edit failed: %s", job.id, exc)
-            return not isinstance(exc, discord.NotFound | discord.Forbidden)
-        return True
+            return "failed"
+        return "shown"
 
     # --- results -----------------------------------------------------------------------------
 
@@ -344,4 +350,6 @@ async def post_status(
             if exc.code == THREAD_ALREADY_CREATED:  # the first post's thread: same id
                 return status, status.id
             log.info("job %s: no thread (%s); answering in the channel", job.id, exc)
+        except Exception as exc:  # a timeout or a dropped connection: the status stands
+            log.warning("job %s: no thread (%s); answering in the channel", job.id, exc)
     return status, thread_id

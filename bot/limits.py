@@ -69,8 +69,11 @@ _FOREVER = 1e18
 
 
 def micros(amount: float) -> int:
-    """An amount of money in millionths of the unit, as the running totals keep it."""
-    return round(amount * 1_000_000)
+    """An amount of money in millionths of the unit, as the running totals keep it: rounded
+    half away from zero, as SQLite's ROUND() does, so a total kept here and one summed by SQL
+    from the ledger agree to the unit."""
+    scaled = amount * 1_000_000
+    return int(scaled + 0.5) if scaled >= 0 else -int(-scaled + 0.5)
 
 
 @dataclass(frozen=True)

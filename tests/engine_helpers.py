@@ -179,12 +179,14 @@ class RecordingPort:
         self.delivered: list[int] = []
         self.failures: list[tuple[int, str]] = []
         self.placed_again: list[int] = []
+        self.unshown: set[JobState] = set()  # states whose status fails to show (a 5xx)
         self.place_again_answer: tuple[int | None, int | None] | None = (None, None)
         self.before_deliver: Hook | None = None  # may raise DeliveryError
         self.after_write: Hook | None = None  # runs after the files exist: a crash point
 
-    async def status_changed(self, job: Job, position: int | None = None) -> None:
+    async def status_changed(self, job: Job, position: int | None = None) -> bool | None:
         self.statuses.append((job.id, job.state, position))
+        return False if job.state in self.unshown else None
 
     async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
         self.placed_again.append(job.id)

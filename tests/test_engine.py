@@ -485,6 +485,24 @@ async def test_a_final_status_cut_off_by_a_crash_is_shown_at_the_next_start(
         assert again.statuses == []
 
 
+async def test_a_final_status_that_failed_to_show_is_shown_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        r.port.unshown = {JobState.DONE}  # Discord answered 5xx to the final edit
+        job = await r.engine.submit_job(new_job("its end was not shown"))
+        await r.wait_idle()
+        await r.engine.stop(grace=0.1)
+        row = await r.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job.id,))
+        assert row is not None and row["notified_at"] is None
+
+        port = RecordingPort(r.out)
+        engine = r.make_engine(port=port)
+        await engine.start()
+        await wait_until(lambda: port.statuses, what="the final status shown again")
+        assert port.statuses == [(job.id, JobState.DONE, None)]
+
+
 @pytest.mark.parametrize(("locale", "lang"), [("en-GB", "en"), ("zh-TW", "zh")])
 async def test_a_sync_call_cut_by_a_restart_is_refunded_and_retryable(
     tmp_path: Path, locale: str, lang: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from bot.db import Database
 from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
-from bot.limits import DAY, Limits, Quota, QuotaExceeded, relative_time
+from bot.limits import DAY, Limits, Quota, QuotaExceeded, micros, relative_time
 from tests.engine_helpers import NO_LIMITS, FakeClock, assert_ledger_balanced, new_job
 
 
@@ -454,3 +455,14 @@ async def test_the_window_check_agrees_with_the_ledger_after_time_passes(make) -
     s.clock.now = t0 + DAY + 2 * 3600 + 1  # the second and third left too
     await s.quota.reserve(new_job(n=4))
     await s.refused(n=1)
+
+
+def test_money_in_millionths_rounds_as_sqlite_does() -> None:
+    """Running totals (Python) and sums rebuilt from the ledger (SQL) must round alike."""
+    conn = sqlite3.connect(":memory:")
+    values = [k * 1e-7 for k in range(0, 20_000, 7)] + [0.14, 0.2, 0.25, 2.5e-6, 1234.5678905]
+    for value in values:
+        (expected,) = conn.execute(
+            "SELECT CAST(ROUND(? * 1000000) AS INTEGER)", (value,)
+        ).fetchone()
+        assert micros(value) == expected, value

@@ -33,8 +33,10 @@ class DeliveryError(Exception):
 
 
 class DeliveryPort(Protocol):
-    async def status_changed(self, job: Job, position: int | None = None) -> None:
-        """Best effort: the job moved (or its queue position changed). Errors are logged."""
+    async def status_changed(self, job: Job, position: int | None = None) -> bool | None:
+        """Best effort: the job moved (or its queue position changed). Errors are logged.
+        False: a final status could not be shown for a passing reason (shown again at the next
+        start)."""
 
     async def deliver(self, job: Job, images: list[DeliveredImage]) -> list[int | None]:
         """Post the images; return a message id per image (None where there is none)."""
@@ -45,7 +47,8 @@ class DeliveryPort(Protocol):
     async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
         """A queued job a crash left unplaced (accepted, but its status message never
         recorded): show it again and return (status message id, thread id) to record, or None
-        if it cannot be shown (the engine then fails it, refunded, and tells the user)."""
+        if it can never be shown (the engine then fails it, refunded, and tells the user).
+        Raises for a passing failure: the job then runs without its status message."""
 
 
 class FileDelivery:

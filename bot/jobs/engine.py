@@ -218,9 +218,10 @@ class Engine:
         the front end shows it again and it runs; if it cannot, it fails, refunded, in words."""
         try:
             where = await self.port.place_again(job)
-        except Exception:
-            log.exception("job %s: showing it again failed", job.id)
-            where = None
+        except Exception as exc:  # a passing failure: run it, the results come regardless
+            log.warning("job %s: not shown again (%s); it runs without its status", job.id, exc)
+            self.queue.push(job.model, job.user_id, job.id)
+            return
         if where is None:
             await self._fail(job, "NotShown", text("job.not_shown", lang_for(job.locale)))
             return
@@ -650,16 +651,18 @@ class Engine:
     async def _notify_end(self, job: Job) -> None:
         """The final status of a done or cancelled job, recorded once shown (a failed job's is
         recorded by `_tell_failure`), so a crash in between is made good at the next start."""
-        await self._notify(job)
-        if job.state in (JobState.DONE, JobState.CANCELLED):
+        shown = await self._notify(job)
+        if job.state in (JobState.DONE, JobState.CANCELLED) and shown is not False:
             async with self.db.transaction() as conn:
                 await self.store.update(conn, job.id, notified_at=self.clock())
 
-    async def _notify(self, job: Job) -> None:
+    async def _notify(self, job: Job) -> bool | None:
+        """The port's answer (False: a final status was not shown), False if it raised."""
         try:
-            await self.port.status_changed(job, self.queue.position(job.id))
+            return await self.port.status_changed(job, self.queue.position(job.id))
         except Exception:
             log.exception("status update for job %s", job.id)
+            return False
 
     # --- introspection -------------------------------------------------------------------------
 
