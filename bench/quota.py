@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -143,13 +142,8 @@ class Rig:
     async def settle(self, job: Job, tally: Tally, due: float | None = None) -> None:
         delivered = job.n if self.rng.random() < 0.8 else self.rng.randint(0, job.n - 1)
         started = time.perf_counter() if due is None else due
-        await self.db.write(self.finish_now, job, delivered)
+        await self.db.write(self.quota.end_now, job.id, JobState.DONE, delivered)
         tally.settle_ms.append((time.perf_counter() - started) * 1000)
-
-    def finish_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
-        """The engine's last transaction of a job (`Engine._end_now`)."""
-        ended = self.store.transition_now(raw, job.id, JobState.DONE)
-        self.quota.settle_now(raw, ended, delivered)
 
 
 async def build(folder: Path, members: int, seed: int) -> Rig:

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import aiosqlite
 
 from bot.db import Database, call
 from bot.i18n import Lang, text
-from bot.jobs.model import Job, NewJob
+from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.policy import LIMIT_SETTINGS, Policy, PolicyStore
 
@@ -163,11 +164,6 @@ class Quota:
     def price(self, model: str) -> float:
         return self.prices.get(model, 0.0)
 
-    async def limits_for(
-        self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
-    ) -> Limits:
-        return limits_of(await self.policy.effective(conn, guild_id, role_ids))
-
     async def set_guild_limit(
         self, guild_id: int, setting: str, value: int, by_user: int | None = None
     ) -> None:
@@ -282,6 +278,14 @@ class Quota:
         if added and refunded:
             at, unit_price = reserved
             _add_held(raw, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price))
+
+    def end_now(
+        self, raw: sqlite3.Connection, job_id: int, state: JobState, charged: int, **fields: Any
+    ) -> Job:
+        """A job's last transition and its settlement, together (on the database thread)."""
+        ended = self.store.transition_now(raw, job_id, state, **fields)
+        self.settle_now(raw, ended, charged)
+        return ended
 
     async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
         await self.settle(conn, job, 0)

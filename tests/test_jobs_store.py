@@ -75,8 +75,8 @@ def store(db: Database, clock: FakeClock) -> JobStore:
 
 
 async def insert(store: JobStore, new: NewJob | None = None) -> int:
-    async with store.db.transaction() as conn:
-        return await store.insert(conn, new or new_job())
+    job = await store.db.write(store.insert_now, new or new_job())
+    return job.id
 
 
 async def force_state(store: JobStore, job_id: int, state: JobState) -> None:
@@ -272,9 +272,8 @@ async def test_results_are_saved_once_and_marked_delivered(store: JobStore) -> N
         (2, None, "DataInspectionFailed"),
     ]
     assert results[0].expires_at == 500.0 and results[2].expires_at is None
-    async with store.db.transaction() as conn:
-        await store.mark_delivered(conn, job_id, 0, 777)
-        await store.mark_delivered(conn, job_id, 1, None)  # a front end without message ids
+    await store.db.write(store.mark_delivered_now, job_id, 0, 777)
+    await store.db.write(store.mark_delivered_now, job_id, 1, None)  # no message ids
     delivered = [r.delivered_message_id for r in await store.results(job_id)]
     assert delivered == [777, 0, None]
 

@@ -600,27 +600,19 @@ class Engine:
 
     # --- endings -------------------------------------------------------------------------------
 
-    def _end_now(
-        self, raw: sqlite3.Connection, job: Job, state: JobState, charged: int, **fields: Any
-    ) -> Job:
-        """On the database thread: the job's last transition and its settlement, together."""
-        ended = self.store.transition_now(raw, job.id, state, **fields)
-        self.quota.settle_now(raw, ended, charged)
-        return ended
-
     def _deliver_now(
         self, raw: sqlite3.Connection, job: Job, delivered: list[tuple[int, int | None]]
     ) -> Job:
         for position, message_id in delivered:
             self.store.mark_delivered_now(raw, job.id, position, message_id)
-        return self._end_now(raw, job, JobState.DONE, len(delivered))
+        return self.quota.end_now(raw, job.id, JobState.DONE, len(delivered))
 
     def _count_charge(self, job: Job, charged: int) -> None:
         self.metrics.inc("wanbot_images_charged_total", charged)
         self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
 
     async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
-        ended = await self.db.write(self._end_now, job, state, charged, **fields)
+        ended = await self.db.write(self.quota.end_now, job.id, state, charged, **fields)
         self._count_charge(job, charged)
         await self._notify_end(ended)
         return ended

@@ -55,13 +55,8 @@ class JobStore:
         self.db = db
         self.clock = clock
 
-    async def insert(self, conn: aiosqlite.Connection, new: NewJob) -> int:
-        """Insert a queued job (inside the caller's transaction); returns its id."""
-        job = await call(conn, self.insert_now, new)
-        return job.id
-
     def insert_now(self, raw: sqlite3.Connection, new: NewJob) -> Job:
-        """`insert` on the database thread (inside a `Database.write` or `call`)."""
+        """Insert a queued job, on the database thread (inside a `Database.write` or `call`)."""
         now = self.clock()
         cursor = raw.execute(
             "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
@@ -95,9 +90,6 @@ class JobStore:
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
-
-    async def get_in(self, conn: aiosqlite.Connection, job_id: int) -> Job | None:
-        return await call(conn, get_job, job_id)
 
     async def in_states(self, states: Iterable[JobState]) -> list[Job]:
         wanted = [s.value for s in states]
@@ -244,11 +236,6 @@ class JobStore:
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, position) DO NOTHING",
             rows,
         )
-
-    async def mark_delivered(
-        self, conn: aiosqlite.Connection, job_id: int, position: int, message_id: int | None
-    ) -> None:
-        await call(conn, self.mark_delivered_now, job_id, position, message_id)
 
     def mark_delivered_now(
         self, raw: sqlite3.Connection, job_id: int, position: int, message_id: int | None
