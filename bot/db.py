@@ -82,14 +82,23 @@ def _run_batch(
     """On the database thread: every write of the batch in its own savepoint, one COMMIT."""
     try:
         _begin(raw)
-        for write in batch:
-            raw.execute("SAVEPOINT write")
+        if len(batch) == 1:  # alone in its transaction: no savepoint needed to undo it alone
+            only = batch[0]
             try:
-                write.result = write.fn(raw)
+                only.result = only.fn(raw)
             except Exception as exc:
-                raw.execute("ROLLBACK TO write")
-                write.error = exc
-            raw.execute("RELEASE write")
+                only.error = exc
+                raw.execute("ROLLBACK")
+                return
+        else:
+            for write in batch:
+                raw.execute("SAVEPOINT write")
+                try:
+                    write.result = write.fn(raw)
+                except Exception as exc:
+                    raw.execute("ROLLBACK TO write")
+                    write.error = exc
+                raw.execute("RELEASE write")
         raw.execute("COMMIT")
     except BaseException:
         _roll_back(raw)

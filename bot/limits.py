@@ -258,25 +258,24 @@ class Quota:
     def settle_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
         """`settle` on the database thread (inside a `Database.write` or `call`)."""
         reserved = raw.execute(
-            "SELECT created_at, unit_price FROM ledger WHERE job_id = ? AND entry = 'reserve'",
+            "SELECT created_at, unit_price, model FROM ledger WHERE job_id = ? AND entry = 'reserve'",
             (job.id,),
         ).fetchone()
         if reserved is None:
             return
+        at, unit_price, model = reserved
         delivered = max(0, min(delivered, job.n))
         refunded = job.n - delivered
         now = self.clock()
         sql = (
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
-            " unit_price, model) SELECT ?, ?, ?, ?, ?, ?, unit_price, model FROM ledger"
-            " WHERE job_id = ? AND entry = 'reserve' ON CONFLICT (job_id, entry) DO NOTHING"
+            " unit_price, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (job_id, entry) DO NOTHING"
         )
-        raw.execute(sql, (job.id, job.user_id, job.guild_id, "charge", delivered, now, job.id))
-        added = raw.execute(
-            sql, (job.id, job.user_id, job.guild_id, "refund", refunded, now, job.id)
-        ).rowcount
+        owner = (job.id, job.user_id, job.guild_id)
+        raw.execute(sql, (*owner, "charge", delivered, now, unit_price, model))
+        added = raw.execute(sql, (*owner, "refund", refunded, now, unit_price, model)).rowcount
         if added and refunded:
-            at, unit_price = reserved
             _add_held(raw, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price))
 
     def end_now(
@@ -442,14 +441,31 @@ def limits_of(policy: Policy) -> Limits:
 
 
 def month_start(now: float) -> float:
-    moment = datetime.fromtimestamp(now, UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+    return _month(now)[0]
 
 
 def next_month_start(now: float) -> float:
+    return _month(now)[1]
+
+
+_last_month = (0.0, 0.0)  # [start, next start) of the month last asked about
+
+
+def _month(now: float) -> tuple[float, float]:
+    """The UTC calendar month holding `now`, as [start, next start) in epoch seconds. Every
+    reservation asks twice, almost always about the month it asked about last time."""
+    global _last_month
+    bounds = _last_month  # one read: another thread may replace it meanwhile
+    if bounds[0] <= now < bounds[1]:
+        return bounds
     moment = datetime.fromtimestamp(now, UTC)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+    bounds = (
+        datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp(),
+        datetime(year, month, 1, tzinfo=UTC).timestamp(),
+    )
+    _last_month = bounds
+    return bounds
 
 
 def _frees_at(window: list[tuple[float, int]], needed: int) -> float | None:

@@ -25,11 +25,14 @@ import aiosqlite
 
 from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest, parse_size, size_problem
-from bot.db import Database, first, rows
+from bot.db import Database, call, first
 from bot.problems import InputRejected, Problem
 
 SERVER = 0  # role_id of a server-wide value
 _GUILD_ROWS = "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?"
+# Bumped by triggers on every change to limit_settings (migration 0006); no row: never set.
+_VERSION = "SELECT version FROM policy_versions WHERE guild_id = ?"
+_POLICIES_PER_GUILD = 512  # distinct role combinations kept per server before starting over
 
 # How values compare: "more" = a larger number is more generous; "less" = smaller; "zero-max"
 # = like "more" but 0 means unlimited (the most generous of all).
@@ -166,8 +169,11 @@ class Effective:
     source: str  # "default" | "server" | "role:<id>"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Policy:
+    """A member's resolved settings. Shared between members with the same relevant roles: read
+    it, never change it."""
+
     values: dict[str, Effective] = field(default_factory=dict)
 
     def text(self, name: str) -> str:
@@ -188,6 +194,16 @@ class Policy:
         return [part for part in value.split(",") if part] if value else []
 
 
+class _GuildPolicies:
+    """One server's stored settings at one version, and the policies resolved from them."""
+
+    def __init__(self, version: int | None, stored: list[Any]) -> None:
+        self.version = version
+        self.stored = stored
+        self.roles = frozenset(row["role_id"] for row in stored if row["role_id"] != SERVER)
+        self.policies: dict[frozenset[int], Policy] = {}
+
+
 class PolicyStore:
     def __init__(
         self, db: Database, defaults: dict[str, str], clock: Callable[[], float] = time.time
@@ -201,24 +217,38 @@ class PolicyStore:
             name: Effective(value, "default") for name, value in self.defaults.items()
         }
         self.clock = clock
-
-    async def _rows(self, conn: aiosqlite.Connection, guild_id: int) -> list[Any]:
-        return await rows(conn, _GUILD_ROWS, (guild_id,))
+        self._no_guild = self.resolve([])
+        self._cache: dict[int, _GuildPolicies] = {}  # touched on the database thread only
 
     async def effective(
         self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> Policy:
-        if guild_id is None:
-            return self.resolve([], role_ids)
-        return self.resolve(await self._rows(conn, guild_id), role_ids)
+        return await call(conn, self.effective_now, guild_id, tuple(role_ids))
 
     def effective_now(
         self, raw: sqlite3.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> Policy:
-        """`effective` on the database thread (inside a `Database.write`)."""
+        """`effective` on the database thread (inside a `Database.write` or `call`).
+
+        A reservation asks for this every time, so the resolved policies of a server are kept
+        per combination of the roles that have rows there, and reused while the server's
+        settings version (bumped by a trigger on any change) is the one they were read at:
+        one indexed look-up instead of reading and resolving every setting."""
         if guild_id is None:
-            return self.resolve([], role_ids)
-        return self.resolve(raw.execute(_GUILD_ROWS, (guild_id,)).fetchall(), role_ids)
+            return self._no_guild
+        row = raw.execute(_VERSION, (guild_id,)).fetchone()
+        version = row[0] if row else None
+        cached = self._cache.get(guild_id)
+        if cached is None or cached.version != version:
+            stored = raw.execute(_GUILD_ROWS, (guild_id,)).fetchall()
+            cached = self._cache[guild_id] = _GuildPolicies(version, stored)
+        key = cached.roles.intersection(role_ids)
+        policy = cached.policies.get(key)
+        if policy is None:
+            if len(cached.policies) >= _POLICIES_PER_GUILD:
+                cached.policies.clear()
+            policy = cached.policies[key] = self.resolve(cached.stored, key)
+        return policy
 
     def resolve(self, stored: list[Any], role_ids: Iterable[int] = ()) -> Policy:
         """The member's policy from the server's stored rows (role_id, setting, value)."""

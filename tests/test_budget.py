@@ -129,6 +129,20 @@ def test_month_bounds_are_utc_calendar_months(now: float, start: float, followin
     assert next_month_start(now) == following
 
 
+def test_month_bounds_stay_right_when_asked_about_months_in_any_order() -> None:
+    """The bounds of the month asked about last are reused; a moment outside them (later,
+    earlier, at a boundary, one microsecond before it) must be computed afresh."""
+    rng = random.Random(6)
+    moments = [utc(2026, 3, 1), utc(2026, 3, 1) - 1e-6, utc(2026, 4, 1), utc(2025, 12, 31, 23)]
+    moments += [rng.uniform(utc(2024, 1, 1), utc(2029, 1, 1)) for _ in range(300)]
+    for now in moments:
+        moment = datetime.fromtimestamp(now, UTC)
+        start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+        assert month_start(now) == start.timestamp(), moment
+        following = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+        assert next_month_start(now) == following.timestamp(), moment
+
+
 # --- exhaustion and renewal ---------------------------------------------------------------------
 
 

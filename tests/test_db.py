@@ -310,3 +310,69 @@ async def test_a_transaction_left_open_does_not_block_later_writes(tmp_path: Pat
         assert await db.fetchall("SELECT * FROM limit_settings") == []
     finally:
         await db.close()
+
+
+async def test_a_write_alone_in_its_batch_that_fails_is_undone(tmp_path: Path) -> None:
+    """A batch of one runs without a savepoint: its failure rolls the whole transaction back,
+    and the next write starts clean."""
+    db = await Database.open(tmp_path / "one.db")
+    try:
+        with pytest.raises(ValueError, match="write 7 fails"):
+            await db.write(_insert_setting, 7, True)
+        assert await db.write(_insert_setting, 8, False) == 8
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings")
+        assert [r[0] for r in rows] == [8]
+    finally:
+        await db.close()
+
+
+async def test_settings_changes_bump_the_servers_policy_version(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "v.db")
+
+    async def versions() -> dict[int, int]:
+        found = await db.fetchall("SELECT guild_id, version FROM policy_versions")
+        return {row[0]: row[1] for row in found}
+
+    try:
+        await db.execute(
+            "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
+            " VALUES (1, 'max_n', '2', 0), (2, 'max_n', '3', 0)"
+        )
+        assert await versions() == {1: 1, 2: 1}
+        await db.execute("UPDATE limit_settings SET value = '4' WHERE guild_id = 1")
+        assert await versions() == {1: 2, 2: 1}
+        await db.execute("UPDATE limit_settings SET guild_id = 3 WHERE guild_id = 2")
+        assert await versions() == {1: 2, 2: 2, 3: 1}
+        await db.execute("DELETE FROM limit_settings")
+        assert await versions() == {1: 3, 2: 2, 3: 2}
+    finally:
+        await db.close()
+
+
+async def test_the_quota_queries_use_their_indexes(tmp_path: Path) -> None:
+    """The window, budget and final-status indexes are partial (reservations only; ended jobs
+    not yet shown): the queries that need them must still match their conditions, or each
+    reservation would scan the ledger."""
+    from bot import limits
+    from bot.jobs.store import UNNOTIFIED_SQL
+
+    db = await Database.open(tmp_path / "plan.db")
+    try:
+        plans = {
+            "move user": (limits._MOVE_SQL["user_id"], (1, "user_id", 0.0), "ledger_by_user"),
+            "move guild": (limits._MOVE_SQL["guild_id"], (1, "guild_id", 0.0), "ledger_by_guild"),
+            "window": (limits._WINDOW_SQL["user_id"], (1, 0.0), "ledger_by_user"),
+            "held": (limits._HELD_SQL["guild_id"], (1, 0.0, 1.0), "ledger_by_guild"),
+            "spent": (limits._SPENT_MICROS_SQL, (1, 0.0, 1.0), "ledger_by_guild"),
+            "unnotified": (
+                UNNOTIFIED_SQL.format(states="('failed')"),
+                (0.0,),
+                "jobs_unnotified",
+            ),
+        }
+        for name, (sql, params, index) in plans.items():
+            plan = await db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+            details = " | ".join(row["detail"] for row in plan)
+            assert f"INDEX {index}" in details, (name, details)
+    finally:
+        await db.close()

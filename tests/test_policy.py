@@ -656,3 +656,56 @@ def test_an_allow_list_without_a_default_picks_the_first_allowed_model_of_the_ki
     # A member who picked a model that is not allowed is told so.
     with pytest.raises(InputRejected):
         apply_policy(policy, request, Place(1), model_chosen=True)
+
+
+# --- the resolved-policy cache -----------------------------------------------------------------
+
+
+async def test_a_cached_policy_follows_changes_made_outside_the_admin_commands(
+    store: PolicyStore, db: Database
+) -> None:
+    """Policies are reused while the server's settings version holds; triggers bump it on any
+    change to limit_settings, so rows written, changed or deleted by hand (a script, the sqlite3
+    shell) are seen at the next request, not after a restart."""
+    await store.set(GUILD, "cooldown_seconds", "30", by_user=ADMIN)
+    assert (await effective(store, ROLE_A)).values["cooldown_seconds"] == Effective("30", "server")
+    assert await effective(store, ROLE_A) is await effective(store, ROLE_A)  # reused
+
+    async def by_hand(sql: str, *params: object) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(sql, params)
+
+    await by_hand(
+        "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+        " VALUES (?, ?, 'cooldown_seconds', '3', 0)",
+        GUILD,
+        ROLE_A,
+    )
+    assert (await effective(store, ROLE_A)).values["cooldown_seconds"] == Effective(
+        "3", f"role:{ROLE_A}"
+    )
+    await by_hand("UPDATE limit_settings SET value = '4' WHERE role_id = ?", ROLE_A)
+    assert (await effective(store, ROLE_A)).values["cooldown_seconds"].value == "4"
+    await by_hand("UPDATE limit_settings SET guild_id = ? WHERE role_id = ?", GUILD + 1, ROLE_A)
+    assert (await effective(store, ROLE_A)).values["cooldown_seconds"].value == "30"
+    other = await effective(store, ROLE_A, guild=GUILD + 1)
+    assert other.values["cooldown_seconds"].value == "4"
+    await by_hand("DELETE FROM limit_settings")
+    assert (await effective(store, ROLE_A)).values["cooldown_seconds"] == Effective("5", "default")
+    other = await effective(store, ROLE_A, guild=GUILD + 1)
+    assert other.values["cooldown_seconds"].value == "5"
+
+
+async def test_members_share_a_policy_only_when_their_relevant_roles_match(
+    store: PolicyStore,
+) -> None:
+    """Roles without rows in the server do not split the cache, and do not change the answer;
+    roles with rows do."""
+    await store.set(GUILD, "max_n", "2", by_user=ADMIN)
+    await store.set(GUILD, "max_n", "4", by_user=ADMIN, role_id=ROLE_A)
+    plain = await effective(store)
+    assert await effective(store, 999, 998) is plain
+    with_a = await effective(store, ROLE_A, 999)
+    assert with_a is await effective(store, ROLE_A)
+    assert (plain.values["max_n"].value, with_a.values["max_n"].value) == ("2", "4")
+    assert (await effective(store, ROLE_B)).values["max_n"].value == "2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from bot.dashscope.models import Kind
@@ -109,7 +110,7 @@ class NewJob:
     def kind(self) -> Kind:
         return self.request.spec.kind
 
-    @property
+    @cached_property
     def params(self) -> JobParams:
         r = self.request
         return JobParams(r.prompt, r.negative_prompt, r.size, r.seed, r.prompt_extend, r.watermark)
