@@ -9,6 +9,7 @@ and stops it in `close()`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -129,6 +130,7 @@ class WanBot(commands.Bot):
         self.engine = svc.engine
         self.delivery = port
         self.launcher = JobLauncher(svc.engine)
+        self.owns_process = False  # set by run_bot when the bot is the process's main job
         port.attach(self, svc.engine.expected_seconds)
 
     async def setup_hook(self) -> None:
@@ -136,6 +138,8 @@ class WanBot(commands.Bot):
         for name in COGS:
             await self.load_extension(name)
         await self.engine.start()
+        if self.owns_process:
+            freeze_heap()
         if self.settings.dev_guild_id:
             guild = discord.Object(self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -169,6 +173,16 @@ class WanBot(commands.Bot):
         log.exception("error in %s", event_method)
 
 
+def freeze_heap() -> None:
+    """Put everything alive once the bot has started (modules, the command tree, clients,
+    settings: a few hundred thousand objects) out of the cyclic garbage collector's reach. A full
+    collection then scans only what was made since, instead of pausing the event loop for tens
+    of milliseconds every time it runs (measured by `python -m bench quota`)."""
+    gc.collect()
+    gc.freeze()
+    log.info("started: %d objects set aside from garbage collection", gc.get_freeze_count())
+
+
 def point_discord_at(settings: Settings) -> None:
     """Use the configured REST and gateway URLs (a proxy, or a local stand-in in tests)."""
     discord.http.Route.BASE = settings.discord_api_base_url
@@ -191,6 +205,7 @@ async def run_bot(
         if svc.simulated:
             log.warning("no DASHSCOPE_API_KEY: every result is simulated")
         bot = WanBot(svc, port)
+        bot.owns_process = install_signals
         if on_bot is not None:
             on_bot(bot)
         closing: list[asyncio.Task[None]] = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -123,3 +126,22 @@ def test_every_message_has_both_languages_with_the_same_placeholders() -> None:
     for key, entry in MESSAGES.items():
         assert set(entry) == {"en", "zh"}, key
         assert set(fields.findall(entry["en"])) == set(fields.findall(entry["zh"])), key
+
+
+def test_the_start_up_heap_is_frozen_only_in_a_process_the_bot_owns() -> None:
+    """`python -m bot` sets the objects alive after start-up aside from the cyclic garbage
+    collector (full collections paused the event loop for tens of ms); a bot run inside another
+    program (these tests) leaves that program's collector alone."""
+    code = (
+        "import gc, logging; logging.basicConfig(level=logging.INFO)\n"
+        "from bot.discord_app import freeze_heap\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "freeze_heap()\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(done.stdout) > 10_000  # discord.py, pydantic, httpx, Pillow and the bot's own
+    assert "objects set aside from garbage collection" in done.stderr
+    assert gc.get_freeze_count() == 0  # bots run in this process (install_signals=False)
