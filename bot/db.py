@@ -88,7 +88,7 @@ def _run_batch(
                 only.result = only.fn(raw)
             except Exception as exc:
                 only.error = exc
-                raw.execute("ROLLBACK")
+                _roll_back(raw)  # SQLite may have ended it already (disk full, I/O error)
                 return
         else:
             for write in batch:
@@ -96,6 +96,8 @@ def _run_batch(
                 try:
                     write.result = write.fn(raw)
                 except Exception as exc:
+                    if not raw.in_transaction:  # SQLite ended it (disk full, I/O error): the
+                        raise  # writes before this one are gone too, so the batch fails whole
                     raw.execute("ROLLBACK TO write")
                     write.error = exc
                 raw.execute("RELEASE write")

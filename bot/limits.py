@@ -11,6 +11,7 @@ in flight already counts against the limit, and a refund frees its images at onc
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -458,7 +459,9 @@ def _month(now: float) -> tuple[float, float]:
     bounds = _last_month  # one read: another thread may replace it meanwhile
     if bounds[0] <= now < bounds[1]:
         return bounds
-    moment = datetime.fromtimestamp(now, UTC)
+    # Whole seconds: fromtimestamp rounds to the microsecond, which would put a moment a hair
+    # before the 1st into the month after, unlike the [start, next) test above and the SQL.
+    moment = datetime.fromtimestamp(math.floor(now), UTC)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     bounds = (
         datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp(),

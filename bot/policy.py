@@ -242,6 +242,8 @@ class PolicyStore:
         if cached is None or cached.version != version:
             stored = raw.execute(_GUILD_ROWS, (guild_id,)).fetchall()
             cached = self._cache[guild_id] = _GuildPolicies(version, stored)
+            if not stored:  # most servers: every member gets the one default policy
+                cached.policies[frozenset()] = self._no_guild
         key = cached.roles.intersection(role_ids)
         policy = cached.policies.get(key)
         if policy is None:

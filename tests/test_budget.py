@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -133,14 +134,20 @@ def test_month_bounds_stay_right_when_asked_about_months_in_any_order() -> None:
     """The bounds of the month asked about last are reused; a moment outside them (later,
     earlier, at a boundary, one microsecond before it) must be computed afresh."""
     rng = random.Random(6)
-    moments = [utc(2026, 3, 1), utc(2026, 3, 1) - 1e-6, utc(2026, 4, 1), utc(2025, 12, 31, 23)]
+    first = utc(2026, 3, 1)
+    moments = [first, first - 1e-6, math.nextafter(first, 0), utc(2026, 4, 1), first - 1e-7]
+    moments += [math.nextafter(first, 0), first, utc(2025, 12, 31, 23)]
     moments += [rng.uniform(utc(2024, 1, 1), utc(2029, 1, 1)) for _ in range(300)]
     for now in moments:
-        moment = datetime.fromtimestamp(now, UTC)
+        moment = datetime.fromtimestamp(math.floor(now), UTC)
         start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+        assert start.timestamp() <= now < following_of(start).timestamp()
         assert month_start(now) == start.timestamp(), moment
-        following = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
-        assert next_month_start(now) == following.timestamp(), moment
+        assert next_month_start(now) == following_of(start).timestamp(), moment
+
+
+def following_of(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
 
 
 # --- exhaustion and renewal ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -326,7 +327,9 @@ async def test_a_write_alone_in_its_batch_that_fails_is_undone(tmp_path: Path) -
         await db.close()
 
 
-async def test_settings_changes_bump_the_servers_policy_version(tmp_path: Path) -> None:
+async def test_settings_changes_change_the_servers_policy_version(tmp_path: Path) -> None:
+    """Any change to a server's rows gives it a new version; a rolled-back change leaves the
+    version it had, and the next change does not land on the one the rollback took away."""
     db = await Database.open(tmp_path / "v.db")
 
     async def versions() -> dict[int, int]:
@@ -338,15 +341,33 @@ async def test_settings_changes_bump_the_servers_policy_version(tmp_path: Path) 
             "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
             " VALUES (1, 'max_n', '2', 0), (2, 'max_n', '3', 0)"
         )
-        assert await versions() == {1: 1, 2: 1}
+        first = await versions()
+        assert set(first) == {1, 2}
         await db.execute("UPDATE limit_settings SET value = '4' WHERE guild_id = 1")
-        assert await versions() == {1: 2, 2: 1}
+        second = await versions()
+        assert second[1] != first[1] and second[2] == first[2]
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE limit_settings SET value = '1' WHERE guild_id = 1")
+                rolled_back = (await versions_in(conn))[1]
+                raise RuntimeError("undo")
+        assert await versions() == second
+        await db.execute("UPDATE limit_settings SET value = '3' WHERE guild_id = 1")
+        third = await versions()
+        assert third[1] not in (second[1], rolled_back)
         await db.execute("UPDATE limit_settings SET guild_id = 3 WHERE guild_id = 2")
-        assert await versions() == {1: 2, 2: 2, 3: 1}
+        fourth = await versions()
+        assert fourth[2] != third[2] and set(fourth) == {1, 2, 3}
         await db.execute("DELETE FROM limit_settings")
-        assert await versions() == {1: 3, 2: 2, 3: 2}
+        last = await versions()
+        assert all(last[g] != fourth[g] for g in (1, 3)) and last[2] == fourth[2]
     finally:
         await db.close()
+
+
+async def versions_in(conn: Any) -> dict[int, int]:
+    cursor = await conn.execute("SELECT guild_id, version FROM policy_versions")
+    return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
 async def test_the_quota_queries_use_their_indexes(tmp_path: Path) -> None:
@@ -374,5 +395,39 @@ async def test_the_quota_queries_use_their_indexes(tmp_path: Path) -> None:
             plan = await db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
             details = " | ".join(row["detail"] for row in plan)
             assert f"INDEX {index}" in details, (name, details)
+    finally:
+        await db.close()
+
+
+def _fill(raw: sqlite3.Connection, tag: int) -> int:
+    raw.execute("INSERT INTO blobs (tag, data) VALUES (?, ?)", (tag, "v" * 200_000))
+    return tag
+
+
+async def test_a_write_that_fills_the_disk_reports_that_not_a_rollback_error(
+    tmp_path: Path,
+) -> None:
+    """A full disk can end the transaction inside SQLite: the caller learns the disk is full (not
+    "cannot rollback"), the other writes of its batch get answers that match what was stored,
+    and later writes work once there is room."""
+    db = await Database.open(tmp_path / "full.db")
+    try:
+        await db.execute("CREATE TABLE blobs (tag INTEGER, data TEXT)")
+        pages = (await db.fetchone("PRAGMA page_count"))[0]
+        await db.fetchone(f"PRAGMA max_page_count = {pages + 5}")
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await db.write(_fill, 1)
+        outcomes = await asyncio.gather(
+            db.write(_insert_setting, 2, False), db.write(_fill, 3), return_exceptions=True
+        )
+        assert isinstance(outcomes[1], sqlite3.OperationalError) and "full" in str(outcomes[1])
+        # Whether SQLite undid only the statement or the whole transaction, each caller's
+        # answer matches what is stored.
+        kept = outcomes[0] == 2
+        assert kept or ("full" in str(outcomes[0])), outcomes
+        await db.fetchone("PRAGMA max_page_count = 1000000")
+        assert await db.write(_insert_setting, 4, False) == 4
+        rows = await db.fetchall("SELECT guild_id FROM limit_settings")
+        assert [r[0] for r in rows] == ([2, 4] if kept else [4])
     finally:
         await db.close()

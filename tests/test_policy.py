@@ -709,3 +709,18 @@ async def test_members_share_a_policy_only_when_their_relevant_roles_match(
     assert with_a is await effective(store, ROLE_A)
     assert (plain.values["max_n"].value, with_a.values["max_n"].value) == ("2", "4")
     assert (await effective(store, ROLE_B)).values["max_n"].value == "2"
+
+
+async def test_a_policy_read_inside_a_rolled_back_change_is_never_reused(
+    store: PolicyStore, db: Database
+) -> None:
+    """The version a rolled-back change gave the server is not given again by the next change,
+    so what was read inside that transaction cannot pass for current afterwards."""
+    await store.set(GUILD, "max_n", "3", by_user=ADMIN)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE limit_settings SET value = '4' WHERE setting = 'max_n'")
+            assert (await store.effective(conn, GUILD)).values["max_n"].value == "4"
+            raise RuntimeError("undo")
+    await store.set(GUILD, "max_n", "1", by_user=ADMIN)
+    assert (await effective(store)).values["max_n"].value == "1"

@@ -13,26 +13,29 @@ CREATE INDEX ledger_by_guild ON ledger (guild_id, created_at) WHERE entry = 'res
 DROP INDEX jobs_unnotified;
 CREATE INDEX jobs_unnotified ON jobs (finished_at) WHERE notified_at IS NULL AND finished_at IS NOT NULL;
 
--- Bumped by every change to a server's settings, however it is made (the admin commands, a
--- script, the sqlite3 shell): a cached policy is used only while its version is current.
+-- Changed by every change to a server's settings, however it is made (the admin commands, a
+-- script, the sqlite3 shell): a cached policy is used only while its version is current. A
+-- random value, not a count: a rolled-back change must not leave a number the next change
+-- would reuse (a policy read inside that transaction would then pass for current).
 CREATE TABLE policy_versions (
     guild_id INTEGER PRIMARY KEY,
     version  INTEGER NOT NULL
 );
-INSERT INTO policy_versions (guild_id, version) SELECT DISTINCT guild_id, 1 FROM limit_settings;
+INSERT INTO policy_versions (guild_id, version)
+SELECT guild_id, random() FROM limit_settings GROUP BY guild_id;
 
 CREATE TRIGGER limit_settings_inserted AFTER INSERT ON limit_settings BEGIN
-    INSERT INTO policy_versions (guild_id, version) VALUES (NEW.guild_id, 1)
-    ON CONFLICT (guild_id) DO UPDATE SET version = version + 1;
+    INSERT INTO policy_versions (guild_id, version) VALUES (NEW.guild_id, random())
+    ON CONFLICT (guild_id) DO UPDATE SET version = excluded.version;
 END;
 CREATE TRIGGER limit_settings_updated AFTER UPDATE ON limit_settings BEGIN
-    INSERT INTO policy_versions (guild_id, version) VALUES (NEW.guild_id, 1)
-    ON CONFLICT (guild_id) DO UPDATE SET version = version + 1;
+    INSERT INTO policy_versions (guild_id, version) VALUES (NEW.guild_id, random())
+    ON CONFLICT (guild_id) DO UPDATE SET version = excluded.version;
     INSERT INTO policy_versions (guild_id, version)
-    SELECT OLD.guild_id, 1 WHERE OLD.guild_id IS NOT NEW.guild_id
-    ON CONFLICT (guild_id) DO UPDATE SET version = version + 1;
+    SELECT OLD.guild_id, random() WHERE OLD.guild_id IS NOT NEW.guild_id
+    ON CONFLICT (guild_id) DO UPDATE SET version = excluded.version;
 END;
 CREATE TRIGGER limit_settings_deleted AFTER DELETE ON limit_settings BEGIN
-    INSERT INTO policy_versions (guild_id, version) VALUES (OLD.guild_id, 1)
-    ON CONFLICT (guild_id) DO UPDATE SET version = version + 1;
+    INSERT INTO policy_versions (guild_id, version) VALUES (OLD.guild_id, random())
+    ON CONFLICT (guild_id) DO UPDATE SET version = excluded.version;
 END;
