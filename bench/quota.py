@@ -16,7 +16,9 @@ Two phases, on the same database:
   mostly queueing behind the one writer: with 50 members always waiting it is about
   50 / (cycles per second), whatever the store does.
 * **at rate**: the same members, open loop, at a fixed offered rate of operations per second
-  (default 2,000: 1,000 reservations and 1,000 settlements), each member's jobs evenly spaced;
+  (default 2,000: 1,000 reservations and 1,000 settlements), each member's jobs evenly spaced
+  and handed to the event loop through a pipe by a pacing process when due (as gateway
+  messages arrive: input that wakes the loop);
   latency is measured from when each operation was due, so a stall is not hidden (for
   reservations, also from when `reserve` was called: the difference is the event loop's
   lateness in starting it, not the store).
@@ -26,14 +28,19 @@ As in the bot, everything alive once set up is frozen out of the garbage collect
 
 Time in the quota is a virtual clock running 200 times faster than the wall clock, so members
 pass their cooldown between jobs (a real member waits seconds; the benchmark does not).
-Goals: over 2,000 operations per second, and p99 under 5 ms at 2,000 per second.
+Goals: over 2,000 operations per second, and p99 under 5 ms at 2,000 per second. The machines
+this runs on are shared, and one noisy neighbour can triple a 5-second p99, so phase 2 runs
+`--trials` times (default 3) on the same database: `at_rate` is the median trial (by its worse
+p99), which the goal is judged on, and `at_rate_trials` lists every trial.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -63,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--rate", type=float, default=GOAL_OPS, help="offered ops/s, phase 2")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--trials", type=int, default=3, help="runs of phase 2; the median one is judged"
+    )
 
 
 class VirtualClock:
@@ -203,13 +213,35 @@ async def throughput(rig: Rig, seconds: float) -> dict[str, Any]:
     return tally.summary(time.perf_counter() - started)
 
 
+# The pacing process: writes one byte to a pipe when each job is due.
+_PACER = """
+import os, sys, time
+started, per_second, count, fd = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for index in range(count):
+    wait = started + index / per_second - time.perf_counter()
+    if wait > 0:
+        time.sleep(wait)
+    os.write(fd, b".")
+"""
+
+
 async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
     """Open loop: job k is due at k / (rate / 2) s (each job is two operations); its
-    settlement is due as soon as it was submitted."""
+    settlement is due as soon as it was submitted.
+
+    Requests reach the event loop as the bot's do, as input on a file descriptor: a pacing
+    process writes a byte to a pipe when each job is due, and the loop wakes to read it as it
+    wakes for a gateway message. (An `asyncio.sleep` pacer would add the loop's timer
+    granularity, up to ~1 ms per wake-up, to every latency measured from the due time; a pacing
+    thread would compete for the GIL as no gateway message does.) `perf_counter` is the
+    system's monotonic clock, the same in both processes."""
     tally = Tally()
     jobs_per_s = rate / 2
     count = int(seconds * jobs_per_s)
+    loop = asyncio.get_running_loop()
     running: set[asyncio.Task[None]] = set()  # only jobs in flight, as the bot holds them
+    handed_over = asyncio.Event()
+    launched = 0
 
     async def one(index: int, due: float) -> None:
         job = await rig.reserve(index, tally, due)
@@ -217,17 +249,41 @@ async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
             await rig.submit(job)
             await rig.settle(job, tally, time.perf_counter())
 
-    started = time.perf_counter()
-    for index in range(count):
-        due = started + index / jobs_per_s
-        wait = due - time.perf_counter()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        task = asyncio.create_task(one(index, due))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    while running:
-        await asyncio.gather(*running)
+    def arrived() -> None:
+        nonlocal launched
+        try:
+            data = os.read(reading, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            loop.remove_reader(reading)
+            handed_over.set()
+            return
+        for _ in data:
+            task = loop.create_task(one(launched, started + launched / jobs_per_s))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            launched += 1
+
+    reading, writing = os.pipe()
+    os.set_blocking(reading, False)
+    started = time.perf_counter() + 0.5  # the pacer's start-up is not part of the run
+    pacer = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", _PACER, repr(started), repr(jobs_per_s), str(count), str(writing)),
+        pass_fds=(writing,),
+    )
+    os.close(writing)
+    loop.add_reader(reading, arrived)
+    try:
+        await handed_over.wait()
+        while running:
+            await asyncio.gather(*running)
+    finally:
+        loop.remove_reader(reading)
+        os.close(reading)
+        await pacer.wait()
+    if pacer.returncode != 0 or launched != count:
+        raise RuntimeError(f"the pacing process failed: {launched} of {count} jobs handed over")
     summary = tally.summary(time.perf_counter() - started)
     summary["offered_ops_per_s"] = rate
     return summary
@@ -240,12 +296,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             progress(f"throughput: {args.members} members for {args.seconds} s")
             saturated = await throughput(rig, args.seconds)
-            progress(f"at rate: {args.rate:g} ops/s for {args.seconds} s")
-            paced = await at_rate(rig, args.seconds, args.rate)
+            trials = []
+            for trial in range(1, max(1, args.trials) + 1):
+                progress(f"at rate: {args.rate:g} ops/s for {args.seconds} s (trial {trial})")
+                trials.append(await at_rate(rig, args.seconds, args.rate))
             row = await rig.db.fetchone("SELECT COUNT(*) AS k FROM ledger")
             ledger_rows = int(row["k"]) if row else 0
         finally:
             await rig.db.close()
+    paced = sorted(trials, key=worst_p99)[len(trials) // 2]
     p99s = [paced["reserve_ms"]["p99"], paced["settle_ms"]["p99"]]
     return {
         "members": args.members,
@@ -255,6 +314,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "ledger_rows_at_end": ledger_rows,
         "throughput": saturated,
         "at_rate": paced,
+        "at_rate_trials": [
+            {
+                "ops_per_s": t["ops_per_s"],
+                "reserve_p50_ms": t["reserve_ms"]["p50"],
+                "reserve_p99_ms": t["reserve_ms"]["p99"],
+                "settle_p99_ms": t["settle_ms"]["p99"],
+                "max_ms": max(t["reserve_ms"]["max"] or 0, t["settle_ms"]["max"] or 0),
+            }
+            for t in trials
+        ],
         "goals": {
             "over_2000_ops_per_s": saturated["ops_per_s"] > GOAL_OPS,
             "p99_under_5ms_at_2000_ops_per_s": args.rate >= GOAL_OPS
@@ -262,6 +331,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             and all(p is not None and p < GOAL_P99_MS for p in p99s),
         },
     }
+
+
+def worst_p99(summary: dict[str, Any]) -> float:
+    values = [summary["reserve_ms"]["p99"], summary["settle_ms"]["p99"]]
+    return max(v if v is not None else float("inf") for v in values)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:

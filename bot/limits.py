@@ -66,7 +66,8 @@ _ACTIVE_SQL = (
     "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
     " ('queued', 'submitted', 'running', 'delivering')"
 )
-_LAST_JOB_SQL = "SELECT MAX(created_at) FROM jobs WHERE user_id = ?"
+# When the member's last job was accepted: its reservation (one per job, made with it).
+_LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
 
 

@@ -385,6 +385,8 @@ async def test_the_quota_queries_use_their_indexes(tmp_path: Path) -> None:
             "window": (limits._WINDOW_SQL["user_id"], (1, 0.0), "ledger_by_user"),
             "held": (limits._HELD_SQL["guild_id"], (1, 0.0, 1.0), "ledger_by_guild"),
             "spent": (limits._SPENT_MICROS_SQL, (1, 0.0, 1.0), "ledger_by_guild"),
+            "cooldown": (limits._LAST_JOB_SQL, (1,), "ledger_by_user"),
+            "active": (limits._ACTIVE_SQL, (1,), "jobs_by_user_state"),
             "unnotified": (
                 UNNOTIFIED_SQL.format(states="('failed')"),
                 (0.0,),

@@ -8,6 +8,10 @@ CREATE INDEX ledger_by_user ON ledger (user_id, created_at) WHERE entry = 'reser
 DROP INDEX ledger_by_guild;
 CREATE INDEX ledger_by_guild ON ledger (guild_id, created_at) WHERE entry = 'reserve';
 
+-- The cooldown reads the member's last reservation (ledger_by_user) instead, and a member's
+-- jobs are listed through jobs_by_user_state: one index less to write per job.
+DROP INDEX jobs_by_user;
+
 -- Only ended jobs wait for their final status to be shown: jobs in progress stay out of the
 -- index instead of moving inside it at each step.
 DROP INDEX jobs_unnotified;
