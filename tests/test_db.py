@@ -433,3 +433,54 @@ async def test_a_write_that_fills_the_disk_reports_that_not_a_rollback_error(
         assert [r[0] for r in rows] == ([2, 4] if kept else [4])
     finally:
         await db.close()
+
+
+async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0006 on a database in use: settings keep their values and every server that
+    has some gets a policy version; jobs and the ledger are untouched; the window and
+    cooldown queries answer as before through the new partial indexes."""
+    from bot import limits
+
+    shipped = migrations()
+    path = tmp_path / "v5.db"
+    monkeypatch.setattr(bot.db, "migrations", lambda: shipped[:5])
+    db = await Database.open(path)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+            " VALUES (1, 0, 'max_n', '2', 0), (1, 9, 'max_n', '4', 0), (2, 0, 'max_n', '3', 0)"
+        )
+        for job in (1, 2):
+            await conn.execute(
+                "INSERT INTO jobs (id, state, kind, model, params, n, user_id, guild_id,"
+                " created_at, updated_at, finished_at) VALUES (?, 'done', 'text-to-image',"
+                " 'wan2.6-t2i', '{\"prompt\": \"x\"}', 2, 7, 1, ?, ?, ?)",
+                (job, 100.0 * job, 100.0 * job, 100.0 * job + 5),
+            )
+            for entry, images in (("reserve", 2), ("charge", 1), ("refund", 1)):
+                await conn.execute(
+                    "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
+                    " VALUES (?, 7, 1, ?, ?, ?)",
+                    (job, entry, images, 100.0 * job + (entry != "reserve") * 5),
+                )
+    await db.close()
+    assert user_version(path) == 5
+
+    monkeypatch.setattr(bot.db, "migrations", lambda: shipped)
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == len(shipped) >= 6
+        versions = await db.fetchall("SELECT guild_id FROM policy_versions ORDER BY guild_id")
+        assert [row[0] for row in versions] == [1, 2]
+        settings = await db.fetchall("SELECT guild_id, role_id, value FROM limit_settings")
+        assert sorted(tuple(row) for row in settings) == [(1, 0, "2"), (1, 9, "4"), (2, 0, "3")]
+        window = await db.fetchall(limits._WINDOW_SQL["user_id"], (7, 0.0))
+        assert [tuple(row) for row in window] == [(100.0, 1), (200.0, 1)]
+        last = await db.fetchone(limits._LAST_JOB_SQL, (7,))
+        assert last[0] == 200.0
+        counts = await db.fetchone("SELECT COUNT(*) FROM jobs JOIN ledger ON job_id = jobs.id")
+        assert counts[0] == 6
+    finally:
+        await db.close()
