@@ -48,9 +48,12 @@ UNNOTIFIED_SQL = (
 )
 
 
+_BY_ID = "SELECT * FROM jobs WHERE id = ?"
+
+
 def get_job(raw: sqlite3.Connection, job_id: int) -> Job | None:
     """The job with this id, read on the database thread."""
-    row = raw.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = raw.execute(_BY_ID, (job_id,)).fetchone()
     return Job.from_row(row) if row else None
 
 
@@ -92,7 +95,7 @@ class JobStore:
         return Job.queued(job_id, new, now)
 
     async def get(self, job_id: int) -> Job | None:
-        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await self.db.fetchone(_BY_ID, (job_id,))
         return Job.from_row(row) if row else None
 
     async def in_states(self, states: Iterable[JobState]) -> list[Job]:
@@ -183,7 +186,7 @@ class JobStore:
         self, raw: sqlite3.Connection, job_id: int, target: JobState, **fields: Any
     ) -> Job:
         """`transition` on the database thread (inside a `Database.write` or `call`)."""
-        row = raw.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = raw.execute(_BY_ID, (job_id,)).fetchone()
         if row is None:
             raise IllegalTransition(job_id, None, target)
         state = JobState(row["state"])
