@@ -11,10 +11,10 @@ from typing import Any
 
 from PIL import Image
 
-from bot.downloads import Download
-from bot.images import prepare_image
-from bot.jobs.delivery import DeliveredImage
+from bot.dispatch.delivery import DeliveredImage
 from bot.jobs.model import Job
+from bot.media.downloads import Download
+from bot.media.inputs import prepare_image
 
 KEY = "sk-bench-0123456789abcdef"
 EDIT_MODEL = "wan2.5-i2i-preview"

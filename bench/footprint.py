@@ -2,7 +2,7 @@
 
 Three processes: a simulator (`python -m bench _simulator`: the simulator with room for every
 task at once and submissions fast enough), this one, and the worker (`python -m bench _worker`:
-`bot.worker.run_worker`, the code behind `python -m bot worker`, with MAX_IN_FLIGHT raised past
+`bot.runtime.worker.run_worker`, the code behind `python -m bot worker`, with MAX_IN_FLIGHT raised past
 the settings' cap of 100). This process queues the jobs in the database (half edits with an
 input image, half wan2.6-t2i text-to-image; every task runs `--task-seconds` so they all stay in
 flight), starts the worker and waits until every job is submitted. After `--settle` seconds it
@@ -30,11 +30,11 @@ from typing import Any
 import httpx
 
 from bench.common import EDIT_MODEL, KEY, edit_image_uri, progress
+from bot.accounting.quota import Limits, Quota
 from bot.dashscope import ImageRequest, validate
-from bot.db import Database
 from bot.jobs.model import NewJob
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota
+from bot.storage.db import Database
 
 T2I_MODEL = "wan2.6-t2i"
 GOAL_RSS_MB = 150.0
@@ -106,7 +106,7 @@ def run_worker_process(args: argparse.Namespace) -> int:
     """`python -m bot worker --out DIR`, but with a MAX_IN_FLIGHT above the settings' cap."""
     from bot.config import load_settings
     from bot.logs import setup_logging
-    from bot.worker import run_worker
+    from bot.runtime.worker import run_worker
 
     settings = load_settings()
     settings = settings.model_copy(update={"max_in_flight": args.max_in_flight})

@@ -52,14 +52,14 @@ from bench.common import (
     ratio,
     rounded,
 )
+from bot.accounting.quota import Limits, Quota
 from bot.dashscope import DashScopeClient, ImageRequest, validate
-from bot.db import Database
-from bot.jobs.engine import Engine, EngineConfig
+from bot.dispatch.engine import Engine, EngineConfig
+from bot.dispatch.poller import Tracked
 from bot.jobs.model import NewJob
-from bot.jobs.poller import Tracked
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota
 from bot.simulator import SimulatorConfig, SimulatorThread
+from bot.storage.db import Database
 
 ACCOUNT_QUERY_BUDGET = 20  # task queries per second per account (reference §12.1)
 ENGINE_QUERY_RATE = 10.0

@@ -48,13 +48,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentile, progress, rounded
+from bot.accounting.quota import Limits, Quota, QuotaExceeded
 from bot.dashscope.models import DEFAULT_PRICES
 from bot.dashscope.requests import ImageRequest
-from bot.db import Database
-from bot.discord_app import freeze_heap
+from bot.discord_ui.app import freeze_heap
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota, QuotaExceeded
+from bot.storage.db import Database
 
 GUILD = 1
 ADMIN = 2

@@ -30,12 +30,12 @@ from bot.dashscope import (
 )
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
 from bot.dashscope.requests import require_kind
-from bot.downloads import ResultFetcher
-from bot.gateway import dashscope_target
+from bot.errors import InputRejected
 from bot.i18n import text
-from bot.images import prepare_image
 from bot.logs import setup_logging
-from bot.problems import InputRejected
+from bot.media.downloads import ResultFetcher
+from bot.media.inputs import prepare_image
+from bot.runtime.target import dashscope_target
 
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("bot.cli")
@@ -117,15 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level_number, secret_values)
     try:
         if args.command in (None, "run"):
-            from bot.discord_app import run_bot
+            from bot.discord_ui.app import run_bot
 
             return asyncio.run(run_bot(settings))
         if args.command == "doctor":
-            from bot.doctor import doctor
+            from bot.runtime.doctor import doctor
 
             return asyncio.run(doctor(settings))
         if args.command == "worker":
-            from bot.worker import run_worker
+            from bot.runtime.worker import run_worker
 
             return asyncio.run(run_worker(settings, args.out, exit_when_idle=args.exit_when_idle))
         return asyncio.run(generate_command(args, settings))

@@ -16,11 +16,11 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.discord_app import WanBot
-from bot.discord_flow import respond, respond_error
+from bot.accounting.policy import SERVER, SETTINGS
+from bot.accounting.usage import PERIODS, period_bounds, usage_chart, usage_report
+from bot.discord_ui.app import WanBot
+from bot.discord_ui.replies import respond, respond_error
 from bot.i18n import Lang, lang_for, text
-from bot.policy import SERVER, SETTINGS
-from bot.usage import PERIODS, period_bounds, usage_chart, usage_report
 
 log = logging.getLogger(__name__)
 

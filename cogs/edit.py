@@ -13,18 +13,12 @@ from discord.ext import commands
 
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, SEED_MAX
 from bot.dashscope.requests import ImageRequest
-from bot.discord_app import WanBot
-from bot.discord_flow import (
-    Origin,
-    images_from,
-    is_image,
-    refusal_text,
-    respond,
-    respond_error,
-    tell_queued,
-)
+from bot.discord_ui.app import WanBot
+from bot.discord_ui.attachments import images_from, is_image
+from bot.discord_ui.launcher import Origin
+from bot.discord_ui.replies import refusal_text, respond, respond_error, tell_queued
+from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
-from bot.problems import InputRejected
 from cogs.options import size_choices
 
 log = logging.getLogger(__name__)

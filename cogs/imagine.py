@@ -9,8 +9,9 @@ from discord.ext import commands
 
 from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, Kind
 from bot.dashscope.requests import ImageRequest, require_kind
-from bot.discord_app import WanBot
-from bot.discord_flow import Origin, tell_queued
+from bot.discord_ui.app import WanBot
+from bot.discord_ui.launcher import Origin
+from bot.discord_ui.replies import tell_queued
 from cogs.options import model_choices, size_choices
 
 SEED_MAX = 2_147_483_647

@@ -18,29 +18,24 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
+from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.dashscope.models import SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest
-from bot.discord_app import WanBot
-from bot.discord_delivery import _as_jpeg, _batches
-from bot.discord_flow import (
-    Origin,
-    discord_cdn_url,
-    relative_timestamp,
-    respond,
-    respond_error,
-    tell_queued,
-)
-from bot.discord_render import (
+from bot.discord_ui.app import WanBot
+from bot.discord_ui.attachments import discord_cdn_url
+from bot.discord_ui.delivery import _as_jpeg, _batches
+from bot.discord_ui.launcher import Origin
+from bot.discord_ui.render import (
     JOB_BUTTON_TEMPLATE,
     info_embed,
     job_custom_id,
     result_embed,
     result_view,
 )
+from bot.discord_ui.replies import relative_timestamp, respond, respond_error, tell_queued
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
-from bot.limits import next_month_start
 from cogs.edit import EditModal
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from bot.config import Settings, load_settings
 from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
-from bot.discord_app import WanBot, run_bot
+from bot.discord_ui.app import WanBot, run_bot
 from bot.jobs.model import Job, JobState, NewJob
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.fakediscord import FakeDiscord, Message, format_records

@@ -17,18 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.accounting.quota import Limits, Quota
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.requests import ImageRequest
-from bot.db import Database
-from bot.downloads import ResultFetcher
-from bot.jobs import engine as engine_module
-from bot.jobs import poller as poller_module
-from bot.jobs.delivery import DeliveredImage, FileDelivery
-from bot.jobs.engine import Engine, EngineConfig
+from bot.dispatch.delivery import DeliveredImage, FileDelivery
+from bot.dispatch.engine import Engine, EngineConfig
+from bot.dispatch import engine as engine_module
+from bot.dispatch import poller as poller_module
 from bot.jobs.model import TERMINAL, Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota
+from bot.media.downloads import ResultFetcher
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
+from bot.storage.db import Database
 
 KEY = "sk-engine-tests-0123456789"
 MODEL = "wan2.6-t2i"

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.db import Database
-from bot.discord_flow import relative_timestamp
+from bot.accounting.quota import Limits, Quota, QuotaExceeded, month_start, next_month_start
+from bot.accounting.usage import PERIODS, DayUsage, period_bounds, usage_chart, usage_report
+from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota, QuotaExceeded, month_start, next_month_start
-from bot.usage import PERIODS, DayUsage, period_bounds, usage_chart, usage_report
+from bot.storage.db import Database
 from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
 
 GUILD = 700

@@ -29,13 +29,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.accounting.quota import Limits, Quota
 from bot.dashscope import ImageRequest, validate
-from bot.db import Database
-from bot.images import prepare_image
 from bot.jobs.model import JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota
+from bot.media.inputs import prepare_image
 from bot.simulator import SimulatorConfig, SimulatorThread
+from bot.storage.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-crash-test-0123456789abcdef"

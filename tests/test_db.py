@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import bot.db
-from bot.db import Database, DatabaseError, migrations
+import bot.storage.db
+from bot.storage.db import Database, DatabaseError, migrations
 
 TABLES = {"jobs", "job_inputs", "results", "ledger", "limit_settings"}
 
@@ -109,7 +109,7 @@ async def test_a_failing_migration_rolls_back_and_keeps_the_earlier_ones(
         "INSERT INTO half_done VALUES (1);\n"
         "INSERT INTO no_such_table VALUES (1);\n",
     )
-    monkeypatch.setattr(bot.db, "migrations", lambda: [*shipped, broken])
+    monkeypatch.setattr(bot.storage.db, "migrations", lambda: [*shipped, broken])
     path = tmp_path / "broken.db"
     with pytest.raises(DatabaseError, match=r"migration \d{4}_broken\.sql failed.*no_such_table"):
         await Database.open(path)
@@ -119,7 +119,7 @@ async def test_a_failing_migration_rolls_back_and_keeps_the_earlier_ones(
     assert tables(path) >= TABLES
     # Once fixed, the next open applies it.
     fixed = (broken[0], broken[1], "CREATE TABLE half_done (x INTEGER);\n")
-    monkeypatch.setattr(bot.db, "migrations", lambda: [*shipped, fixed])
+    monkeypatch.setattr(bot.storage.db, "migrations", lambda: [*shipped, fixed])
     db = await Database.open(path)
     try:
         assert await db.schema_version() == len(shipped) + 1
@@ -132,7 +132,7 @@ async def test_a_failing_first_migration_leaves_an_empty_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        bot.db,
+        bot.storage.db,
         "migrations",
         lambda: [(1, "0001_bad.sql", "CREATE TABLE a (x);\nSELECT * FROM nowhere;\n")],
     )
@@ -253,8 +253,8 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(
 ) -> None:
     """SQLite starts the WAL over only when a write begins on a fully copied WAL; writes that
     never pause never give it that moment unless the writer copies the last frames itself."""
-    monkeypatch.setattr(bot.db.Checkpointer, "INTERVAL", 0.02)
-    monkeypatch.setattr(bot.db.Checkpointer, "RESTART_FRAMES", 100)
+    monkeypatch.setattr(bot.storage.db.Checkpointer, "INTERVAL", 0.02)
+    monkeypatch.setattr(bot.storage.db.Checkpointer, "RESTART_FRAMES", 100)
     path = tmp_path / "busy.db"
     db = await Database.open(path)
     blob = "y" * 3000
@@ -304,7 +304,9 @@ async def test_a_transaction_cancelled_at_its_begin_leaves_nothing_open(tmp_path
 async def test_a_transaction_left_open_does_not_block_later_writes(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "y.db")
     try:
-        await bot.db.call(db._conn, lambda raw: raw.execute("BEGIN IMMEDIATE"))  # a stray one
+        await bot.storage.db.call(
+            db._conn, lambda raw: raw.execute("BEGIN IMMEDIATE")
+        )  # a stray one
         assert await db.write(_insert_setting, 5, False) == 5
         async with db.transaction() as conn:
             await conn.execute("DELETE FROM limit_settings")
@@ -445,7 +447,7 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
 
     shipped = migrations()
     path = tmp_path / "v5.db"
-    monkeypatch.setattr(bot.db, "migrations", lambda: shipped[:5])
+    monkeypatch.setattr(bot.storage.db, "migrations", lambda: shipped[:5])
     db = await Database.open(path)
     async with db.transaction() as conn:
         await conn.execute(
@@ -468,7 +470,7 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
     await db.close()
     assert user_version(path) == 5
 
-    monkeypatch.setattr(bot.db, "migrations", lambda: shipped)
+    monkeypatch.setattr(bot.storage.db, "migrations", lambda: shipped)
     db = await Database.open(path)
     try:
         assert await db.schema_version() == len(shipped) >= 6

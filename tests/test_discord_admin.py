@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
+from bot.accounting.policy import SETTINGS
+from bot.accounting.quota import next_month_start
 from bot.dashscope.models import MODELS
 from bot.jobs.model import JobState
-from bot.limits import next_month_start
-from bot.policy import SETTINGS
 from tests.discord_env import BotEnv, bot_env, imagine, replies, reply_text
 from tests.fakediscord.constants import Perm
 from tests.fakediscord.payloads import role as role_payload

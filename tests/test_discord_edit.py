@@ -9,8 +9,8 @@ import pytest
 import pytest_asyncio
 
 from bot.dashscope.models import Kind
-from bot.images import data_uri_bytes
 from bot.jobs.model import JobState
+from bot.media.inputs import data_uri_bytes
 from tests.discord_env import (
     BotEnv,
     bot_env,

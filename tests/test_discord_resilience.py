@@ -11,8 +11,8 @@ from typing import Any
 import discord
 
 from bot.dashscope.requests import ImageRequest
-from bot.discord_delivery import post_status
-from bot.jobs.delivery import DeliveredImage
+from bot.discord_ui.delivery import post_status
+from bot.dispatch.delivery import DeliveredImage
 from bot.jobs.model import Job, JobState, NewJob
 from tests.discord_env import (
     BotEnv,

@@ -14,7 +14,7 @@ import discord
 import pytest_asyncio
 from discord.ext import commands
 
-from bot.discord_app import COGS, WanTranslator
+from bot.discord_ui.app import COGS, WanTranslator
 from bot.i18n import COMMAND_ZH, MESSAGES
 
 # Discord's rule for slash-command and option names (CHAT_INPUT): 1-32 lowercase letters (any
@@ -134,7 +134,7 @@ def test_the_start_up_heap_is_frozen_only_in_a_process_the_bot_owns() -> None:
     program (these tests) leaves that program's collector alone."""
     code = (
         "import gc, logging; logging.basicConfig(level=logging.INFO)\n"
-        "from bot.discord_app import freeze_heap\n"
+        "from bot.discord_ui.app import freeze_heap\n"
         "assert gc.get_freeze_count() == 0\n"
         "freeze_heap()\n"
         "print(gc.get_freeze_count())\n"

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.dashscope.errors import DownloadError
-from bot.downloads import DEFAULT_MAX_BYTES, MAX_REDIRECTS, ResultFetcher
+from bot.media.downloads import DEFAULT_MAX_BYTES, MAX_REDIRECTS, ResultFetcher
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SIGNED = "?Expires=1700000000&OSSAccessKeyId=LTAIkey&Signature=s3cr3tSIG"

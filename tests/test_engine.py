@@ -14,11 +14,11 @@ import pytest
 
 from bot.dashscope.errors import DownloadError
 from bot.dashscope.retry import NO_RETRIES
-from bot.downloads import Download, ResultFetcher
+from bot.dispatch.delivery import DeliveryError, FileDelivery
+from bot.dispatch.engine import EngineStopping
 from bot.i18n import text
-from bot.jobs.delivery import DeliveryError, FileDelivery
-from bot.jobs.engine import EngineStopping
 from bot.jobs.model import Job, JobState
+from bot.media.downloads import Download, ResultFetcher
 from tests.engine_helpers import (
     DIRECT,
     FAST,

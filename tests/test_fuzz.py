@@ -33,6 +33,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bot import images
+from bot.accounting.policy import SETTINGS, validate_value
 from bot.config import ConfigError, load_settings, parse_prices
 from bot.dashscope.client import DashScopeClient, _decode, _error_from, _parse, _task_path
 from bot.dashscope.errors import DashScopeError, ResponseFormatError, error_from_response
@@ -48,11 +49,10 @@ from bot.dashscope.results import (
     parse_time,
 )
 from bot.dashscope.retry import NO_RETRIES, retry_after_seconds
-from bot.discord_render import JOB_BUTTON_TEMPLATE, thread_name
+from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, thread_name
+from bot.errors import InputRejected
 from bot.i18n import lang_for
-from bot.images import data_uri_bytes, prepare_image
-from bot.policy import SETTINGS, validate_value
-from bot.problems import InputRejected
+from bot.media.inputs import data_uri_bytes, prepare_image
 from bot.simulator import rules as sim_rules
 from bot.simulator.errors import ApiError
 from bot.simulator.inputs import decode_image
@@ -512,7 +512,7 @@ def test_parse_prices(text: str) -> None:
     assert all(name in MODELS and 0 <= price < 1000 for name, price in table.items())
 
 
-# --- server settings (bot/policy.py) ---------------------------------------------------------
+# --- server settings (bot/accounting/policy.py) ---------------------------------------------------------
 
 
 @FAST

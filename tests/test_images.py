@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from bot import images
-from bot.images import PreparedImage, data_uri_bytes, prepare_image
-from bot.problems import InputRejected
+from bot.errors import InputRejected
+from bot.media.inputs import PreparedImage, data_uri_bytes, prepare_image
 
 # --- helpers ----------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ import pytest
 
 from bot.dashscope.requests import ImageRequest, validate
 from bot.dashscope.results import GeneratedImage, ImageFailure, TaskResult, TaskState
-from bot.db import Database
 from bot.jobs.model import (
     STATE_TIME_COLUMN,
     TERMINAL,
@@ -26,6 +25,7 @@ from bot.jobs.model import (
     NewJob,
 )
 from bot.jobs.store import JobStore
+from bot.storage.db import Database
 from tests.engine_helpers import FakeClock, image_request, new_job
 
 Q, S, R, D = JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
+from bot.accounting.quota import DAY, Limits, Quota, QuotaExceeded, micros, relative_time
 from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
-from bot.limits import DAY, Limits, Quota, QuotaExceeded, micros, relative_time
+from bot.storage.db import Database
 from tests.engine_helpers import NO_LIMITS, FakeClock, assert_ledger_balanced, new_job
 
 

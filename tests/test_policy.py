@@ -16,12 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.dashscope.models import MODELS
-from bot.dashscope.requests import ImageRequest
-from bot.db import Database
-from bot.discord_flow import place_of
-from bot.limits import Limits, limits_of, policy_defaults
-from bot.policy import (
+from bot.accounting.policy import (
     SERVER,
     SETTINGS,
     Effective,
@@ -31,7 +26,12 @@ from bot.policy import (
     apply_policy,
     validate_value,
 )
-from bot.problems import InputRejected
+from bot.accounting.quota import Limits, limits_of, policy_defaults
+from bot.dashscope.models import MODELS
+from bot.dashscope.requests import ImageRequest
+from bot.discord_ui.launcher import place_of
+from bot.errors import InputRejected
+from bot.storage.db import Database
 from tests.engine_helpers import FakeClock
 
 GUILD = 500
@@ -641,9 +641,9 @@ def test_forced_options(option: str) -> None:
 
 
 def test_an_allow_list_without_a_default_picks_the_first_allowed_model_of_the_kind():
+    from bot.accounting.policy import Effective, Place, Policy, apply_policy
+    from bot.accounting.quota import Limits, policy_defaults
     from bot.dashscope.requests import ImageRequest
-    from bot.limits import Limits, policy_defaults
-    from bot.policy import Effective, Place, Policy, apply_policy
 
     values = {k: Effective(v, "default") for k, v in policy_defaults(Limits()).items()}
     values["allowed_models"] = Effective("wan2.5-i2i-preview,wan2.2-t2i-flash", "server")

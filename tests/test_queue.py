@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.jobs.engine import EngineConfig
+from bot.dispatch.engine import EngineConfig
+from bot.dispatch.queue import FairQueue
 from bot.jobs.model import JobState
-from bot.jobs.queue import FairQueue
 from tests.engine_helpers import (
     FAST,
     MODEL,

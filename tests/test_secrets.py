@@ -41,9 +41,9 @@ import pytest_asyncio
 from bot.config import ConfigError, load_settings
 from bot.dashscope import AuthenticationError, DashScopeClient
 from bot.dashscope.retry import NO_RETRIES
-from bot.downloads import ResultFetcher
-from bot.gateway import dashscope_target
 from bot.logs import REDACTED
+from bot.media.downloads import ResultFetcher
+from bot.runtime.target import dashscope_target
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.discord_env import png
 from tests.fakediscord import FakeDiscord

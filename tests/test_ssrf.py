@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.discord_flow import discord_cdn_url
+from bot.discord_ui.attachments import discord_cdn_url
 from bot.jobs.model import Job, JobState
 from tests.discord_env import (
     BotEnv,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest, build_body, validate
-from bot.problems import InputRejected
+from bot.errors import InputRejected
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 URL_IMAGE = "https://img.alicdn.com/imgextra/i3/O1CN0157XGE51l6iL9441yX_!!6000000004770-49-tps-1104-1472.webp"

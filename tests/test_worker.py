@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from bot.db import Database
+from bot.accounting.quota import Quota
 from bot.jobs.store import JobStore
-from bot.limits import Quota
 from bot.simulator import SimulatorThread
+from bot.storage.db import Database
 from tests.conftest import ROOT, SIM_KEY, run_cli
 from tests.engine_helpers import NO_LIMITS, assert_ledger_balanced, new_job
 

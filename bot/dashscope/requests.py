@@ -20,7 +20,7 @@ from bot.dashscope.models import (
     SideRange,
     format_size,
 )
-from bot.problems import InputRejected, Problem
+from bot.errors import InputRejected, Problem
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[*xX×]\s*(\d{1,5})\s*$")
 # Newlines and tabs are ordinary in prompts; the other control characters are not.

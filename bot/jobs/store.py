@@ -10,7 +10,6 @@ from typing import Any
 import aiosqlite
 
 from bot.dashscope.results import TaskResult
-from bot.db import Database, call
 from bot.jobs.model import (
     STATE_TIME_COLUMN,
     IllegalTransition,
@@ -20,6 +19,7 @@ from bot.jobs.model import (
     ResultImage,
     check_transition,
 )
+from bot.storage.db import Database, call
 
 # Columns a transition may set besides the state and its timestamp.
 _UPDATABLE = {

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from PIL import Image, ImageDraw
 
-from bot.db import Database
-from bot.limits import month_start
+from bot.accounting.quota import month_start
+from bot.storage.db import Database
 
 PERIODS = ("today", "7d", "30d", "this month")
 DAY = 86400.0

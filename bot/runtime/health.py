@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.jobs.engine import Engine
+from bot.dispatch.engine import Engine
 
 
 def health_app(engine: Engine) -> web.Application:

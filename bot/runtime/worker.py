@@ -14,10 +14,10 @@ import signal
 from pathlib import Path
 
 from bot.config import Settings
-from bot.health import start_health
-from bot.jobs.delivery import FileDelivery
-from bot.jobs.pacing import wait_for_event
-from bot.services import services
+from bot.dispatch.delivery import FileDelivery
+from bot.dispatch.waiting import wait_for_event
+from bot.runtime.health import start_health
+from bot.runtime.services import services
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from bot.dashscope.models import INPUT_MAX_BYTES, INPUT_MAX_SIDE, INPUT_MIN_SIDE
-from bot.problems import InputRejected
+from bot.errors import InputRejected
 
 # Formats we can read and turn into something DashScope accepts.
 READABLE = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO", "TIFF"}

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from bot.accounting.quota import Quota
 from bot.dashscope.client import DashScopeClient, raise_for_task
 from bot.dashscope.errors import (
     BadRequestError,
@@ -32,16 +33,17 @@ from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dashscope.retry import NO_RETRIES
-from bot.db import Database
-from bot.downloads import ResultFetcher
+from bot.dispatch.delivery import DeliveredImage, DeliveryError, DeliveryPort
+from bot.dispatch.durations import Durations
+from bot.dispatch.metrics import Metrics
+from bot.dispatch.poller import Poller, Tracked
+from bot.dispatch.queue import FairQueue
+from bot.dispatch.ratelimit import RateLimiter
+from bot.dispatch.waiting import wait_for_event
 from bot.i18n import lang_for, text
-from bot.jobs.delivery import DeliveredImage, DeliveryError, DeliveryPort
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
-from bot.jobs.pacing import Durations, RateLimiter, wait_for_event
-from bot.jobs.poller import Poller, Tracked
-from bot.jobs.queue import FairQueue
-from bot.limits import Quota
-from bot.metrics import Metrics
+from bot.media.downloads import ResultFetcher
+from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from bot.config import Settings
 from bot.dashscope import AuthenticationError, DashScopeClient, DashScopeError
 from bot.dashscope.models import region_of_base_url
 from bot.dashscope.retry import NO_RETRIES
-from bot.db import Database, DatabaseError
+from bot.storage.db import Database, DatabaseError
 
 OK, PROBLEM = "ok  ", "FIX "
 

@@ -21,11 +21,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.discord_delivery import DiscordDelivery
-from bot.discord_flow import JobLauncher, respond, respond_error
+from bot.discord_ui.delivery import DiscordDelivery
+from bot.discord_ui.launcher import JobLauncher
+from bot.discord_ui.replies import respond, respond_error
+from bot.errors import InputRejected
 from bot.i18n import COMMAND_ZH, lang_for, text
-from bot.problems import InputRejected
-from bot.services import Services, services
+from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import httpx
 
+from bot.accounting.quota import Limits, Quota
 from bot.config import Settings
 from bot.dashscope import DashScopeClient
-from bot.db import Database
-from bot.downloads import ResultFetcher
-from bot.gateway import dashscope_target
-from bot.jobs.delivery import DeliveryPort
-from bot.jobs.engine import Engine, EngineConfig
+from bot.dispatch.delivery import DeliveryPort
+from bot.dispatch.engine import Engine, EngineConfig
 from bot.jobs.store import JobStore
-from bot.limits import Limits, Quota
+from bot.media.downloads import ResultFetcher
+from bot.runtime.target import dashscope_target
+from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import aiosqlite
 
 from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest, parse_size, size_problem
-from bot.db import Database, call, first
-from bot.problems import InputRejected, Problem
+from bot.errors import InputRejected, Problem
+from bot.storage.db import Database, call, first
 
 SERVER = 0  # role_id of a server-wide value
 _GUILD_ROWS = "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?"

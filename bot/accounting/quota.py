@@ -21,11 +21,11 @@ from typing import Any
 
 import aiosqlite
 
-from bot.db import Database, call
+from bot.accounting.policy import LIMIT_SETTINGS, Policy, PolicyStore
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.policy import LIMIT_SETTINGS, Policy, PolicyStore
+from bot.storage.db import Database, call
 
 DAY = 24 * 3600.0
 

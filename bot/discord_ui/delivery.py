@@ -19,15 +19,15 @@ from typing import Any, TypeVar
 import discord
 from PIL import Image
 
-from bot.discord_render import (
+from bot.discord_ui.render import (
     result_embed,
     result_view,
     status_content,
     status_view,
     thread_name,
 )
+from bot.dispatch.delivery import DeliveredImage, DeliveryError
 from bot.i18n import Lang, lang_for
-from bot.jobs.delivery import DeliveredImage, DeliveryError
 from bot.jobs.model import Job, JobState
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ IMMEDIATE, so a read-then-write cannot interleave with another writer), `fetchon
 for reads. The SQL is kept portable (no SQLite-only upserts beyond ON CONFLICT) so the store can
 move to PostgreSQL when the bot runs as several processes.
 
-Migrations are `bot/migrations/NNNN_name.sql`, applied in order, each in one transaction that
+Migrations are `bot/storage/migrations/NNNN_name.sql`, applied in order, each in one transaction that
 also sets `PRAGMA user_version`. A database newer than the code is refused with a clear error.
 """
 
@@ -201,7 +201,7 @@ class DatabaseError(Exception):
 def migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) for every migration shipped with the code, in order."""
     found = []
-    for entry in resources.files("bot.migrations").iterdir():
+    for entry in resources.files("bot.storage.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))

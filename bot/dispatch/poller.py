@@ -28,8 +28,10 @@ from datetime import UTC, datetime
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.errors import DashScopeError, RateLimitedError
 from bot.dashscope.results import TaskResult, TaskState
-from bot.jobs.pacing import Durations, RateLimiter, wait_for_event
-from bot.metrics import Metrics
+from bot.dispatch.durations import Durations
+from bot.dispatch.metrics import Metrics
+from bot.dispatch.ratelimit import RateLimiter
+from bot.dispatch.waiting import wait_for_event
 
 log = logging.getLogger(__name__)
 

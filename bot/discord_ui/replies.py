@@ -1,0 +1,71 @@
+"""Answering an interaction: ephemeral replies, the "queued" note, and refusals in words."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.accounting.quota import QuotaExceeded
+from bot.dashscope.errors import DashScopeError
+from bot.discord_ui.launcher import CannotPost
+from bot.dispatch.engine import EngineStopping
+from bot.errors import InputRejected
+from bot.i18n import Lang, lang_for, text
+from bot.jobs.model import Job
+
+log = logging.getLogger(__name__)
+
+
+def relative_timestamp(moment: float) -> str:
+    """Discord shows `<t:…:R>` as "in 3 hours" in each reader's own language and clock."""
+    return f"<t:{int(moment)}:R>"
+
+
+def refusal_text(error: BaseException, lang: Lang) -> str | None:
+    """The user-facing words for a domain error, or None for an unexpected one."""
+    if isinstance(error, InputRejected):
+        return error.user_message(lang)
+    if isinstance(error, QuotaExceeded):
+        return error.user_message(lang, relative_timestamp)
+    if isinstance(error, DashScopeError):
+        return error.user_message(lang)
+    if isinstance(error, EngineStopping):
+        return text("reply.stopping", lang)
+    if isinstance(error, CannotPost):
+        return text("reply.cannot_post", lang)
+    return None
+
+
+async def respond(interaction: discord.Interaction, content: str, **kwargs: object) -> None:
+    """Reply ephemerally, whether or not the interaction was acknowledged already."""
+    if interaction.response.is_done():
+        await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+    else:
+        await interaction.response.send_message(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+
+
+async def tell_queued(
+    interaction: discord.Interaction, lang: Lang, job: Job, status: discord.Message
+) -> None:
+    """The private "queued, here is the link" answer. The job is already queued and its public
+    status message posted, so a failure here (say the interaction token expired) is only
+    logged: telling the user "something went wrong" would be false."""
+    try:
+        await interaction.followup.send(
+            text("reply.queued", lang, job_id=job.id, link=status.jump_url), ephemeral=True
+        )
+    except discord.HTTPException as exc:
+        log.warning("job %s: could not send the queued note (%s); the job goes on", job.id, exc)
+
+
+async def respond_error(interaction: discord.Interaction, error: BaseException) -> None:
+    lang = lang_for(str(interaction.locale))
+    message = refusal_text(error, lang)
+    if message is None:
+        log.error("unexpected error in an interaction", exc_info=error)
+        message = text("reply.error", lang)
+    try:
+        await respond(interaction, message)
+    except (discord.HTTPException, RuntimeError) as exc:  # token expired, or shutting down
+        log.warning("could not tell the user about an error: %s", exc)
