@@ -15,7 +15,7 @@ import pytest_asyncio
 from discord.ext import commands
 
 from bot.discord_ui.app import COGS, WanTranslator
-from bot.i18n import COMMAND_ZH, MESSAGES
+from bot.i18n import SOURCE, catalogues
 
 # Discord's rule for slash-command and option names (CHAT_INPUT): 1-32 lowercase letters (any
 # script), digits, '-' or '_'. Context-menu names: 1-32 characters, spaces and capitals allowed.
@@ -110,22 +110,19 @@ def assert_option_lists(options: list[dict[str, Any]], where: str) -> None:
         assert_option_lists(option.get("options") or [], f"{where}.{option['name']}")
 
 
-async def test_every_command_string_has_a_chinese_translation(
+async def test_every_command_string_is_translated_in_every_catalogue(
     payloads: list[dict[str, Any]],
 ) -> None:
-    for command in payloads:
-        assert command["name_localizations"].get("zh-CN"), command["name"]
-        for path, option in walk_options(command.get("options") or [], command["name"]):
-            assert option["name_localizations"].get("zh-CN"), path
-            assert option["description_localizations"].get("zh-CN"), path
-    assert all(value.strip() for value in COMMAND_ZH.values())
-
-
-def test_every_message_has_both_languages_with_the_same_placeholders() -> None:
-    fields = re.compile(r"{(\w+)")
-    for key, entry in MESSAGES.items():
-        assert set(entry) == {"en", "zh"}, key
-        assert set(fields.findall(entry["en"])) == set(fields.findall(entry["zh"])), key
+    for lang, catalogue in catalogues().items():
+        if lang == SOURCE:
+            continue
+        for locale in catalogue.discord_locales:
+            for command in payloads:
+                assert command["name_localizations"].get(locale), (locale, command["name"])
+                for path, option in walk_options(command.get("options") or [], command["name"]):
+                    assert option["name_localizations"].get(locale), (locale, path)
+                    assert option["description_localizations"].get(locale), (locale, path)
+        assert all(value.strip() for value in catalogue.commands.values()), lang
 
 
 def test_the_start_up_heap_is_frozen_only_in_a_process_the_bot_owns() -> None:

@@ -25,7 +25,7 @@ from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
 from bot.discord_ui.replies import respond, respond_error
 from bot.errors import InputRejected
-from bot.i18n import COMMAND_ZH, lang_for, text
+from bot.i18n import command_text, lang_for, text
 from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def invite_url(application_id: int | None) -> str:
 
 
 class WanTranslator(app_commands.Translator):
-    """Command names, options and descriptions in Simplified Chinese for zh clients."""
+    """Command names, options and descriptions in each catalogue's language (`[commands]`)."""
 
     async def translate(
         self,
@@ -77,9 +77,7 @@ class WanTranslator(app_commands.Translator):
         locale: discord.Locale,
         context: app_commands.TranslationContextTypes,
     ) -> str | None:
-        if locale in (discord.Locale.chinese, discord.Locale.taiwan_chinese):
-            return COMMAND_ZH.get(string.message)
-        return None
+        return command_text(string.message, locale.value)
 
 
 class WanTree(app_commands.CommandTree["WanBot"]):
