@@ -144,7 +144,7 @@ def validate_value(spec: SettingSpec, raw: str) -> str:
 
 def _expected(spec: SettingSpec) -> tuple[str, dict[str, object]]:
     """The message key (under admin.expected.) and bounds of a numeric setting."""
-    bounds = {"low": f"{spec.low or 0:.0f}", "high": f"{spec.high or 0:.0f}"}
+    bounds: dict[str, object] = {"low": f"{spec.low or 0:.0f}", "high": f"{spec.high or 0:.0f}"}
     if spec.kind == "money":
         return "money", bounds
     return ("number_unlimited" if spec.order == _ZERO_MAX else "number"), bounds

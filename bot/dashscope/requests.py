@@ -68,7 +68,11 @@ def parse_size(size: str) -> tuple[int, int] | None:
 def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
     """Why W×H is not allowed for this model, or None."""
     size = format_size(width, height)
-    common = {"size": size, "model": spec.name, "recommended": spec.recommended_text()}
+    common: dict[str, object] = {
+        "size": size,
+        "model": spec.name,
+        "recommended": spec.recommended_text(),
+    }
     rule = spec.size_rule
     if (width, height) in spec.recommended_sizes:
         # The docs recommend 1104*1472 and 960*1696 (and their transposes) for wan2.6/2.5 t2i,

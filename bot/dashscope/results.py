@@ -209,7 +209,8 @@ def parse_task(body: dict[str, Any], *, default_state: TaskState | None = None) 
     state = TaskState.parse(raw_state) if raw_state is not None else default_state
     assert state is not None
     images, failures = _images_and_failures(output)
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    raw_usage = body.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     known = {"task_id", "task_status", "results", "choices", "task_metrics", "code", "message"}
     return TaskResult(
         state=state,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 
@@ -37,12 +38,12 @@ def refusal_text(error: BaseException, lang: Lang) -> str | None:
     return None
 
 
-async def respond(interaction: discord.Interaction, content: str, **kwargs: object) -> None:
+async def respond(interaction: discord.Interaction, content: str, **kwargs: Any) -> None:
     """Reply ephemerally, whether or not the interaction was acknowledged already."""
     if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+        await interaction.followup.send(content, ephemeral=True, **kwargs)
     else:
-        await interaction.response.send_message(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+        await interaction.response.send_message(content, ephemeral=True, **kwargs)
 
 
 async def tell_queued(

@@ -223,7 +223,7 @@ class JobStore:
     async def save_results(
         self, conn: aiosqlite.Connection, job_id: int, result: TaskResult, expires_at: float
     ) -> None:
-        rows = [
+        rows: list[tuple[int, int, str | None, float | None, str | None, str | None]] = [
             (job_id, i, image.url, expires_at, None, None) for i, image in enumerate(result.images)
         ]
         offset = len(rows)

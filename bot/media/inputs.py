@@ -118,7 +118,8 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
         # native-order modes (I;16B raises "image has wrong mode"), so widen to "I" first.
         image = image.convert("I")
         extrema = image.getextrema()
-        high = max(1, int(extrema[1]) if isinstance(extrema, tuple) else 1)
+        top = extrema[1] if isinstance(extrema, tuple) else 1
+        high = max(1, int(top) if isinstance(top, int | float) else 1)
         eight = image.point(lambda v: v * 255 / high).convert("L")
         return eight.convert("RGB"), "converted to 8-bit colour"
     return image.convert("RGB"), "converted to RGB colour"

@@ -72,12 +72,12 @@ def decode_image(data: bytes, position: int) -> InputImage:
         raise _invalid_format(f"image {position} is a PNG with an alpha channel")
     try:
         image.draft("RGB", (KEPT_SIDE, KEPT_SIDE))
-        image = image.convert("RGB")
+        converted = image.convert("RGB")
     except Exception:  # a decoder may fail in many ways on hostile bytes
         raise _invalid_format(f"image {position} is truncated or corrupt") from None
-    image.thumbnail((KEPT_SIDE, KEPT_SIDE))
+    converted.thumbnail((KEPT_SIDE, KEPT_SIDE))
     out = io.BytesIO()
-    image.save(out, "PNG", compress_level=1)
+    converted.save(out, "PNG", compress_level=1)
     return InputImage(width, height, source_format, out.getvalue())
 
 

@@ -92,9 +92,10 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
         prompt = _message_text(payload)
         negative = params.get("negative_prompt")
     else:
-        prompt = payload.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
+        raw_prompt = payload.get("prompt")
+        if not isinstance(raw_prompt, str) or not raw_prompt.strip():
             raise parameter_invalid("prompt")
+        prompt = raw_prompt
         negative = payload.get("negative_prompt")
     if len(prompt) > spec.prompt_limit:
         if spec.reject_long_prompt:
