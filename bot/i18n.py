@@ -318,6 +318,8 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "{images} 张图片 · 完成 {done}、失败 {failed}、取消 {cancelled} · 约 {cost:.2f} {currency}",
     },
     "admin.usage_top": {"en": "Top members", "zh": "用量最多的成员"},
+    "admin.usage_chart_images": {"en": "images", "zh": "图片"},
+    "admin.usage_chart_cost": {"en": "cost ({currency})", "zh": "费用（{currency}）"},
     "admin.period.today": {"en": "today", "zh": "今天"},
     "admin.period.7d": {"en": "the last 7 days", "zh": "最近 7 天"},
     "admin.period.30d": {"en": "the last 30 days", "zh": "最近 30 天"},
