@@ -6,7 +6,6 @@ from many members never take a server past its image cap or its budget."""
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,10 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from bot.accounting.quota import Limits, Quota, QuotaExceeded, month_start, next_month_start
-from bot.accounting.usage import PERIODS, DayUsage, period_bounds, usage_chart, usage_report
+from bot.accounting.usage import PERIODS, period_bounds, usage_report
 from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
@@ -348,17 +346,6 @@ def test_period_bounds() -> None:
     assert PERIODS == ("today", "7d", "30d", "this month")
     with pytest.raises(ValueError, match="unknown period 'year'"):
         period_bounds("year", now)
-
-
-@pytest.mark.parametrize("count", [1, 7, 31])
-def test_usage_chart_is_a_png(count: int) -> None:
-    days = [DayUsage(f"2026-03-{k + 1:02d}", k % 5, round(k * 0.13, 2)) for k in range(count)]
-    data = usage_chart(days, "CNY")
-    with Image.open(io.BytesIO(data)) as image:
-        assert (image.format, image.size) == ("PNG", (720, 300))
-    # An empty period still draws.
-    with Image.open(io.BytesIO(usage_chart([DayUsage("2026-03-01", 0, 0.0)], "USD"))) as image:
-        assert image.format == "PNG"
 
 
 # --- concurrency: a server cap is never overrun -------------------------------------------------

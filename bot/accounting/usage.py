@@ -1,14 +1,11 @@
 """Usage reports for admins: images, jobs by outcome and estimated cost, per member or server,
-with a small PNG chart of images and cost per day. Figures come from the ledger, the same rows
-the budget is checked against, so a report and a refusal never disagree."""
+and the images and cost of each day (bot.accounting.chart draws them). Figures come from the
+ledger, the same rows the budget is checked against, so a report and a refusal never disagree."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from PIL import Image, ImageDraw
 
 from bot.accounting.quota import month_start
 from bot.storage.db import Database
@@ -100,33 +97,3 @@ async def usage_report(
         top=top,
         days=days,
     )
-
-
-def usage_chart(days: list[DayUsage], currency: str, width: int = 720, height: int = 300) -> bytes:
-    """Bars for images per day, a line for cost per day; a PNG."""
-    image = Image.new("RGB", (width, height), (30, 31, 36))
-    draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 48, width - 56, 24, height - 36
-    max_images = max([d.images for d in days] + [1])
-    max_cost = max([d.cost for d in days] + [0.01])
-    draw.line([(left, bottom), (right, bottom)], fill=(120, 120, 130))
-    draw.text((left, 4), f"images/day (max {max_images})", fill=(110, 160, 255))
-    draw.text((right - 150, 4), f"cost/day (max {max_cost:.2f} {currency})", fill=(255, 190, 90))
-    slot = (right - left) / max(1, len(days))
-    points = []
-    for index, day in enumerate(days):
-        x0 = left + index * slot + slot * 0.15
-        x1 = left + (index + 1) * slot - slot * 0.15
-        bar = (bottom - top) * day.images / max_images
-        if day.images:
-            draw.rectangle([x0, bottom - bar, x1, bottom], fill=(90, 130, 240))
-        points.append(((x0 + x1) / 2, bottom - (bottom - top) * day.cost / max_cost))
-        if len(days) <= 10 or index % max(1, len(days) // 6) == 0:
-            draw.text((x0, bottom + 6), day.day[5:], fill=(170, 170, 180))
-    if len(points) > 1:
-        draw.line(points, fill=(255, 180, 70), width=2)
-    for x, y in points:
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(255, 180, 70))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
