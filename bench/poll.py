@@ -61,7 +61,7 @@ from bot.jobs.store import JobStore
 from bot.simulator import SimulatorConfig, SimulatorThread
 from bot.storage.db import Database
 
-ACCOUNT_QUERY_BUDGET = 20  # task queries per second per account (reference §12.1)
+ACCOUNT_QUERY_BUDGET = 20  # task queries per second per account (docs/dashscope.md §Rate limits)
 ENGINE_QUERY_RATE = 10.0
 GOAL_QUERIES_PER_TASK = 2.0
 GOAL_NOTICE_P95 = 1.0

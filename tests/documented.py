@@ -1,16 +1,16 @@
-"""Bodies copied from the DashScope docs and captures (../shared/reference/dashscope-api.md).
+"""Bodies copied from the DashScope docs and captures; each § names a section of docs/dashscope.md.
 
 Result URLs point at the scripted server's `/files/result.png` ("{root}" is replaced by it).
 """
 
 RESULT = "{root}/files/result.png?Expires=1700000000&OSSAccessKeyId=x&Signature=y"
 
-SUBMITTED = {  # §7.2
+SUBMITTED = {  # §Tasks
     "output": {"task_status": "PENDING", "task_id": "0385dc79-5ff8-4d82-bcb6-xxxxxx"},
     "request_id": "4909100c-7b5a-9f92-bfe5-xxxxxx",
 }
 
-SYNC_SUCCESS = {  # §4.2, the seed page
+SYNC_SUCCESS = {  # §Results, a synchronous answer
     "output": {
         "choices": [
             {
@@ -30,12 +30,12 @@ SYNC_SUCCESS = {  # §4.2, the seed page
     "request_id": "815505c6-7c3d-49d7-b197-xxxxxx",
 }
 
-PENDING = {  # §8.1
+PENDING = {  # §Tasks
     "request_id": "c4f11410-ea42-4996-957d-9c82f9xxxxxx",
     "output": {"task_id": "f470bbfd-d955-4165-935b-d35b8eexxxxxx", "task_status": "PENDING"},
 }
 
-RUNNING = {  # §8.2, a capture
+RUNNING = {  # §Tasks, a capture
     "request_id": "edbd4e81-d37b-97f1-9857-d7394829dd0f",
     "output": {
         "task_id": "9e2b6ef6-285d-4efa-8651-4dbda7d571fa",
@@ -46,7 +46,7 @@ RUNNING = {  # §8.2, a capture
     },
 }
 
-SUCCEEDED_CHOICES = {  # §5.2
+SUCCEEDED_CHOICES = {  # §Results, choices[]
     "request_id": "815505c6-7c3d-49d7-b197-xxxxxx",
     "output": {
         "task_id": "f470bbfd-d955-4165-935b-d35b8exxxxxx",
@@ -71,7 +71,7 @@ SUCCEEDED_CHOICES = {  # §5.2
     },
 }
 
-SUCCEEDED_RESULTS = {  # §8.3
+SUCCEEDED_RESULTS = {  # §Results, results[]
     "request_id": "d1f2a1be-9c58-48af-b43f-xxxxxx",
     "output": {
         "task_id": "7f4836cd-1c47-41b3-b3a4-xxxxxx",
@@ -91,7 +91,7 @@ SUCCEEDED_RESULTS = {  # §8.3
     "usage": {"image_count": 1},
 }
 
-PARTIAL = {  # §8.4
+PARTIAL = {  # §Results, partial failure
     "request_id": "85eaba38-0185-99d7-8d16-xxxxxx",
     "output": {
         "task_id": "86ecf553-d340-4e21-af6e-xxxxxx",
@@ -109,7 +109,7 @@ PARTIAL = {  # §8.4
     "usage": {"image_count": 1},
 }
 
-FAILED = {  # §8.5
+FAILED = {  # §Tasks
     "request_id": "e5d70b02-ebd3-98ce-9fe8-759d7d7b107d",
     "output": {
         "task_id": "86ecf553-d340-4e21-af6e-xxxxxx",
@@ -120,7 +120,7 @@ FAILED = {  # §8.5
     },
 }
 
-FAILED_MODERATION = {  # §11.3: every output image blocked
+FAILED_MODERATION = {  # §Moderation: every output image blocked
     "request_id": "e5d70b02-ebd3-98ce-9fe8-759d7d7b1000",
     "output": {
         "task_id": "86ecf553-d340-4e21-af6e-000000",
@@ -130,12 +130,12 @@ FAILED_MODERATION = {  # §11.3: every output image blocked
     },
 }
 
-UNKNOWN = {  # §8.6, a capture
+UNKNOWN = {  # §Tasks, a capture
     "request_id": "85c25460-6440-91a7-b14e-2978fe60bd0f",
     "output": {"task_id": "1111", "task_status": "UNKNOWN"},
 }
 
-LIST = {  # §9
+LIST = {  # §Task list
     "total": 2,
     "data": [
         {
@@ -172,9 +172,9 @@ LIST = {  # §9
     "page_size": 10,
 }
 
-CANCELLED_OK = {"request_id": "45ac7f13-xxxx-xxxx-xxxx-e03c35068d83"}  # §10
+CANCELLED_OK = {"request_id": "45ac7f13-xxxx-xxxx-xxxx-e03c35068d83"}  # §Cancel
 
-# (HTTP status, code, message) from §11.1 with the class each must map to.
+# (HTTP status, code, message) from §Errors with the class each must map to.
 ERRORS = [
     (401, "InvalidApiKey", "Invalid API-key provided.", "AuthenticationError"),
     (401, "InvalidApiKey", "No API-key provided.", "AuthenticationError"),

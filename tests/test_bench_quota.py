@@ -1,5 +1,5 @@
 """`python -m bench quota` runs end to end at a small size: its pacing process hands over every
-job, every accepted job is settled once, and the JSON says what the README quotes."""
+job, every accepted job is settled once, and the JSON says what bench/README.md quotes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """prepare_image: edit input images are checked and normalised, or refused with a clear reason.
 
 Every image is generated here with Pillow (or crafted byte by byte), so nothing is read from disk.
-The limits come from reference §7.1 / §12.3: JPEG/PNG (no alpha)/BMP/WEBP, each side 384–5000 px,
-and our own 7.5 MB cap (under 10 MB whether DashScope counts raw or base64 bytes).
+The limits come from docs/dashscope.md §Input images: JPEG/PNG (no alpha)/BMP/WEBP, each side
+384–5000 px, and our own 7.5 MB cap (under 10 MB whether DashScope counts raw or base64 bytes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Local validation of generation/edit requests, and the request bodies, against the reference.
+"""Local validation of generation/edit requests, and the request bodies, against the docs.
 
-All numbers below are copied from ../shared/reference/dashscope-api.md (§4.1, §6, §7.1, §12.3),
-not from bot.dashscope.models, so a wrong table in the code makes these tests fail.
+All numbers below are copied from docs/dashscope.md (§Endpoints, §Bodies, §Models), not from
+bot.dashscope.models, so a wrong table in the code makes these tests fail. Each § below names a
+section of docs/dashscope.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bot.errors import InputRejected
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 URL_IMAGE = "https://img.alicdn.com/imgextra/i3/O1CN0157XGE51l6iL9441yX_!!6000000004770-49-tps-1104-1472.webp"
 
-# --- the reference, restated --------------------------------------------------------------------
+# --- docs/dashscope.md, restated -----------------------------------------------------------------
 
 NEW_T2I = ["wan2.6-t2i", "wan2.5-t2i-preview"]  # total pixels in [1280², 1440²], ratio ≤ 4
 LEGACY_T2I = [  # each side in [512, 1440]
@@ -33,7 +34,7 @@ LEGACY_T2I = [  # each side in [512, 1440]
 ]
 EDIT = ["wan2.5-i2i-preview"]  # total pixels in [768², 1280²], ratio ≤ 4; 1–3 images
 
-PROMPT_LIMIT = {  # §4.1 (2,000/2,100: we take the stricter 2,000), §6, §7.1
+PROMPT_LIMIT = {  # §Models (wan2.6-t2i 2,000/2,100: we take the stricter 2,000)
     "wan2.6-t2i": 2000,
     "wan2.5-t2i-preview": 2000,
     "wan2.2-t2i-plus": 500,
@@ -55,13 +56,13 @@ SIZE_KEYS = {
 }
 
 T2I_RECOMMENDED = "1280*1280, 1104*1472, 1472*1104, 960*1696, 1696*960"
-# §4.1 recommends these, though 1104*1472 (1,625,088 px) and 960*1696 (1,628,160 px) fall just
+# §Models recommends these, though 1104*1472 (1,625,088 px) and 960*1696 (1,628,160 px) fall just
 # short of its own 1280*1280 floor: a documented size must be accepted as it stands.
 T2I_RECOMMENDED_SIZES = {(1104, 1472), (1472, 1104), (960, 1696), (1696, 960)}
 
 
 def documented_size_ok(model: str, width: int, height: int) -> bool:
-    """§4.1 / §12.3, written out independently of the module."""
+    """§Models, written out independently of the module."""
     ratio_ok = width <= 4 * height and height <= 4 * width
     if model in NEW_T2I:
         if (width, height) in T2I_RECOMMENDED_SIZES:
@@ -98,7 +99,7 @@ def check_message(req: ImageRequest, key: str, en: str, zh: str) -> None:
     assert error.user_message("zh") == zh
 
 
-def test_model_table_matches_the_reference():
+def test_model_table_matches_the_docs():
     assert set(MODELS) == set(NEW_T2I + LEGACY_T2I + EDIT)
     assert set(PROMPT_LIMIT) == set(MODELS)
 
@@ -183,7 +184,7 @@ def test_edit_sizes(size, ok):
 
 
 def test_edit_size_is_optional():
-    """Without size the output follows the last input image's aspect ratio (§7.1)."""
+    """Without size the output follows the last input image's aspect ratio (§Models)."""
     validated = validate(request("wan2.5-i2i-preview"))
     assert validated.size is None
     assert "size" not in build_body(validated)["parameters"]
@@ -261,7 +262,7 @@ def _with_examples(test):
     width=st.integers(min_value=1, max_value=6000),
     height=st.integers(min_value=1, max_value=6000),
 )
-def test_size_rule_matches_the_reference(model, width, height):
+def test_size_rule_matches_the_docs(model, width, height):
     req = request(model, size=f"{width}*{height}")
     if documented_size_ok(model, width, height):
         assert validate(req).size == f"{width}*{height}"
@@ -567,10 +568,10 @@ def test_validate_only_ever_raises_input_rejected(model, prompt, negative, size,
     assert validated.prompt == validated.prompt.strip() != ""
 
 
-# --- request bodies (§4.1, §6, §7.1) ---------------------------------------------------------------
+# --- request bodies (§Bodies) --------------------------------------------------------------------
 
 
-def test_body_wan26_matches_reference_4_1():
+def test_body_wan26_matches_the_messages_protocol():
     prompt = "A flower shop with exquisite windows, a beautiful wooden door, and flowers on display"
     body = build_body(
         validate(
@@ -600,7 +601,7 @@ def test_body_wan26_matches_reference_4_1():
     }
 
 
-def test_body_legacy_matches_reference_6():
+def test_body_legacy_matches_the_prompt_protocol():
     body = build_body(
         validate(
             ImageRequest(
@@ -638,7 +639,7 @@ def test_body_legacy_models_share_the_prompt_protocol(model):
     }
 
 
-def test_body_edit_matches_reference_7_1():
+def test_body_edit_matches_the_prompt_protocol_with_images():
     prompt = "将图1中的闹钟放置到图2的餐桌的花瓶旁边位置"
     images = (URL_IMAGE, "data:image/png;base64,iVBORw0KGgo...")
     body = build_body(
@@ -704,7 +705,7 @@ def test_wan26_body_has_exactly_one_text_item():
     assert "prompt" not in body["input"] and "images" not in body["input"]
 
 
-# --- endpoints (§3) ------------------------------------------------------------------------------
+# --- endpoints (§Endpoints) ----------------------------------------------------------------------
 
 ASYNC_PATHS = {
     "wan2.6-t2i": "/services/aigc/image-generation/generation",
@@ -720,7 +721,7 @@ SYNC_PATHS = {
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_endpoints_match_the_reference(model):
+def test_endpoints_match_the_docs(model):
     spec = MODELS[model]
     assert spec.async_path == ASYNC_PATHS[model]
     assert spec.sync_path == SYNC_PATHS.get(model)

@@ -156,7 +156,7 @@ class DashScopeClient:
         page_no: int = 1,
         page_size: int = 10,
     ) -> TaskPage:
-        """List the account's tasks (reference §9); the time range may span at most 24 h."""
+        """List the account's tasks (docs/dashscope.md §Task list); the range spans at most 24 h."""
         params: dict[str, str | int] = {"page_no": page_no, "page_size": page_size}
         if start is not None:
             params["start_time"] = _list_time(start)

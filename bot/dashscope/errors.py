@@ -2,7 +2,7 @@
 
 Every error carries the HTTP status, DashScope's code and message and the request id, and knows
 the message to show a user (`user_message(lang)`). `error_from_response` maps the documented
-codes (reference §11) onto the classes; an unknown code falls back on its HTTP status.
+codes (docs/dashscope.md §Errors) onto the classes; an unknown code falls back on its HTTP status.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class DownloadRefused(DownloadError):
     the size cap): asking again cannot succeed, so the image is dropped, not retried."""
 
 
-# Codes whose family is decided by a prefix (reference §11.1).
+# Codes whose family is decided by a prefix (docs/dashscope.md §Errors).
 _PREFIXES: tuple[tuple[str, type[DashScopeError]], ...] = (
     ("InvalidApiKey", AuthenticationError),
     ("NOT AUTHORIZED", AuthenticationError),
@@ -191,7 +191,7 @@ _BY_STATUS: dict[int, type[DashScopeError]] = {
 
 
 def content_subject(message: str) -> str:
-    """Which part moderation refused, from the wording DashScope used (§11.3)."""
+    """Which part moderation refused, from DashScope's wording (docs/dashscope.md §Moderation)."""
     lowered = message.lower()
     if "input or output" in lowered:
         return CONTENT_UNKNOWN

@@ -1,8 +1,9 @@
 """The Wan image models as data: where each is served, what it accepts, and the account limits.
 
-Sources: ../shared/reference/dashscope-api.md §4, §6, §7, §12. Where the docs disagree we take
-the stricter reading, so a request we send is valid under every reading (for example the
-wan2.6-t2i prompt limit is 2,100 in some mirrors and 2,000 in others: we allow 2,000).
+Sources: docs/dashscope.md §Regions, §Endpoints, §Models, §Input images and §Rate limits. Where
+the docs disagree we take the stricter reading, so a request we send is valid under every reading
+(for example the wan2.6-t2i prompt limit is 2,100 in some mirrors and 2,000 in others: we allow
+2,000).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ModelSpec:
     submit_rps: int = 5
     max_in_flight: int = 5
     regions: tuple[str, ...] = (BEIJING,)
-    # Without `size`, an edit keeps the aspect ratio of its last input image (§7.1).
+    # Without `size`, an edit keeps its last input image's aspect ratio (docs/dashscope.md §Models).
     size_optional: bool = False
 
     @property
@@ -199,8 +200,9 @@ DEFAULT_PRICES: dict[str, float] = {
 DEFAULT_TEXT_TO_IMAGE_MODEL = "wan2.6-t2i"
 DEFAULT_EDIT_MODEL = "wan2.5-i2i-preview"
 
-# Input images for edits (§7.1): each side 384–5000 px, at most 10 MB. Whether the 10 MB counts
-# raw or base64 bytes is unconfirmed, so we keep raw bytes under 7.5 MB: under 10 MB either way.
+# Input images for edits (docs/dashscope.md §Input images): each side 384–5000 px, at most 10 MB.
+# Whether the 10 MB counts raw or base64 bytes is unconfirmed, so we keep raw bytes under 7.5 MB:
+# under 10 MB either way.
 INPUT_MIN_SIDE = 384
 INPUT_MAX_SIDE = 5000
 INPUT_MAX_BYTES = 7_500_000

@@ -175,7 +175,7 @@ def validate(request: ImageRequest) -> ImageRequest:
 
 
 def build_body(request: ImageRequest) -> dict[str, Any]:
-    """The JSON body for the request's protocol (reference §4.1, §6, §7.1)."""
+    """The JSON body for the request's protocol (docs/dashscope.md §Bodies)."""
     spec = request.spec
     parameters: dict[str, Any] = {"n": request.n}
     if request.size is not None:

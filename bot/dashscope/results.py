@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-# Task times are "YYYY-MM-DD HH:mm:ss.SSS" in UTC+8 (confirmed for Beijing; assumed elsewhere).
+# Task times are "YYYY-MM-DD HH:mm:ss.SSS" in UTC+8: confirmed for Beijing, assumed elsewhere
+# (docs/dashscope.md §Wire).
 DASHSCOPE_TZ = timezone(timedelta(hours=8))
 
 
@@ -242,7 +243,8 @@ def parse_submitted(body: dict[str, Any]) -> SubmittedTask:
 
 
 def parse_task_page(body: dict[str, Any]) -> TaskPage:
-    """The list answer is flat, its items under `data` (reference §9); `tasks` is tolerated."""
+    """The list answer is flat, its items under `data`; `tasks` is tolerated too
+    (docs/dashscope.md §Task list)."""
     raw_items = body.get("data")
     if raw_items is None:
         raw_items = body.get("tasks")

@@ -14,7 +14,8 @@ class _Stats:
     low: float = math.inf
 
 
-# Before anything is learned: what the docs say a Wan task takes (seconds).
+# Before anything is learned: what the docs say a Wan task takes, in seconds
+# (docs/dashscope.md §Tasks).
 PRIOR_MEAN = {"text-to-image": 25.0, "edit": 45.0}
 PRIOR_LOW = 5.0  # no task has been seen finishing faster than this yet
 

@@ -1,7 +1,7 @@
 """Input images for edits: check them and make them acceptable to DashScope, or say what to change.
 
 DashScope takes JPEG, PNG (no alpha), BMP and WEBP, each side 384–5000 px, at most 10 MB
-(reference §7.1). We fix what can be fixed without changing what the user meant:
+(docs/dashscope.md §Input images). We fix what can be fixed without changing what the user meant:
 
 * transparency is flattened onto white, CMYK / 16-bit / palette images become 8-bit RGB,
 * EXIF rotation is applied, so the model sees the picture the way the user does,

@@ -1,4 +1,5 @@
-"""The DashScope routes under /api/v1: the four submit endpoints and the task API (§3)."""
+"""The DashScope routes under /api/v1: the four submit endpoints and the task API
+(docs/dashscope.md §Endpoints)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """DashScope error replies: the exception the handlers raise and the texts the service uses.
 
-Messages are verbatim from the reference (§11) where it has them, including the service's own
+Messages are verbatim from docs/dashscope.md §Errors where it has them, including the service's own
 spelling ("occured"); where the real text is unconfirmed the message says plainly what is wrong.
 """
 

@@ -1,4 +1,5 @@
-"""Input images of an edit: `data:` URIs or http(s) URLs, checked as the service documents (§7.1).
+"""Input images of an edit: `data:` URIs or http(s) URLs, checked as docs/dashscope.md §Input images
+says the service does.
 
 Formats JPEG, PNG (no alpha), BMP, WEBP; each side 384–5000 px; at most 10 MB decoded. What is
 kept is a downscaled copy, enough to render the edit from.

@@ -1,6 +1,7 @@
 """The Wan image models the simulator serves: routes, limits, size rules and typical durations.
 
-From the reference §1.1 (regions), §3 (routes), §4.1/§6/§7.1 (fields) and §12 (limits).
+From docs/dashscope.md §Regions, §Endpoints (routes), §Bodies and §Models (fields) and
+§Rate limits.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-model request validation, written from the reference (§4.1, §6, §7.1, §12.3).
+"""Per-model request validation, written from docs/dashscope.md §Bodies and §Models.
 
 Deliberately independent of the bot's own client: a shared misreading would hide itself.
 """

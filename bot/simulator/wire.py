@@ -1,4 +1,7 @@
-"""The JSON shapes of task output, usage, synchronous answers and list items (§4.2, §5.2, §8, §9)."""
+"""The JSON shapes of task output, usage, synchronous answers and list items.
+
+From docs/dashscope.md §Tasks, §Results and §Task list.
+"""
 
 from __future__ import annotations
 
