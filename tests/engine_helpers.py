@@ -20,10 +20,10 @@ import pytest
 from bot.accounting.quota import Limits, Quota
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.requests import ImageRequest
-from bot.dispatch.delivery import DeliveredImage, FileDelivery
-from bot.dispatch.engine import Engine, EngineConfig
 from bot.dispatch import engine as engine_module
 from bot.dispatch import poller as poller_module
+from bot.dispatch.delivery import DeliveredImage, FileDelivery
+from bot.dispatch.engine import Engine, EngineConfig
 from bot.jobs.model import TERMINAL, Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
