@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from bot import images
 from bot.errors import InputRejected
+from bot.media import inputs
 from bot.media.inputs import PreparedImage, data_uri_bytes, prepare_image
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_tiff_is_accepted_and_converted_to_png():
 
 def test_big_noisy_png_is_reencoded_as_jpeg_under_the_cap():
     data = encode(noise(1800, 1600), "PNG", compress_level=1)
-    assert len(data) > images.INPUT_MAX_BYTES
+    assert len(data) > inputs.INPUT_MAX_BYTES
     prepared = prepare_image(data)
     raw = assert_data_uri(prepared, "image/jpeg")
     assert len(raw) <= 7_500_000
@@ -259,10 +259,10 @@ def test_small_bmp_over_the_byte_cap_is_reencoded():
     """Uncompressed BMP over 7.5 MB: same pixels, smaller container."""
     image = Image.new("RGB", (2000, 1500), (30, 60, 90))
     data = encode(image, "BMP")
-    assert len(data) > images.INPUT_MAX_BYTES
+    assert len(data) > inputs.INPUT_MAX_BYTES
     prepared = prepare_image(data)
     assert prepared.mime == "image/png"
-    assert prepared.byte_size <= images.INPUT_MAX_BYTES
+    assert prepared.byte_size <= inputs.INPUT_MAX_BYTES
     assert decode(prepared).getpixel((1000, 700)) == (30, 60, 90)
 
 
@@ -419,7 +419,7 @@ def test_upload_byte_cap_is_checked_before_opening(monkeypatch):
 
     monkeypatch.setattr(Image, "open", must_not_open)
     check_message(
-        rejected(b"\x00" * (images.MAX_UPLOAD_BYTES + 1)),
+        rejected(b"\x00" * (inputs.MAX_UPLOAD_BYTES + 1)),
         "image.too_many_bytes",
         "Image 1 is 52.4 MB; the limit is 52 MB. Use a smaller file.",
         "第 1 张图片有 52.4 MB，上限为 52 MB，请换一个更小的文件。",
@@ -452,7 +452,7 @@ def check_outcome(data: bytes) -> None:
         assert error.user_message("en") and error.user_message("zh")
         return
     raw = data_uri_bytes(prepared.data_uri)
-    assert len(raw) <= images.INPUT_MAX_BYTES
+    assert len(raw) <= inputs.INPUT_MAX_BYTES
     result = Image.open(io.BytesIO(raw))
     result.load()
     assert result.format in {"JPEG", "PNG", "WEBP", "BMP"}
