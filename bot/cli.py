@@ -121,9 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_bot(settings))
         if args.command == "doctor":
+            from bot.discord_ui.login import check_token
             from bot.runtime.doctor import doctor
 
-            return asyncio.run(doctor(settings))
+            return asyncio.run(doctor(settings, check_token))
         if args.command == "worker":
             from bot.runtime.worker import run_worker
 
