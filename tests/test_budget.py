@@ -22,6 +22,7 @@ from bot.accounting.usage import PERIODS, DayUsage, period_bounds, usage_chart, 
 from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
+from bot.presenter import describe
 from bot.storage.db import Database
 from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
 
@@ -167,11 +168,11 @@ async def test_budget_exhaustion_refuses_then_renews_next_month(make: Make) -> N
         pytest.approx(1.0),
         renews,
     )
-    assert refusal.user_message("en", relative_timestamp) == (
+    assert describe(refusal, "en", moment=relative_timestamp) == (
         "This server has spent 1.00 of its monthly budget of 1.00. "
         f"The budget renews <t:{int(renews)}:R>."
     )
-    assert refusal.user_message("zh", relative_timestamp) == (
+    assert describe(refusal, "zh", moment=relative_timestamp) == (
         f"本服务器本月已用 1.00，月度预算为 1.00。预算将于<t:{int(renews)}:R>重置。"
     )
     # The budget is the server's: every member, any model with a price, exempt roles too.

@@ -53,6 +53,7 @@ from bot.errors import InputRejected
 from bot.i18n import lang_for
 from bot.media import inputs
 from bot.media.inputs import data_uri_bytes, prepare_image
+from bot.presenter import describe, utc_time
 from bot.simulator import rules as sim_rules
 from bot.simulator.errors import ApiError
 from bot.simulator.inputs import decode_image
@@ -91,7 +92,7 @@ def rejected_cleanly(error: InputRejected) -> None:
     """A refusal has words in both languages and no Python internals."""
     assert error.problems
     for lang in ("en", "zh"):
-        words = error.user_message(lang)
+        words = describe(error, lang, moment=utc_time)
         assert words and "Traceback" not in words and "object at 0x" not in words
 
 
@@ -285,7 +286,7 @@ def test_task_answers_parse_or_raise_response_format_error(
     try:
         result = _parse(parser, body)
     except ResponseFormatError as error:
-        assert error.user_message("en") and error.user_message("zh")
+        assert describe(error, "en", moment=utc_time) and describe(error, "zh", moment=utc_time)
         return
     assert isinstance(result, TaskResult) and isinstance(result.state, TaskState)
     for moment in (result.submit_time, result.scheduled_time, result.end_time):
@@ -360,7 +361,7 @@ def test_error_envelopes(
     assert isinstance(error, DashScopeError)
     str(error)
     for lang in ("en", "zh"):
-        assert error.user_message(lang)
+        assert describe(error, lang, moment=utc_time)
 
 
 @FAST
@@ -368,7 +369,7 @@ def test_error_envelopes(
 def test_error_from_response_codes(code: str | None, message: str | None) -> None:
     ran("error_codes")
     error = error_from_response(None, code, message, None)
-    assert isinstance(error, DashScopeError) and error.user_message("en")
+    assert isinstance(error, DashScopeError) and describe(error, "en", moment=utc_time)
 
 
 @FAST
@@ -412,7 +413,7 @@ def test_client_on_garbage_answers(status: int, content: bytes) -> None:
                 try:
                     await call
                 except DashScopeError as error:
-                    assert error.user_message("en")
+                    assert describe(error, "en", moment=utc_time)
         finally:
             await http.aclose()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 
 from bot.accounting.policy import LIMIT_SETTINGS, Policy, PolicyStore
-from bot.i18n import Lang, text
+from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.storage.db import Database, call
@@ -93,7 +93,7 @@ class Limits:
         return [f.name for f in fields(cls)]
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(UserError):
     """A limit refuses the request; says which and when it frees (epoch seconds, or None)."""
 
     def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
@@ -103,30 +103,14 @@ class QuotaExceeded(Exception):
         self.used = used
         self.frees_at = frees_at
 
-    def user_message(
-        self, lang: Lang = "en", format_time: Callable[[float], str] | None = None
-    ) -> str:
-        if not self.frees_at:
-            when = "?"
-        elif format_time is not None:
-            when = format_time(self.frees_at)
-        else:
-            when = relative_time(self.frees_at, lang=lang)
-        return text(f"quota.{self.limit}", lang, allowed=self.allowed, used=self.used, when=when)
+    @property
+    def key(self) -> str:
+        return f"quota.{self.limit}"
 
-
-def relative_time(moment: float, now: float | None = None, *, lang: Lang = "en") -> str:
-    """How long until `moment`, to fill a message's {when}: "in 5 min" / "5 分钟" (the Chinese
-    messages say "{when}后")."""
-    seconds = max(0, int(moment - (time.time() if now is None else now)))
-    if seconds < 60:
-        return f"{seconds} 秒" if lang == "zh" else f"in {seconds} s"
-    minutes = (seconds + 59) // 60
-    if minutes < 60:
-        return f"{minutes} 分钟" if lang == "zh" else f"in {minutes} min"
-    if lang == "zh":
-        return f"{minutes // 60} 小时 {minutes % 60} 分钟"
-    return f"in {minutes // 60} h {minutes % 60} min"
+    @property
+    def values(self) -> Mapping[str, object]:
+        when = Moment(self.frees_at) if self.frees_at else "?"
+        return {"allowed": self.allowed, "used": self.used, "when": when}
 
 
 @dataclass(frozen=True)
