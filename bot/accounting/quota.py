@@ -94,13 +94,12 @@ class Limits:
 
 
 class QuotaExceeded(UserError):
-    """A limit refuses the request; says which and when it frees (epoch seconds, or None)."""
+    """A limit refuses the request and nothing was reserved: which limit, and when it frees
+    (epoch seconds, or None when waiting alone will not help)."""
 
-    def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
-        super().__init__(f"{limit}: used {used} of {allowed}; frees at {frees_at}")
+    def __init__(self, limit: str, frees_at: float | None, usage: str) -> None:
+        super().__init__(f"{limit}: {usage}; frees at {frees_at}")
         self.limit = limit
-        self.allowed = allowed
-        self.used = used
         self.frees_at = frees_at
 
     @property
@@ -108,9 +107,34 @@ class QuotaExceeded(UserError):
         return f"quota.{self.limit}"
 
     @property
+    def when(self) -> Moment | str:
+        return Moment(self.frees_at) if self.frees_at else "?"
+
+
+class LimitReached(QuotaExceeded):
+    """One of the `Limits` refuses: counts of images or jobs, or seconds between jobs."""
+
+    def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
+        super().__init__(limit, frees_at, f"used {used} of {allowed}")
+        self.allowed = allowed
+        self.used = used
+
+    @property
     def values(self) -> Mapping[str, object]:
-        when = Moment(self.frees_at) if self.frees_at else "?"
-        return {"allowed": self.allowed, "used": self.used, "when": when}
+        return {"allowed": self.allowed, "used": self.used, "when": self.when}
+
+
+class BudgetExceeded(QuotaExceeded):
+    """The server's monthly budget refuses: amounts of money, so fractions of the unit count."""
+
+    def __init__(self, *, budget: float, spent: float, renews_at: float) -> None:
+        super().__init__("budget", renews_at, f"spent {spent} of {budget}")
+        self.budget = budget
+        self.spent = spent
+
+    @property
+    def values(self) -> Mapping[str, object]:
+        return {"allowed": self.budget, "used": self.spent, "when": self.when}
 
 
 @dataclass(frozen=True)
@@ -185,7 +209,7 @@ class Quota:
         if limits.cooldown_seconds:
             last = raw.execute(_LAST_JOB_SQL, (new.user_id,)).fetchone()[0]
             if last is not None and now - last < limits.cooldown_seconds:
-                raise QuotaExceeded(
+                raise LimitReached(
                     "cooldown",
                     allowed=limits.cooldown_seconds,
                     used=int(now - last),
@@ -194,7 +218,7 @@ class Quota:
         if limits.concurrent_jobs_per_user:
             active = raw.execute(_ACTIVE_SQL, (new.user_id,)).fetchone()[0]
             if active >= limits.concurrent_jobs_per_user:
-                raise QuotaExceeded(
+                raise LimitReached(
                     "concurrent",
                     allowed=limits.concurrent_jobs_per_user,
                     used=active,
@@ -230,11 +254,8 @@ class Quota:
             return
         spent = _spent_micros(raw, new.guild_id, now)
         if spent + new.request.n * micros(unit_price) > micros(budget):
-            raise QuotaExceeded(
-                "budget",
-                allowed=budget,
-                used=spent / 1_000_000,
-                frees_at=next_month_start(now),
+            raise BudgetExceeded(
+                budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
             )
 
     async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
@@ -356,7 +377,7 @@ def _check_window(
         return
     window = _window(raw, column, owner, now)
     used = sum(held for _, held in window)
-    raise QuotaExceeded(
+    raise LimitReached(
         limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
     )
 
