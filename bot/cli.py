@@ -35,6 +35,7 @@ from bot.i18n import text
 from bot.logs import setup_logging
 from bot.media.downloads import ResultFetcher
 from bot.media.inputs import prepare_image
+from bot.presenter import describe, utc_time
 from bot.runtime.target import dashscope_target
 
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
@@ -121,9 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_bot(settings))
         if args.command == "doctor":
+            from bot.discord_ui.login import check_token
             from bot.runtime.doctor import doctor
 
-            return asyncio.run(doctor(settings))
+            return asyncio.run(doctor(settings, check_token))
         if args.command == "worker":
             from bot.runtime.worker import run_worker
 
@@ -143,7 +145,7 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
         try:
             require_kind(ImageRequest(model=spec.name, prompt=""), wanted)
         except InputRejected as exc:
-            raise UsageError(exc.user_message()) from None
+            raise UsageError(describe(exc, "en", moment=utc_time)) from None
         if getattr(args, "sync", False) and not spec.supports_sync:
             raise UsageError(text("invalid.sync_unsupported", model=spec.name))
         out_dir: Path = args.out
@@ -170,7 +172,7 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
                 )
             )
         except InputRejected as exc:
-            print(f"wanbot: {exc.user_message()}", file=sys.stderr)
+            print(f"wanbot: {describe(exc, 'en', moment=utc_time)}", file=sys.stderr)
             return EXIT_USAGE
 
         async with dashscope_target(settings) as target:
@@ -185,7 +187,7 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 result = await _run(client, request, sync=getattr(args, "sync", False))
             except DashScopeError as exc:
-                print(f"wanbot: {exc.user_message()}", file=sys.stderr)
+                print(f"wanbot: {describe(exc, 'en', moment=utc_time)}", file=sys.stderr)
                 print(f"wanbot: DashScope said: {exc}", file=sys.stderr)
                 return EXIT_API
             fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)

@@ -16,9 +16,10 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.attachments import images_from, is_image
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.replies import refusal_text, respond, respond_error, tell_queued
+from bot.discord_ui.replies import relative_timestamp, respond, respond_error, tell_queued
 from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
+from bot.presenter import describe
 from cogs.options import size_choices
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class Edit(commands.Cog):
             await self._refuse(message, origin.lang, error)
 
     async def _refuse(self, message: discord.Message, lang: Lang, error: Exception) -> None:
-        words = refusal_text(error, lang)
+        words = describe(error, lang, moment=relative_timestamp)
         if words is None:
             log.error("reply-to-edit failed", exc_info=error)
             words = text("reply.error", lang)

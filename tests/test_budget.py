@@ -15,11 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.accounting.quota import Limits, Quota, QuotaExceeded, month_start, next_month_start
+from bot.accounting.quota import (
+    BudgetExceeded,
+    LimitReached,
+    Limits,
+    Quota,
+    QuotaExceeded,
+    month_start,
+    next_month_start,
+)
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
 from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
+from bot.presenter import describe
 from bot.storage.db import Database
 from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
 
@@ -159,17 +168,17 @@ async def test_budget_exhaustion_refuses_then_renews_next_month(make: Make) -> N
 
     refusal = await s.refused(1, user=4)
     renews = utc(2026, 2, 1)
-    assert (refusal.limit, refusal.allowed, refusal.used, refusal.frees_at) == (
+    assert (refusal.limit, refusal.budget, refusal.spent, refusal.frees_at) == (
         "budget",
         1.0,
         pytest.approx(1.0),
         renews,
     )
-    assert refusal.user_message("en", relative_timestamp) == (
+    assert describe(refusal, "en", moment=relative_timestamp) == (
         "This server has spent 1.00 of its monthly budget of 1.00. "
         f"The budget renews <t:{int(renews)}:R>."
     )
-    assert refusal.user_message("zh", relative_timestamp) == (
+    assert describe(refusal, "zh", moment=relative_timestamp) == (
         f"本服务器本月已用 1.00，月度预算为 1.00。预算将于<t:{int(renews)}:R>重置。"
     )
     # The budget is the server's: every member, any model with a price, exempt roles too.
@@ -195,10 +204,32 @@ async def test_a_request_is_refused_if_its_whole_cost_does_not_fit(make: Make) -
     s = await make(budget="1.10")
     await s.reserve(4)  # 0.80 held, 0.30 left
     refusal = await s.refused(2)  # 0.40 would pass the budget
-    assert (refusal.limit, refusal.used) == ("budget", pytest.approx(0.80))
+    assert (refusal.limit, refusal.spent) == ("budget", pytest.approx(0.80))
     await s.reserve(2, model="wan2.2-t2i-flash")  # 0.28 fits
     assert await s.spent() == pytest.approx(1.08)
     assert (await s.refused(1, model="wan2.2-t2i-flash")).limit == "budget"
+
+
+async def test_a_budget_refusal_is_in_money_and_a_limit_refusal_in_whole_counts(
+    make: Make,
+) -> None:
+    """Review defect: the budget refusal passed money (floats) as `QuotaExceeded(allowed: int,
+    used: int)`. Money now travels as money and counts stay whole numbers."""
+    s = await make(Limits(5, 0, 0, 0), budget="1.10")
+    await s.reserve(4)  # 0.80 held by member 2
+    money = await s.refused(2, user=3)  # 0.40 more would pass 1.10
+    assert isinstance(money, BudgetExceeded) and not isinstance(money, LimitReached)
+    assert (money.budget, money.spent) == (pytest.approx(1.10), pytest.approx(0.80))
+    assert isinstance(money.budget, float) and isinstance(money.spent, float)
+    count = await s.refused(2)  # member 2: 4 of 5 images in 24 h, checked before the budget
+    assert isinstance(count, LimitReached) and not isinstance(count, BudgetExceeded)
+    assert (count.limit, count.allowed, count.used) == ("user_day", 5, 4)
+    assert type(count.allowed) is int and type(count.used) is int
+    # Both read as before: cents for money, whole images for counts.
+    assert "spent 0.80 of its monthly budget of 1.10" in describe(
+        money, "en", moment=relative_timestamp
+    )
+    assert "used 4 of your 5 images" in describe(count, "en", moment=relative_timestamp)
 
 
 async def test_no_budget_and_unpriced_models_never_refuse(make: Make) -> None:
@@ -234,7 +265,7 @@ async def test_reserve_the_estimate_and_keep_only_what_was_delivered(make: Make)
     big = await s.reserve(4)  # 0.80 held
     small = await s.reserve(1, user=3)  # 1.00 held
     assert await s.ledger(big.id) == {"reserve": (4, 0.2, "wan2.6-t2i")}
-    assert (await s.refused(1)).used == pytest.approx(1.0)
+    assert (await s.refused(1)).spent == pytest.approx(1.0)
 
     # Two of four images delivered: 0.40 stays, 0.40 is free again at once.
     await s.end(big, JobState.DONE, delivered=2)
@@ -245,7 +276,7 @@ async def test_reserve_the_estimate_and_keep_only_what_was_delivered(make: Make)
     }
     assert await s.spent() == pytest.approx(0.60)
     third = await s.reserve(2, user=4)  # exactly fits again
-    assert (await s.refused(1)).used == pytest.approx(1.0)
+    assert (await s.refused(1)).spent == pytest.approx(1.0)
 
     # Failed and cancelled jobs keep nothing.
     await s.end(small, JobState.CANCELLED)

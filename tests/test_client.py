@@ -17,6 +17,7 @@ from bot.dashscope import errors as ds_errors
 from bot.dashscope.requests import ImageRequest, validate
 from bot.dashscope.results import TaskMetrics
 from bot.dashscope.retry import RetryPolicy
+from bot.presenter import describe, utc_time
 from tests import documented as doc
 from tests.wire import DROP, Reply, ScriptedServer
 
@@ -168,8 +169,8 @@ async def test_failed_task_raises_task_failed(server, client):
         ds.raise_for_task(result)
     assert info.value.code == "InvalidParameter"
     assert info.value.task_id == "86ecf553-d340-4e21-af6e-xxxxxx"
-    assert "InvalidParameter" in info.value.user_message("en")
-    assert "InvalidParameter" in info.value.user_message("zh")
+    assert "InvalidParameter" in describe(info.value, "en", moment=utc_time)
+    assert "InvalidParameter" in describe(info.value, "zh", moment=utc_time)
 
 
 async def test_failed_moderation_is_content_rejected_output(server, client):
@@ -177,7 +178,7 @@ async def test_failed_moderation_is_content_rejected_output(server, client):
     with pytest.raises(ds.ContentRejectedError) as info:
         await client.wait("0385dc79-5ff8-4d82-bcb6-xxxxxx")
     assert info.value.subject == "output"
-    assert "generated image" in info.value.user_message("en")
+    assert "generated image" in describe(info.value, "en", moment=utc_time)
 
 
 async def test_unknown_task_is_expired(server, client):
@@ -299,8 +300,8 @@ async def test_documented_errors_map_to_typed_errors(server, client, status, cod
     text = str(error)
     assert code in text and "a1c0561c-1dfe-98a6-a62f-983577b8bc5e" in text
     for lang in ("en", "zh"):
-        assert error.user_message(lang).strip()
-    assert error.user_message("en") != error.user_message("zh")
+        assert describe(error, lang, moment=utc_time).strip()
+    assert describe(error, "en", moment=utc_time) != describe(error, "zh", moment=utc_time)
 
 
 @pytest.mark.parametrize(
@@ -328,8 +329,8 @@ def test_ip_infringement_message():
     error = ds_errors.error_from_response(
         400, "IPInfringementSuspect", "Input data is suspected…", "r"
     )
-    assert "copyright" in error.user_message("en")
-    assert "知识产权" in error.user_message("zh")
+    assert "copyright" in describe(error, "en", moment=utc_time)
+    assert "知识产权" in describe(error, "zh", moment=utc_time)
 
 
 def test_unknown_codes_fall_back_on_status():
@@ -403,7 +404,7 @@ async def test_lost_answer_on_submit_is_not_resent(server, client):
     with pytest.raises(ds.SubmissionOutcomeUnknownError) as info:
         await client.submit(edit())
     assert len(server.requests_to(I2I)) == 1
-    assert "twice" in info.value.user_message("en")
+    assert "twice" in describe(info.value, "en", moment=utc_time)
 
 
 async def test_lost_answer_on_sync_generation_is_not_resent(server, client):
@@ -459,7 +460,7 @@ async def test_api_key_never_leaks(server, client, caplog):
     with pytest.raises(ds.AuthenticationError) as info:
         await client.submit(edit())
     assert KEY not in str(info.value) and KEY not in repr(info.value)
-    assert KEY not in info.value.user_message("en")
+    assert KEY not in describe(info.value, "en", moment=utc_time)
     server.on(
         "GET", "/tasks/t", Reply(500, {"request_id": "r", "code": "InternalError", "message": "x"})
     )

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from bot.dashscope.errors import DownloadError
 from bot.media.downloads import DEFAULT_MAX_BYTES, MAX_REDIRECTS, ResultFetcher
+from bot.presenter import describe, utc_time
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SIGNED = "?Expires=1700000000&OSSAccessKeyId=LTAIkey&Signature=s3cr3tSIG"
@@ -179,7 +180,12 @@ async def refused(fetcher: ResultFetcher, url: str) -> DownloadError:
     with pytest.raises(DownloadError) as caught:
         await fetcher.fetch(url)
     error = caught.value
-    for text in [str(error), error.message, error.user_message("en"), error.user_message("zh")]:
+    for text in [
+        str(error),
+        error.message,
+        describe(error, "en", moment=utc_time),
+        describe(error, "zh", moment=utc_time),
+    ]:
         assert "s3cr3tSIG" not in text and "Signature" not in text and "Expires" not in text
     return error
 
@@ -235,8 +241,8 @@ async def test_redirect_to_another_host_is_refused_before_connecting(http, origi
 async def test_redirects_off_the_allow_list_are_refused(http, origin, path, target):
     error = await refused(fetcher_for(http, origin), f"{origin.root}{path}")
     assert error.message == f"refused to fetch {target}: host not allowed"
-    assert "not allowed" in error.user_message("en")
-    assert error.user_message("zh").startswith("无法下载结果图片：")
+    assert "not allowed" in describe(error, "en", moment=utc_time)
+    assert describe(error, "zh", moment=utc_time).startswith("无法下载结果图片：")
 
 
 async def test_redirect_without_location(http, origin):
@@ -249,8 +255,11 @@ async def test_403_says_the_link_expired(http, origin):
     assert error.status == 403
     detail = f"HTTP 403 for {origin.root}/expired (the link has expired)"
     assert error.message == detail
-    assert error.user_message("en") == f"A result image could not be downloaded: {detail}"
-    assert error.user_message("zh") == f"无法下载结果图片：{detail}"
+    assert (
+        describe(error, "en", moment=utc_time)
+        == f"A result image could not be downloaded: {detail}"
+    )
+    assert describe(error, "zh", moment=utc_time) == f"无法下载结果图片：{detail}"
 
 
 async def test_huge_body_without_length_is_cut_off(http, origin):

@@ -51,8 +51,9 @@ from bot.dashscope.retry import NO_RETRIES, retry_after_seconds
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, thread_name
 from bot.errors import InputRejected
 from bot.i18n import lang_for
-from bot.media import inputs as images
+from bot.media import inputs
 from bot.media.inputs import data_uri_bytes, prepare_image
+from bot.presenter import describe, utc_time
 from bot.simulator import rules as sim_rules
 from bot.simulator.errors import ApiError
 from bot.simulator.inputs import decode_image
@@ -91,7 +92,7 @@ def rejected_cleanly(error: InputRejected) -> None:
     """A refusal has words in both languages and no Python internals."""
     assert error.problems
     for lang in ("en", "zh"):
-        words = error.user_message(lang)
+        words = describe(error, lang, moment=utc_time)
         assert words and "Traceback" not in words and "object at 0x" not in words
 
 
@@ -108,14 +109,14 @@ def check_prepared(data: bytes) -> None:
         rejected_cleanly(error)
         return
     raw = data_uri_bytes(prepared.data_uri)
-    assert len(raw) == prepared.byte_size <= images.INPUT_MAX_BYTES
+    assert len(raw) == prepared.byte_size <= inputs.INPUT_MAX_BYTES
     out = Image.open(io.BytesIO(raw))
     out.load()
     assert out.format in {"JPEG", "PNG", "WEBP", "BMP"}
     assert prepared.mime == Image.MIME[out.format]
     assert out.mode in {"RGB", "L"}
     assert out.size == (prepared.width, prepared.height)
-    assert all(images.INPUT_MIN_SIDE <= side <= images.INPUT_MAX_SIDE for side in out.size)
+    assert all(inputs.INPUT_MIN_SIDE <= side <= inputs.INPUT_MAX_SIDE for side in out.size)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -285,7 +286,7 @@ def test_task_answers_parse_or_raise_response_format_error(
     try:
         result = _parse(parser, body)
     except ResponseFormatError as error:
-        assert error.user_message("en") and error.user_message("zh")
+        assert describe(error, "en", moment=utc_time) and describe(error, "zh", moment=utc_time)
         return
     assert isinstance(result, TaskResult) and isinstance(result.state, TaskState)
     for moment in (result.submit_time, result.scheduled_time, result.end_time):
@@ -360,7 +361,7 @@ def test_error_envelopes(
     assert isinstance(error, DashScopeError)
     str(error)
     for lang in ("en", "zh"):
-        assert error.user_message(lang)
+        assert describe(error, lang, moment=utc_time)
 
 
 @FAST
@@ -368,7 +369,7 @@ def test_error_envelopes(
 def test_error_from_response_codes(code: str | None, message: str | None) -> None:
     ran("error_codes")
     error = error_from_response(None, code, message, None)
-    assert isinstance(error, DashScopeError) and error.user_message("en")
+    assert isinstance(error, DashScopeError) and describe(error, "en", moment=utc_time)
 
 
 @FAST
@@ -412,7 +413,7 @@ def test_client_on_garbage_answers(status: int, content: bytes) -> None:
                 try:
                     await call
                 except DashScopeError as error:
-                    assert error.user_message("en")
+                    assert describe(error, "en", moment=utc_time)
         finally:
             await http.aclose()
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from bot.errors import InputRejected
-from bot.media import inputs as images
+from bot.media import inputs
 from bot.media.inputs import PreparedImage, data_uri_bytes, prepare_image
+from bot.presenter import describe, utc_time
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ def test_tiff_is_accepted_and_converted_to_png():
 
 def test_big_noisy_png_is_reencoded_as_jpeg_under_the_cap():
     data = encode(noise(1800, 1600), "PNG", compress_level=1)
-    assert len(data) > images.INPUT_MAX_BYTES
+    assert len(data) > inputs.INPUT_MAX_BYTES
     prepared = prepare_image(data)
     raw = assert_data_uri(prepared, "image/jpeg")
     assert len(raw) <= 7_500_000
@@ -259,10 +260,10 @@ def test_small_bmp_over_the_byte_cap_is_reencoded():
     """Uncompressed BMP over 7.5 MB: same pixels, smaller container."""
     image = Image.new("RGB", (2000, 1500), (30, 60, 90))
     data = encode(image, "BMP")
-    assert len(data) > images.INPUT_MAX_BYTES
+    assert len(data) > inputs.INPUT_MAX_BYTES
     prepared = prepare_image(data)
     assert prepared.mime == "image/png"
-    assert prepared.byte_size <= images.INPUT_MAX_BYTES
+    assert prepared.byte_size <= inputs.INPUT_MAX_BYTES
     assert decode(prepared).getpixel((1000, 700)) == (30, 60, 90)
 
 
@@ -271,9 +272,9 @@ def test_small_bmp_over_the_byte_cap_is_reencoded():
 
 def check_message(error: InputRejected, key: str, en: str, zh: str) -> None:
     assert [problem.key for problem in error.problems] == [key]
-    assert error.user_message("en") == en
-    assert error.user_message("zh") == zh
-    assert str(error) == en
+    assert describe(error, "en", moment=utc_time) == en
+    assert describe(error, "zh", moment=utc_time) == zh
+    assert str(error) == key  # the log line names the check; the words are the member's
 
 
 def test_empty_file():
@@ -287,8 +288,8 @@ def test_empty_file():
 
 def test_index_is_named_in_the_message():
     error = rejected(b"", index=3)
-    assert error.user_message("en") == "Image 3 is an empty file."
-    assert error.user_message("zh") == "第 3 张图片是空文件。"
+    assert describe(error, "en", moment=utc_time) == "Image 3 is an empty file."
+    assert describe(error, "zh", moment=utc_time) == "第 3 张图片是空文件。"
 
 
 UNREADABLE_EN = "Image 1 is not a readable image. Use a JPEG, PNG, WEBP, BMP or GIF file."
@@ -384,8 +385,8 @@ def test_decompression_bomb_is_refused_without_decoding(no_pixel_loading, width,
     assert len(data) < 200
     error = rejected(data)
     assert [problem.key for problem in error.problems] == ["image.bomb"]
-    assert "too many to open safely" in error.user_message("en")
-    assert "过大无法安全打开" in error.user_message("zh")
+    assert "too many to open safely" in describe(error, "en", moment=utc_time)
+    assert "过大无法安全打开" in describe(error, "zh", moment=utc_time)
 
 
 def test_bomb_message_names_the_pixel_count():
@@ -419,7 +420,7 @@ def test_upload_byte_cap_is_checked_before_opening(monkeypatch):
 
     monkeypatch.setattr(Image, "open", must_not_open)
     check_message(
-        rejected(b"\x00" * (images.MAX_UPLOAD_BYTES + 1)),
+        rejected(b"\x00" * (inputs.MAX_UPLOAD_BYTES + 1)),
         "image.too_many_bytes",
         "Image 1 is 52.4 MB; the limit is 52 MB. Use a smaller file.",
         "第 1 张图片有 52.4 MB，上限为 52 MB，请换一个更小的文件。",
@@ -449,10 +450,10 @@ def check_outcome(data: bytes) -> None:
         prepared = prepare_image(data)
     except InputRejected as error:
         assert error.problems
-        assert error.user_message("en") and error.user_message("zh")
+        assert describe(error, "en", moment=utc_time) and describe(error, "zh", moment=utc_time)
         return
     raw = data_uri_bytes(prepared.data_uri)
-    assert len(raw) <= images.INPUT_MAX_BYTES
+    assert len(raw) <= inputs.INPUT_MAX_BYTES
     result = Image.open(io.BytesIO(raw))
     result.load()
     assert result.format in {"JPEG", "PNG", "WEBP", "BMP"}

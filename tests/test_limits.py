@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.accounting.quota import DAY, Limits, Quota, QuotaExceeded, micros, relative_time
+from bot.accounting.quota import DAY, Limits, Quota, QuotaExceeded, micros
 from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
+from bot.presenter import describe, utc_time
 from bot.storage.db import Database
 from tests.engine_helpers import NO_LIMITS, FakeClock, assert_ledger_balanced, new_job
 
@@ -165,7 +166,7 @@ async def test_a_request_larger_than_the_limit_never_frees(make) -> None:
     s = await make(images_per_user_day=3)
     refusal = await s.refused(n=4)
     assert refusal.frees_at is None
-    assert "?" in refusal.user_message("en")
+    assert "?" in describe(refusal, "en", moment=utc_time)
 
 
 # --- each limit, in words -------------------------------------------------------------------------
@@ -178,8 +179,8 @@ async def test_user_day_limit(make) -> None:
     refusal = await s.refused(n=2, user=1, guild=9)
     assert (refusal.limit, refusal.allowed, refusal.used) == ("user_day", 5, 4)
     assert refusal.frees_at == t0 + DAY
-    en = refusal.user_message("en", at)
-    zh = refusal.user_message("zh", at)
+    en = describe(refusal, "en", moment=at)
+    zh = describe(refusal, "zh", moment=at)
     assert "4 of your 5 images" in en and at(t0 + DAY) in en
     assert "已使用 4 张图片（上限 5 张）" in zh and at(t0 + DAY) in zh
     await s.quota.reserve(new_job(n=1, user=1, guild=9))  # what is left still fits
@@ -197,8 +198,10 @@ async def test_concurrent_jobs_limit(make) -> None:
         2,
         None,
     )
-    assert "You already have 2 jobs running (the limit is 2)" in refusal.user_message("en")
-    assert "你已有 2 个任务在进行（上限 2 个）" in refusal.user_message("zh")
+    assert "You already have 2 jobs running (the limit is 2)" in describe(
+        refusal, "en", moment=utc_time
+    )
+    assert "你已有 2 个任务在进行（上限 2 个）" in describe(refusal, "zh", moment=utc_time)
     await s.quota.reserve(new_job(user=2))  # per user
     await s.end(first)  # a finished job frees its slot at once
     await s.quota.reserve(new_job(user=1))
@@ -216,7 +219,7 @@ async def test_cooldown_limit(make) -> None:
         10,
         t0 + 30,
     )
-    en, zh = refusal.user_message("en", at), refusal.user_message("zh", at)
+    en, zh = describe(refusal, "en", moment=at), describe(refusal, "zh", moment=at)
     assert "one job every 30 s" in en and at(t0 + 30) in en
     assert "每 30 秒" in zh and at(t0 + 30) in zh
     assert (await s.quota.standing(1, None)).cooldown_until == t0 + 30
@@ -239,7 +242,7 @@ async def test_guild_day_limit(make) -> None:
         6,
         t0 + DAY,
     )
-    en, zh = refusal.user_message("en", at), refusal.user_message("zh", at)
+    en, zh = describe(refusal, "en", moment=at), describe(refusal, "zh", moment=at)
     assert "This server has used 6 of its 6 images" in en and at(t0 + DAY) in en
     assert "本服务器过去 24 小时已使用 6 张图片（上限 6 张）" in zh and at(t0 + DAY) in zh
     await s.quota.reserve(new_job(n=4, user=4, guild=10))  # another server
@@ -259,28 +262,6 @@ async def test_limits_are_checked_in_order_cooldown_first(make) -> None:
     assert (await s.refused(guild=9)).limit == "cooldown"
     s.clock.advance(61)
     assert (await s.refused(guild=9)).limit == "concurrent"
-
-
-async def test_the_default_time_text_is_relative_and_in_the_users_language(make) -> None:
-    s = await make(cooldown_seconds=30)  # the fake clock starts at the real time
-    await s.quota.reserve(new_job())
-    refusal = await s.refused()
-    en, zh = refusal.user_message("en"), refusal.user_message("zh")
-    assert "start the next one in 30 s." in en or "start the next one in 29 s." in en
-    assert "30 秒后" in zh or "29 秒后" in zh
-    assert "in " not in zh
-
-
-def test_relative_time() -> None:
-    now = 1_000_000.0
-    assert relative_time(now + 12.7, now) == "in 12 s"
-    assert relative_time(now - 5, now) == "in 0 s"
-    assert relative_time(now + 61, now) == "in 2 min"
-    assert relative_time(now + DAY, now) == "in 24 h 0 min"
-    assert relative_time(now + 3600 + 90, now) == "in 1 h 2 min"
-    assert relative_time(now + 12.7, now, lang="zh") == "12 秒"
-    assert relative_time(now + 61, now, lang="zh") == "2 分钟"
-    assert relative_time(now + 3600 + 90, now, lang="zh") == "1 小时 2 分钟"
 
 
 # --- overrides and unlimited ------------------------------------------------------------------

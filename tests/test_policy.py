@@ -31,6 +31,7 @@ from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.launcher import place_of
 from bot.errors import InputRejected
+from bot.presenter import describe, utc_time
 from bot.storage.db import Database
 from tests.engine_helpers import FakeClock
 
@@ -45,7 +46,9 @@ DEFAULTS = Limits(
 
 
 def refusal(error: pytest.ExceptionInfo[InputRejected]) -> tuple[str, str]:
-    return error.value.user_message("en"), error.value.user_message("zh")
+    return describe(error.value, "en", moment=utc_time), describe(
+        error.value, "zh", moment=utc_time
+    )
 
 
 # --- validation of every setting -------------------------------------------------------------

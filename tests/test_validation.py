@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest, build_body, validate
 from bot.errors import InputRejected
+from bot.presenter import describe, render, utc_time
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 URL_IMAGE = "https://img.alicdn.com/imgextra/i3/O1CN0157XGE51l6iL9441yX_!!6000000004770-49-tps-1104-1472.webp"
@@ -95,8 +96,8 @@ def keys(req: ImageRequest) -> list[str]:
 def check_message(req: ImageRequest, key: str, en: str, zh: str) -> None:
     error = rejected(req)
     assert [problem.key for problem in error.problems] == [key]
-    assert error.user_message("en") == en
-    assert error.user_message("zh") == zh
+    assert describe(error, "en", moment=utc_time) == en
+    assert describe(error, "zh", moment=utc_time) == zh
 
 
 def test_model_table_matches_the_docs():
@@ -304,8 +305,8 @@ def test_size_messages():
         "尺寸 `abc` 格式不对，应为 宽*高（例如 1280*1280）。",
     )
     error = rejected(request("wan2.5-i2i-preview", size="700*700"))
-    assert "needs between 589,824 and 1,638,400" in error.user_message("en")
-    assert "1344*576" in error.user_message("en")
+    assert "needs between 589,824 and 1,638,400" in describe(error, "en", moment=utc_time)
+    assert "1344*576" in describe(error, "en", moment=utc_time)
 
 
 # --- n and seed ----------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ def test_prompt_long_message():
         "提示词有 2001 个字符，wan2.6-t2i 最多接受 2000 个，请缩短。",
     )
     error = rejected(request("wan2.2-t2i-flash", prompt="x" * 501))
-    assert error.user_message("en") == (
+    assert describe(error, "en", moment=utc_time) == (
         "The prompt is 501 characters; wan2.2-t2i-flash accepts at most 500. Shorten it."
     )
 
@@ -495,9 +496,11 @@ def test_every_problem_is_reported():
         "invalid.images_unexpected",
     ]
     for lang in ("en", "zh"):
-        lines = error.user_message(lang).split("\n")
-        assert lines == [problem.render(lang) for problem in error.problems]
-    assert "(got 9)" in error.user_message("en") and "(got -5)" in error.user_message("en")
+        lines = describe(error, lang, moment=utc_time).split("\n")
+        assert lines == [render(problem, lang, moment=utc_time) for problem in error.problems]
+    assert "(got 9)" in describe(error, "en", moment=utc_time) and "(got -5)" in describe(
+        error, "en", moment=utc_time
+    )
 
 
 def test_long_prompt_with_control_characters_reports_both():
@@ -511,10 +514,12 @@ def test_long_prompt_with_control_characters_reports_both():
 def test_unknown_model(model):
     error = rejected(ImageRequest(model=model, prompt="a fox"))
     assert [problem.key for problem in error.problems] == ["invalid.model"]
-    en = error.user_message("en")
+    en = describe(error, "en", moment=utc_time)
     assert en.startswith(f"Unknown model `{model}`. Choose one of: wan2.6-t2i, ")
     assert all(name in en for name in MODELS)
-    assert error.user_message("zh").startswith(f"未知模型 `{model}`。可选：wan2.6-t2i, ")
+    assert describe(error, "zh", moment=utc_time).startswith(
+        f"未知模型 `{model}`。可选：wan2.6-t2i, "
+    )
     with pytest.raises(InputRejected):
         build_body(ImageRequest(model=model, prompt="a fox"))
 
@@ -558,8 +563,8 @@ def test_validate_only_ever_raises_input_rejected(model, prompt, negative, size,
     except InputRejected as error:
         assert error.problems
         for lang in ("en", "zh"):  # every problem renders (no missing format values)
-            rendered = [problem.render(lang) for problem in error.problems]
-            assert all(rendered) and error.user_message(lang) == "\n".join(rendered)
+            rendered = [render(problem, lang, moment=utc_time) for problem in error.problems]
+            assert all(rendered) and describe(error, lang, moment=utc_time) == "\n".join(rendered)
         return
     assert validate(validated) == validated  # idempotent
     body = build_body(validated)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 
 from bot.accounting.policy import LIMIT_SETTINGS, Policy, PolicyStore
-from bot.i18n import Lang, text
+from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.storage.db import Database, call
@@ -93,40 +93,48 @@ class Limits:
         return [f.name for f in fields(cls)]
 
 
-class QuotaExceeded(Exception):
-    """A limit refuses the request; says which and when it frees (epoch seconds, or None)."""
+class QuotaExceeded(UserError):
+    """A limit refuses the request and nothing was reserved: which limit, and when it frees
+    (epoch seconds, or None when waiting alone will not help)."""
 
-    def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
-        super().__init__(f"{limit}: used {used} of {allowed}; frees at {frees_at}")
+    def __init__(self, limit: str, frees_at: float | None, usage: str) -> None:
+        super().__init__(f"{limit}: {usage}; frees at {frees_at}")
         self.limit = limit
-        self.allowed = allowed
-        self.used = used
         self.frees_at = frees_at
 
-    def user_message(
-        self, lang: Lang = "en", format_time: Callable[[float], str] | None = None
-    ) -> str:
-        if not self.frees_at:
-            when = "?"
-        elif format_time is not None:
-            when = format_time(self.frees_at)
-        else:
-            when = relative_time(self.frees_at, lang=lang)
-        return text(f"quota.{self.limit}", lang, allowed=self.allowed, used=self.used, when=when)
+    @property
+    def key(self) -> str:
+        return f"quota.{self.limit}"
+
+    @property
+    def when(self) -> Moment | str:
+        return Moment(self.frees_at) if self.frees_at else "?"
 
 
-def relative_time(moment: float, now: float | None = None, *, lang: Lang = "en") -> str:
-    """How long until `moment`, to fill a message's {when}: "in 5 min" / "5 分钟" (the Chinese
-    messages say "{when}后")."""
-    seconds = max(0, int(moment - (time.time() if now is None else now)))
-    if seconds < 60:
-        return f"{seconds} 秒" if lang == "zh" else f"in {seconds} s"
-    minutes = (seconds + 59) // 60
-    if minutes < 60:
-        return f"{minutes} 分钟" if lang == "zh" else f"in {minutes} min"
-    if lang == "zh":
-        return f"{minutes // 60} 小时 {minutes % 60} 分钟"
-    return f"in {minutes // 60} h {minutes % 60} min"
+class LimitReached(QuotaExceeded):
+    """One of the `Limits` refuses: counts of images or jobs, or seconds between jobs."""
+
+    def __init__(self, limit: str, *, allowed: int, used: int, frees_at: float | None) -> None:
+        super().__init__(limit, frees_at, f"used {used} of {allowed}")
+        self.allowed = allowed
+        self.used = used
+
+    @property
+    def values(self) -> Mapping[str, object]:
+        return {"allowed": self.allowed, "used": self.used, "when": self.when}
+
+
+class BudgetExceeded(QuotaExceeded):
+    """The server's monthly budget refuses: amounts of money, so fractions of the unit count."""
+
+    def __init__(self, *, budget: float, spent: float, renews_at: float) -> None:
+        super().__init__("budget", renews_at, f"spent {spent} of {budget}")
+        self.budget = budget
+        self.spent = spent
+
+    @property
+    def values(self) -> Mapping[str, object]:
+        return {"allowed": self.budget, "used": self.spent, "when": self.when}
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,7 @@ class Quota:
         if limits.cooldown_seconds:
             last = raw.execute(_LAST_JOB_SQL, (new.user_id,)).fetchone()[0]
             if last is not None and now - last < limits.cooldown_seconds:
-                raise QuotaExceeded(
+                raise LimitReached(
                     "cooldown",
                     allowed=limits.cooldown_seconds,
                     used=int(now - last),
@@ -210,7 +218,7 @@ class Quota:
         if limits.concurrent_jobs_per_user:
             active = raw.execute(_ACTIVE_SQL, (new.user_id,)).fetchone()[0]
             if active >= limits.concurrent_jobs_per_user:
-                raise QuotaExceeded(
+                raise LimitReached(
                     "concurrent",
                     allowed=limits.concurrent_jobs_per_user,
                     used=active,
@@ -246,11 +254,8 @@ class Quota:
             return
         spent = _spent_micros(raw, new.guild_id, now)
         if spent + new.request.n * micros(unit_price) > micros(budget):
-            raise QuotaExceeded(
-                "budget",
-                allowed=budget,
-                used=spent / 1_000_000,
-                frees_at=next_month_start(now),
+            raise BudgetExceeded(
+                budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
             )
 
     async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
@@ -372,7 +377,7 @@ def _check_window(
         return
     window = _window(raw, column, owner, now)
     used = sum(held for _, held in window)
-    raise QuotaExceeded(
+    raise LimitReached(
         limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
     )
 

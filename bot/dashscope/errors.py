@@ -1,15 +1,18 @@
 """The typed error tree for DashScope answers.
 
-Every error carries the HTTP status, DashScope's code and message and the request id, and knows
-the message to show a user (`user_message(lang)`). `error_from_response` maps the documented
-codes (docs/dashscope.md §Errors) onto the classes; an unknown code falls back on its HTTP status.
+Every error carries the HTTP status, DashScope's code and message, the request id and the task
+id, as data: its message key (chosen by its class, and for content refusals by what was refused)
+and the values those words need. The words are `bot.presenter`'s, so the client knows no
+language. `error_from_response` maps the documented codes (docs/dashscope.md §Errors) onto the classes; an
+unknown code falls back on its HTTP status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
-from bot.i18n import Lang, text
+from bot.errors import UserError
 
 CONTENT_INPUT_TEXT = "input_text"
 CONTENT_INPUT_IMAGE = "input_image"
@@ -17,7 +20,7 @@ CONTENT_OUTPUT = "output"
 CONTENT_UNKNOWN = "unknown"
 
 
-class DashScopeError(Exception):
+class DashScopeError(UserError):
     """Base of every error raised by the client. Never holds the API key."""
 
     message_key: ClassVar[str] = "error.server"
@@ -50,8 +53,9 @@ class DashScopeError(Exception):
             parts.append(f"task {self.task_id}")
         return " (".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if parts[1:] else "")
 
-    def user_message(self, lang: Lang = "en") -> str:
-        return text(self.message_key, lang, detail=self.message, code=self.code or "?")
+    @property
+    def values(self) -> Mapping[str, object]:
+        return {"detail": self.message, "code": self.code or "?"}
 
 
 class AuthenticationError(DashScopeError):
@@ -83,10 +87,9 @@ class ContentRejectedError(DashScopeError):
     def ip_infringement(self) -> bool:
         return self.code == "IPInfringementSuspect"
 
-    def user_message(self, lang: Lang = "en") -> str:
-        if self.ip_infringement:
-            return text("error.content.ip", lang)
-        return text(f"error.content.{self.subject}", lang)
+    @property
+    def key(self) -> str:
+        return "error.content.ip" if self.ip_infringement else f"error.content.{self.subject}"
 
 
 class RateLimitedError(DashScopeError):

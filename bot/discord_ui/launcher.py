@@ -17,14 +17,17 @@ from bot.accounting.policy import Place, apply_policy
 from bot.dashscope.requests import ImageRequest, validate
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.engine import Engine
+from bot.errors import UserError
 from bot.i18n import Lang, lang_for
 from bot.jobs.model import Job, NewJob
 
 log = logging.getLogger(__name__)
 
 
-class CannotPost(Exception):
+class CannotPost(UserError):
     """The bot may not post in the channel the request came from."""
+
+    message_key = "reply.cannot_post"
 
 
 @dataclass(frozen=True)

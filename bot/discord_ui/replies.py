@@ -7,13 +7,9 @@ from typing import Any
 
 import discord
 
-from bot.accounting.quota import QuotaExceeded
-from bot.dashscope.errors import DashScopeError
-from bot.discord_ui.launcher import CannotPost
-from bot.dispatch.engine import EngineStopping
-from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job
+from bot.presenter import describe
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +17,6 @@ log = logging.getLogger(__name__)
 def relative_timestamp(moment: float) -> str:
     """Discord shows `<t:…:R>` as "in 3 hours" in each reader's own language and clock."""
     return f"<t:{int(moment)}:R>"
-
-
-def refusal_text(error: BaseException, lang: Lang) -> str | None:
-    """The user-facing words for a domain error, or None for an unexpected one."""
-    if isinstance(error, InputRejected):
-        return error.user_message(lang)
-    if isinstance(error, QuotaExceeded):
-        return error.user_message(lang, relative_timestamp)
-    if isinstance(error, DashScopeError):
-        return error.user_message(lang)
-    if isinstance(error, EngineStopping):
-        return text("reply.stopping", lang)
-    if isinstance(error, CannotPost):
-        return text("reply.cannot_post", lang)
-    return None
 
 
 async def respond(interaction: discord.Interaction, content: str, **kwargs: Any) -> None:
@@ -62,7 +43,7 @@ async def tell_queued(
 
 async def respond_error(interaction: discord.Interaction, error: BaseException) -> None:
     lang = lang_for(str(interaction.locale))
-    message = refusal_text(error, lang)
+    message = describe(error, lang, moment=relative_timestamp)
     if message is None:
         log.error("unexpected error in an interaction", exc_info=error)
         message = text("reply.error", lang)

@@ -40,9 +40,11 @@ from bot.dispatch.poller import Poller, Tracked
 from bot.dispatch.queue import FairQueue
 from bot.dispatch.ratelimit import RateLimiter
 from bot.dispatch.waiting import wait_for_event
+from bot.errors import UserError
 from bot.i18n import lang_for, text
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
 from bot.media.downloads import ResultFetcher
+from bot.presenter import describe, utc_time
 from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,10 @@ class CancelOutcome:
         return text(self.key, lang_for(lang), **self.values)
 
 
-class EngineStopping(Exception):
+class EngineStopping(UserError):
     """The engine is shutting down and takes no new jobs."""
+
+    message_key = "reply.stopping"
 
 
 class Engine:
@@ -430,9 +434,8 @@ class Engine:
             log.warning("job %s: submission failed (%s); retrying in %.0f s", job.id, exc, delay)
             self._wake_scheduler.set()
             return
-        await self._fail(
-            job, exc.code or type(exc).__name__, exc.user_message(lang_for(job.locale))
-        )
+        words = describe(exc, lang_for(job.locale), moment=utc_time)
+        await self._fail(job, exc.code or type(exc).__name__, words)
 
     async def _run_sync(self, job: Job, request: ImageRequest) -> None:
         async with self.db.transaction() as conn:
@@ -444,7 +447,8 @@ class Engine:
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
             self._release_slot(job.model, job.id)
-            await self._fail(job, exc.code or "Error", exc.user_message(lang_for(job.locale)))
+            words = describe(exc, lang_for(job.locale), moment=utc_time)
+            await self._fail(job, exc.code or "Error", words)
             return
         self._release_slot(job.model, job.id)
         self.durations.observe(job.model, job.n, self.clock() - started)
@@ -489,7 +493,8 @@ class Engine:
             raise_for_task(result)
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
-            await self._fail(job, exc.code or "TaskFailed", exc.user_message(lang_for(job.locale)))
+            words = describe(exc, lang_for(job.locale), moment=utc_time)
+            await self._fail(job, exc.code or "TaskFailed", words)
             return
         await self._finished(job, result)
 

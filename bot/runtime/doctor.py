@@ -1,9 +1,13 @@
 """`python -m bot doctor`: check the token, the API key, the database and the region; say how to
-fix what is wrong. Exit 0 when everything is fine, 1 otherwise."""
+fix what is wrong. Exit 0 when everything is fine, 1 otherwise.
+
+The token check is Discord's (`bot.discord_ui.login.check_token`): the command line passes it in,
+so this layer stays below the Discord layer."""
 
 from __future__ import annotations
 
-import discord
+from collections.abc import Awaitable, Callable
+
 import httpx
 
 from bot.config import Settings
@@ -15,36 +19,17 @@ from bot.storage.db import Database, DatabaseError
 OK, PROBLEM = "ok  ", "FIX "
 
 
-async def doctor(settings: Settings) -> int:
+Check = Callable[[Settings], Awaitable[tuple[str, str]]]
+
+
+async def doctor(settings: Settings, check_discord: Check) -> int:
     lines: list[tuple[str, str]] = []
-    lines.append(await _check_discord(settings))
+    lines.append(await check_discord(settings))
     lines.extend(await _check_dashscope(settings))
     lines.append(await _check_database(settings))
     for status, message in lines:
         print(f"{status} {message}")
     return 0 if all(status == OK for status, _ in lines) else 1
-
-
-async def _check_discord(settings: Settings) -> tuple[str, str]:
-    if settings.discord_token is None:
-        return (
-            PROBLEM,
-            "DISCORD_TOKEN is not set: create a bot at https://discord.com/developers/applications (Bot → Reset Token) and set DISCORD_TOKEN.",
-        )
-    discord.http.Route.BASE = settings.discord_api_base_url
-    http = discord.http.HTTPClient(None)  # type: ignore[arg-type]
-    try:
-        me = await http.static_login(settings.discord_token.get_secret_value())
-    except discord.LoginFailure:
-        return (
-            PROBLEM,
-            "Discord refused DISCORD_TOKEN: reset the token in the developer portal and set it again.",
-        )
-    except (discord.HTTPException, OSError) as exc:
-        return PROBLEM, f"could not reach Discord at {settings.discord_api_base_url}: {exc}"
-    finally:
-        await http.close()
-    return OK, f"Discord token belongs to {me.get('username')} ({me.get('id')})"
 
 
 async def _check_dashscope(settings: Settings) -> list[tuple[str, str]]:
