@@ -7,7 +7,6 @@ import asyncio
 import inspect
 import json
 import time
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -18,12 +17,13 @@ import httpx
 import pytest
 
 from bot.accounting.quota import Limits, Quota
+from bot.backoff import Backoff
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.requests import ImageRequest
-from bot.dispatch.delivery import DeliveredImage, FileDelivery
-from bot.dispatch.engine import Engine, EngineConfig
 from bot.dispatch import engine as engine_module
 from bot.dispatch import poller as poller_module
+from bot.dispatch.delivery import DeliveredImage, FileDelivery
+from bot.dispatch.engine import Engine, EngineConfig
 from bot.jobs.model import TERMINAL, Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
@@ -126,11 +126,15 @@ def train(engine: Engine, seconds: float = TRAINED_SECONDS) -> None:
 
 
 def shrink_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrink the engine's and the poller's jittered back-off delays (2 s → 0.04 s) so retry
-    paths run in milliseconds; the exponential shape is unchanged."""
-    tiny = types.SimpleNamespace(uniform=lambda low, high: 0.02)
-    monkeypatch.setattr(engine_module, "random", tiny)
-    monkeypatch.setattr(poller_module, "random", tiny)
+    """Shrink the engine's and the poller's retry waits 50-fold (a first wait of 2 s → 0.04 s)
+    so retry paths run in milliseconds; the rule (`bot.backoff`) is unchanged."""
+    for module, name in (
+        (engine_module, "SUBMIT_BACKOFF"),
+        (engine_module, "DELIVERY_BACKOFF"),
+        (poller_module, "QUERY_BACKOFF"),
+    ):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, Backoff(real.initial / 50, real.cap / 50))
 
 
 @dataclass
