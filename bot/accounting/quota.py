@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.accounting.policy import LIMIT_SETTINGS, Policy, PolicyStore
+from bot.accounting.policy import LIMIT_SETTINGS, SETTINGS, Policy, PolicyStore
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
@@ -83,14 +83,18 @@ def micros(amount: float) -> int:
 class Limits:
     """0 means no limit."""
 
-    images_per_user_day: int = 25
-    concurrent_jobs_per_user: int = 2
-    cooldown_seconds: int = 5
-    images_per_guild_day: int = 200
+    images_per_user_day: int
+    concurrent_jobs_per_user: int
+    cooldown_seconds: int
+    images_per_guild_day: int
 
     @classmethod
     def setting_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+# The limits when the environment sets none: the server settings' declared defaults.
+DEFAULT_LIMITS = Limits(*(int(SETTINGS[name].default) for name in LIMIT_SETTINGS))
 
 
 class QuotaExceeded(Exception):
@@ -415,23 +419,11 @@ def _add_held(
         )
 
 
-def policy_defaults(limits: Limits, **others: str) -> dict[str, str]:
-    """The bot-wide defaults of every server setting, as the policy store keeps them."""
-    values = {name: str(getattr(limits, name)) for name in LIMIT_SETTINGS}
-    values.update(
-        monthly_budget="0",
-        max_n="4",
-        allowed_models="",
-        default_model="",
-        default_size="",
-        prompt_extend="member",
-        watermark="member",
-        allowed_channels="",
-        nsfw_channels="any",
-        audit_channel="",
-        exempt="0",
-    )
-    values.update(others)
+def policy_defaults(limits: Limits) -> dict[str, str]:
+    """The bot-wide defaults of every server setting, as the policy store keeps them: the
+    declared defaults, with these limits (the environment's) in place of theirs."""
+    values = {name: spec.default for name, spec in SETTINGS.items()}
+    values.update({name: str(getattr(limits, name)) for name in LIMIT_SETTINGS})
     return values
 
 
