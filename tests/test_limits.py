@@ -436,7 +436,16 @@ async def test_running_totals_always_equal_the_ledger(make) -> None:
             async with s.db.transaction() as conn:
                 exact_money = await s.quota.spent_this_month(conn, row["guild_id"], row["month"])
             assert row["micros"] == round(exact_money * 1_000_000), (step, dict(row))
-    assert await s.db.fetchone("SELECT COUNT(*) FROM quota_windows") is not None
+    # The comparisons above were not vacuous: every member and the server have running totals.
+    windows = await s.db.fetchall("SELECT scope, owner FROM quota_windows")
+    assert {(r["scope"], r["owner"]) for r in windows} == {
+        ("user_id", 1),
+        ("user_id", 2),
+        ("user_id", 3),
+        ("guild_id", 3),
+    }
+    spends = await s.db.fetchall("SELECT DISTINCT guild_id FROM quota_spend")
+    assert [r["guild_id"] for r in spends] == [3]
 
 
 async def test_the_window_check_agrees_with_the_ledger_after_time_passes(make) -> None:
