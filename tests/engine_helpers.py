@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.accounting.quota import Limits, Quota
+from bot.accounting.quota import Limits, Quota, micros, month_start, next_month_start
 from bot.backoff import Backoff
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.requests import ImageRequest
@@ -350,3 +350,15 @@ async def assert_ledger_balanced(db: Database) -> None:
         assert images["charge"] == row["k"], (job["id"], state, images, row["k"])
         if state is not JobState.DONE:
             assert images["charge"] == 0, (job["id"], state, images)
+
+
+async def spent_this_month(db: Database, guild_id: int, now: float) -> float:
+    """Money held or charged by a server's jobs reserved in the calendar month (UTC) holding
+    `now`, summed from the ledger row by row: what the quota's running total must equal."""
+    rows = await db.fetchall(
+        "SELECT r.images - COALESCE(f.images, 0) AS held, r.unit_price FROM ledger r"
+        " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+        " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ? AND r.created_at < ?",
+        (guild_id, month_start(now), next_month_start(now)),
+    )
+    return sum(row["held"] * micros(row["unit_price"]) for row in rows) / 1_000_000

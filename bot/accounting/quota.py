@@ -15,17 +15,15 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import aiosqlite
 
 from bot.accounting.policy import LIMIT_SETTINGS, SETTINGS, Policy, PolicyStore
 from bot.i18n import Lang, text
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.storage.db import Database, call
+from bot.storage.db import Database
 
 DAY = 24 * 3600.0
 
@@ -88,10 +86,6 @@ class Limits:
     cooldown_seconds: int
     images_per_guild_day: int
 
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
 
 # The limits when the environment sets none: the server settings' declared defaults.
 DEFAULT_LIMITS = Limits(*(int(SETTINGS[name].default) for name in LIMIT_SETTINGS))
@@ -107,30 +101,11 @@ class QuotaExceeded(Exception):
         self.used = used
         self.frees_at = frees_at
 
-    def user_message(
-        self, lang: Lang = "en", format_time: Callable[[float], str] | None = None
-    ) -> str:
-        if not self.frees_at:
-            when = "?"
-        elif format_time is not None:
-            when = format_time(self.frees_at)
-        else:
-            when = relative_time(self.frees_at, lang=lang)
+    def user_message(self, lang: Lang, format_time: Callable[[float], str]) -> str:
+        """The refusal in words; `format_time` shows when the limit frees (the Discord layer
+        passes a timestamp each reader sees in their own language and clock)."""
+        when = format_time(self.frees_at) if self.frees_at else "?"
         return text(f"quota.{self.limit}", lang, allowed=self.allowed, used=self.used, when=when)
-
-
-def relative_time(moment: float, now: float | None = None, *, lang: Lang = "en") -> str:
-    """How long until `moment`, to fill a message's {when}: "in 5 min" / "5 分钟" (the Chinese
-    messages say "{when}后")."""
-    seconds = max(0, int(moment - (time.time() if now is None else now)))
-    if seconds < 60:
-        return f"{seconds} 秒" if lang == "zh" else f"in {seconds} s"
-    minutes = (seconds + 59) // 60
-    if minutes < 60:
-        return f"{minutes} 分钟" if lang == "zh" else f"in {minutes} min"
-    if lang == "zh":
-        return f"{minutes // 60} 小时 {minutes % 60} 分钟"
-    return f"in {minutes // 60} h {minutes % 60} min"
 
 
 @dataclass(frozen=True)
@@ -169,15 +144,6 @@ class Quota:
 
     def price(self, model: str) -> float:
         return self.prices.get(model, 0.0)
-
-    async def set_guild_limit(
-        self, guild_id: int, setting: str, value: int, by_user: int | None = None
-    ) -> None:
-        if setting not in Limits.setting_names():
-            raise ValueError(f"unknown limit {setting!r}")
-        if value < 0:
-            raise ValueError("a limit cannot be negative")
-        await self.policy.set(guild_id, setting, str(value), by_user=by_user)
 
     async def reserve(self, new: NewJob) -> Job:
         """Check every limit and accept the job (queued, n images reserved) in one transaction
@@ -229,20 +195,6 @@ class Quota:
                 raw, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
             )
 
-    async def spent_this_month(
-        self, conn: aiosqlite.Connection, guild_id: int, now: float
-    ) -> float:
-        """Money held or charged by the server's jobs since the 1st of this month (UTC), summed
-        from the ledger."""
-        start = month_start(now)
-        spent = await call(
-            conn,
-            lambda raw: raw.execute(
-                _SPENT_MICROS_SQL, (guild_id, start, next_month_start(now))
-            ).fetchone()[0],
-        )
-        return spent / 1_000_000
-
     def _check_budget(
         self, raw: sqlite3.Connection, new: NewJob, budget: float, unit_price: float, now: float
     ) -> None:
@@ -257,12 +209,9 @@ class Quota:
                 frees_at=next_month_start(now),
             )
 
-    async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
-        """Charge `delivered` images and refund the rest of the reservation, once per job."""
-        await call(conn, self.settle_now, job, delivered)
-
     def settle_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
-        """`settle` on the database thread (inside a `Database.write` or `call`)."""
+        """Charge `delivered` images and refund the rest of the reservation, once per job (on
+        the database thread, inside a `Database.write` or `call`)."""
         reserved = raw.execute(
             "SELECT created_at, unit_price, model FROM ledger WHERE job_id = ? AND entry = 'reserve'",
             (job.id,),
@@ -291,9 +240,6 @@ class Quota:
         ended = self.store.transition_now(raw, job_id, state, **fields)
         self.settle_now(raw, ended, charged)
         return ended
-
-    async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
-        await self.settle(conn, job, 0)
 
     async def standing(
         self, user_id: int, guild_id: int | None, role_ids: Iterable[int] = ()
