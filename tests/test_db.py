@@ -376,7 +376,7 @@ async def test_the_quota_queries_use_their_indexes(tmp_path: Path) -> None:
     """The window, budget and final-status indexes are partial (reservations only; ended jobs
     not yet shown): the queries that need them must still match their conditions, or each
     reservation would scan the ledger."""
-    from bot import limits
+    from bot.accounting import quota as limits
     from bot.jobs.store import UNNOTIFIED_SQL
 
     db = await Database.open(tmp_path / "plan.db")
@@ -443,7 +443,7 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
     """Migration 0006 on a database in use: settings keep their values and every server that
     has some gets a policy version; jobs and the ledger are untouched; the window and
     cooldown queries answer as before through the new partial indexes."""
-    from bot import limits
+    from bot.accounting import quota as limits
 
     shipped = migrations()
     path = tmp_path / "v5.db"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from bot import discord_delivery
+from bot.discord_ui import delivery as discord_delivery
 from bot.jobs.model import JobState
 from tests.discord_env import bot_env, imagine
 

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import SecretStr
 
-from bot import images
 from bot.accounting.policy import SETTINGS, validate_value
 from bot.config import ConfigError, load_settings, parse_prices
 from bot.dashscope.client import DashScopeClient, _decode, _error_from, _parse, _task_path
@@ -52,6 +51,7 @@ from bot.dashscope.retry import NO_RETRIES, retry_after_seconds
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, thread_name
 from bot.errors import InputRejected
 from bot.i18n import lang_for
+from bot.media import inputs as images
 from bot.media.inputs import data_uri_bytes, prepare_image
 from bot.simulator import rules as sim_rules
 from bot.simulator.errors import ApiError

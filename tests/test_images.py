@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from bot import images
 from bot.errors import InputRejected
+from bot.media import inputs as images
 from bot.media.inputs import PreparedImage, data_uri_bytes, prepare_image
 
 # --- helpers ----------------------------------------------------------------------------------
