@@ -19,8 +19,6 @@ from bot.dashscope.models import DEFAULT_PRICES, MODELS
 from bot.dispatch.engine import EngineConfig
 
 BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
-SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
-VIRGINIA_BASE_URL = "https://dashscope-us.aliyuncs.com/api/v1"
 
 _ENGINE = EngineConfig()  # its defaults are the account limits' defaults
 

@@ -16,7 +16,6 @@ import pytest
 from bot.accounting.quota import DEFAULT_LIMITS, Limits
 from bot.config import (
     BEIJING_BASE_URL,
-    SINGAPORE_BASE_URL,
     ConfigError,
     Settings,
     load_settings,
@@ -26,6 +25,7 @@ from bot.runtime.services import engine_config_from, limits_from
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.discord-token-value-xyz"
 KEY = "sk-0123456789abcdef0123456789abcdef"
+SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 FIELDS = {name.upper() for name in Settings.model_fields}
 
 
