@@ -60,10 +60,8 @@ class StubFetcher:
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8)).save(buffer, "PNG")
         self.png = buffer.getvalue()
-        self.fetched = 0
 
     async def fetch(self, url: str) -> Download:
-        self.fetched += 1
         return Download(url, self.png, "image/png")
 
 

@@ -14,11 +14,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.accounting.quota import DEFAULT_LIMITS
 from bot.dashscope.models import DEFAULT_PRICES, MODELS
+from bot.dispatch.engine import EngineConfig
 
 BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
-SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
-VIRGINIA_BASE_URL = "https://dashscope-us.aliyuncs.com/api/v1"
+
+_ENGINE = EngineConfig()  # its defaults are the account limits' defaults
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -77,16 +79,18 @@ class Settings(BaseSettings):
     download_max_bytes: int = Field(default=30 * 1024 * 1024, ge=1024 * 1024, le=200 * 1024 * 1024)
 
     # Default limits; a server can override them in the database.
-    limit_images_per_user_day: int = Field(default=25, ge=0)
-    limit_concurrent_jobs_per_user: int = Field(default=2, ge=0)
-    limit_cooldown_seconds: int = Field(default=5, ge=0)
-    limit_images_per_guild_day: int = Field(default=200, ge=0)
+    limit_images_per_user_day: int = Field(default=DEFAULT_LIMITS.images_per_user_day, ge=0)
+    limit_concurrent_jobs_per_user: int = Field(
+        default=DEFAULT_LIMITS.concurrent_jobs_per_user, ge=0
+    )
+    limit_cooldown_seconds: int = Field(default=DEFAULT_LIMITS.cooldown_seconds, ge=0)
+    limit_images_per_guild_day: int = Field(default=DEFAULT_LIMITS.images_per_guild_day, ge=0)
 
     # The DashScope account's limits, per model: tasks in flight and submissions per second.
-    max_in_flight: int = Field(default=5, ge=1, le=100)
-    submit_rate: float = Field(default=5.0, ge=0.1, le=100)
+    max_in_flight: int = Field(default=_ENGINE.max_in_flight, ge=1, le=100)
+    submit_rate: float = Field(default=_ENGINE.submit_rate, ge=0.1, le=100)
     # Task queries per second for the whole process (the account allows 20; keep half spare).
-    task_query_rate: float = Field(default=10.0, ge=0.5, le=20)
+    task_query_rate: float = Field(default=_ENGINE.task_query_rate, ge=0.5, le=20)
 
     # Discord. The URLs let the bot run behind a REST proxy or against a local stand-in.
     discord_api_base_url: str = "https://discord.com/api/v10"

@@ -21,6 +21,7 @@ from bot.accounting.chart import usage_chart
 from bot.accounting.policy import SERVER, SETTINGS
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
 from bot.discord_ui.app import WanBot
+from bot.discord_ui.render import clip
 from bot.discord_ui.replies import respond, respond_error
 from bot.i18n import Lang, lang_for, text
 
@@ -48,14 +49,9 @@ def _role_of(role: discord.Role | None) -> discord.Role | None:
     return None if role is None or role.is_default() else role
 
 
-def _short(value: str | None, limit: int = 80) -> str:
-    if not value:
-        return "—"
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
 # Discord's limit for an embed's description.
 DESCRIPTION_MAX = 4096
+AUDIT_VALUE_MAX = 80  # characters of an old or new value in the audit list
 
 
 async def setting_choices(
@@ -222,7 +218,8 @@ class Admin(commands.Cog):
         lines = [
             f"<t:{int(r['created_at'])}:R> <@{r['user_id']}> `{r['setting']}`"
             + (f" [<@&{r['role_id']}>]" if r["role_id"] else "")
-            + f": {_short(r['old_value'])} → {_short(r['new_value'])}"
+            + f": {clip(r['old_value'] or '—', AUDIT_VALUE_MAX)}"
+            + f" → {clip(r['new_value'] or '—', AUDIT_VALUE_MAX)}"
             for r in rows
         ]
         while len("\n".join(lines)) > DESCRIPTION_MAX:  # long allow-lists: the newest that fit

@@ -28,6 +28,7 @@ from bot.discord_ui.delivery import _as_jpeg, _batches
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.render import (
     JOB_BUTTON_TEMPLATE,
+    clip,
     info_embed,
     job_custom_id,
     result_embed,
@@ -37,6 +38,8 @@ from bot.discord_ui.replies import relative_timestamp, respond, respond_error, t
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
 from cogs.edit import EditModal
+
+JOBS_PROMPT_MAX = 80  # characters of each prompt in the /jobs list
 
 
 def is_moderator(interaction: discord.Interaction) -> bool:
@@ -183,7 +186,8 @@ class Jobs(commands.Cog):
             return
         lines = [
             f"**#{job.id}** · {job.state.value} · {job.model} · "
-            f"{relative_timestamp(job.created_at)}\n> {discord.utils.escape_markdown(job.params.prompt[:80])}"
+            f"{relative_timestamp(job.created_at)}\n"
+            f"> {discord.utils.escape_markdown(clip(job.params.prompt, JOBS_PROMPT_MAX))}"
             for job in jobs
         ]
         embed = discord.Embed(title=text("reply.jobs_title", lang), description="\n".join(lines))

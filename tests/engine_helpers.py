@@ -7,7 +7,6 @@ import asyncio
 import inspect
 import json
 import time
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.accounting.quota import Limits, Quota
+from bot.accounting.quota import Limits, Quota, micros, month_start, next_month_start
+from bot.backoff import Backoff
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.requests import ImageRequest
 from bot.dispatch import engine as engine_module
@@ -126,11 +126,15 @@ def train(engine: Engine, seconds: float = TRAINED_SECONDS) -> None:
 
 
 def shrink_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrink the engine's and the poller's jittered back-off delays (2 s → 0.04 s) so retry
-    paths run in milliseconds; the exponential shape is unchanged."""
-    tiny = types.SimpleNamespace(uniform=lambda low, high: 0.02)
-    monkeypatch.setattr(engine_module, "random", tiny)
-    monkeypatch.setattr(poller_module, "random", tiny)
+    """Shrink the engine's and the poller's retry waits 50-fold (a first wait of 2 s → 0.04 s)
+    so retry paths run in milliseconds; the rule (`bot.backoff`) is unchanged."""
+    for module, name in (
+        (engine_module, "SUBMIT_BACKOFF"),
+        (engine_module, "DELIVERY_BACKOFF"),
+        (poller_module, "QUERY_BACKOFF"),
+    ):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, Backoff(real.initial / 50, real.cap / 50))
 
 
 @dataclass
@@ -346,3 +350,15 @@ async def assert_ledger_balanced(db: Database) -> None:
         assert images["charge"] == row["k"], (job["id"], state, images, row["k"])
         if state is not JobState.DONE:
             assert images["charge"] == 0, (job["id"], state, images)
+
+
+async def spent_this_month(db: Database, guild_id: int, now: float) -> float:
+    """Money held or charged by a server's jobs reserved in the calendar month (UTC) holding
+    `now`, summed from the ledger row by row: what the quota's running total must equal."""
+    rows = await db.fetchall(
+        "SELECT r.images - COALESCE(f.images, 0) AS held, r.unit_price FROM ledger r"
+        " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+        " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ? AND r.created_at < ?",
+        (guild_id, month_start(now), next_month_start(now)),
+    )
+    return sum(row["held"] * micros(row["unit_price"]) for row in rows) / 1_000_000

@@ -29,8 +29,8 @@ from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.presenter import describe
-from bot.storage.db import Database
-from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
+from bot.storage.db import Database, call
+from tests.engine_helpers import NO_LIMITS, FakeClock, image_request, spent_this_month
 
 GUILD = 700
 OTHER_GUILD = 701
@@ -83,11 +83,10 @@ class Setup:
                 for step in (JobState.SUBMITTED, JobState.DELIVERING):
                     job = await self.store.transition(conn, job.id, step)
             ended = await self.store.transition(conn, job.id, state)
-            await self.quota.settle(conn, ended, delivered)
+            await call(conn, self.quota.settle_now, ended, delivered)
 
     async def spent(self, guild: int = GUILD) -> float:
-        async with self.db.transaction() as conn:
-            return await self.quota.spent_this_month(conn, guild, self.clock())
+        return await spent_this_month(self.db, guild, self.clock())
 
     async def ledger(self, job_id: int) -> dict[str, tuple[int, float, str]]:
         rows = await self.db.fetchall(
@@ -284,7 +283,7 @@ async def test_reserve_the_estimate_and_keep_only_what_was_delivered(make: Make)
     assert await s.spent() == pytest.approx(0.40)
     # Settling again changes nothing.
     async with s.db.transaction() as conn:
-        await s.quota.settle(conn, third, 2)
+        await call(conn, s.quota.settle_now, third, 2)
     assert await s.spent() == pytest.approx(0.40)
 
 

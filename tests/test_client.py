@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bot import dashscope as ds
+from bot.backoff import Backoff
 from bot.dashscope import constants
 from bot.dashscope import errors as ds_errors
 from bot.dashscope.requests import ImageRequest, validate
@@ -22,7 +23,7 @@ from tests import documented as doc
 from tests.wire import DROP, Reply, ScriptedServer
 
 KEY = "sk-test-0123456789abcdef"
-FAST = RetryPolicy(max_retries=3, initial=0.01, maximum=0.05)
+FAST = RetryPolicy(max_retries=3, backoff=Backoff(initial=0.01, cap=0.05))
 T2I_ASYNC = "/services/aigc/image-generation/generation"
 T2I_SYNC = "/services/aigc/multimodal-generation/generation"
 I2I = "/services/aigc/image2image/image-synthesis"

@@ -13,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.accounting.quota import DEFAULT_LIMITS, Limits
 from bot.config import (
     BEIJING_BASE_URL,
-    SINGAPORE_BASE_URL,
     ConfigError,
     Settings,
     load_settings,
 )
+from bot.dispatch.engine import EngineConfig
+from bot.runtime.services import engine_config_from, limits_from
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.discord-token-value-xyz"
 KEY = "sk-0123456789abcdef0123456789abcdef"
+SINGAPORE_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 FIELDS = {name.upper() for name in Settings.model_fields}
 
 
@@ -59,6 +62,14 @@ def test_defaults():
     assert settings.simulated is True
     assert settings.simulator_speed == 10.0
     assert settings.download_max_bytes == 30 * 1024 * 1024
+
+
+def test_default_limits_are_read_from_the_layers_that_use_them():
+    settings = load_settings()
+    # The figures of the README's table, declared once with the server settings and the engine.
+    assert limits_from(settings) == DEFAULT_LIMITS == Limits(25, 2, 5, 200)
+    assert engine_config_from(settings) == EngineConfig()
+    assert (settings.max_in_flight, settings.submit_rate, settings.task_query_rate) == (5, 5, 10)
 
 
 def test_values_from_the_environment(monkeypatch):

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from bot.dashscope.models import Kind
 from bot.jobs.model import Job, JobState
-from bot.media.inputs import data_uri_bytes
+from tests.data_uri import data_uri_bytes
 from tests.discord_env import (
     HELD_MODEL,
     BotEnv,

@@ -224,6 +224,13 @@ async def test_jobs_lists_the_members_recent_jobs(env: BotEnv) -> None:
     assert "> a \\*bold\\* fox" in description
     assert w.alice.id != carol.id
 
+    # A long prompt is shortened with an ellipsis, so the list shows it was cut.
+    _, long = await imagine(env, "a fox in the snow " * 10, user=carol)
+    [answer] = replies(await invoke(env, "jobs", user=carol))
+    newest = answer.embeds[0]["description"].split("\n")[:2]
+    assert newest[0].startswith(f"**#{long.id}** · done")
+    assert newest[1] == "> " + ("a fox in the snow " * 5)[:79] + "…"
+
 
 async def test_show_own_job_others_refused_moderator_allowed(env: BotEnv) -> None:
     fake, w = env.fake, env.world

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from bot.backoff import Backoff
 from bot.dashscope.retry import RetryPolicy
 from bot.jobs.model import Job, JobState
 from tests.discord_env import BotEnv, bot_env, replies
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 CELL_TIMEOUT = 20.0  # seconds for one job to end, whatever its faults
 # Speed: the client's backoff is shortened (the number of retries is production's) and the
 # poller lists tasks every 0.05 s instead of 0.7 s.
-QUICK_BACKOFF = RetryPolicy(initial=0.05, maximum=0.4)
+QUICK_BACKOFF = RetryPolicy(backoff=Backoff(initial=0.05, cap=0.4))
 LIST_INTERVAL = 0.05
 # What the user must never read: a traceback, a Python exception's name, a repr.
 RAW = re.compile(r"Traceback|File \"|\b\w+(?:Error|Exception)\b|<class |object at 0x")

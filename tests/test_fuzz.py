@@ -11,7 +11,6 @@ answers, the configuration, the server settings, the simulator, the Discord-side
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import math
@@ -52,7 +51,7 @@ from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, thread_name
 from bot.errors import InputRejected
 from bot.i18n import lang_for
 from bot.media import inputs
-from bot.media.inputs import data_uri_bytes, prepare_image
+from bot.media.inputs import prepare_image
 from bot.presenter import describe, utc_time
 from bot.simulator import rules as sim_rules
 from bot.simulator.errors import ApiError
@@ -60,6 +59,7 @@ from bot.simulator.inputs import decode_image
 from bot.simulator.models import BEIJING
 from bot.simulator.models import MODELS as SIM_MODELS
 from cogs.edit import MAX_INPUTS, choose, default_choice
+from tests.data_uri import data_uri_bytes
 from tests.figures import record
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -672,14 +672,6 @@ def test_lang_for(locale: str | None) -> None:
     lang = lang_for(locale)
     assert lang in ("en", "zh")
     assert (lang == "zh") == bool(locale and locale.lower().startswith("zh"))
-
-
-@FAST
-@given(st.text(max_size=40) | st.sampled_from(["data:image/png;base64,aGk=", "data:;base64,"]))
-def test_data_uri_bytes(uri: str) -> None:
-    ran("data_uri")
-    with contextlib.suppress(ValueError):
-        assert isinstance(data_uri_bytes(uri), bytes)
 
 
 def test_figures() -> None:

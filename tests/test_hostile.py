@@ -32,7 +32,7 @@ from PIL import Image
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, INPUT_MAX_SIDE, INPUT_MIN_SIDE
 from bot.i18n import text
 from bot.jobs.model import Job, JobState
-from bot.media.inputs import data_uri_bytes
+from tests.data_uri import data_uri_bytes
 from tests.discord_env import BotEnv, bot_env, modal_inputs, png, replies
 from tests.fakediscord import InteractionType, Message, Perm
 from tests.fakediscord.records import Interaction

@@ -645,10 +645,10 @@ def test_forced_options(option: str) -> None:
 
 def test_an_allow_list_without_a_default_picks_the_first_allowed_model_of_the_kind():
     from bot.accounting.policy import Effective, Place, Policy, apply_policy
-    from bot.accounting.quota import Limits, policy_defaults
+    from bot.accounting.quota import DEFAULT_LIMITS, policy_defaults
     from bot.dashscope.requests import ImageRequest
 
-    values = {k: Effective(v, "default") for k, v in policy_defaults(Limits()).items()}
+    values = {k: Effective(v, "default") for k, v in policy_defaults(DEFAULT_LIMITS).items()}
     values["allowed_models"] = Effective("wan2.5-i2i-preview,wan2.2-t2i-flash", "server")
     policy = Policy(values)
     request = ImageRequest(model="wan2.6-t2i", prompt="a cat")

@@ -48,26 +48,33 @@ class SettingSpec:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    default: str = ""  # the bot's own default (the environment may override the limits')
 
 
 SETTINGS: dict[str, SettingSpec] = {
     spec.name: spec
     for spec in (
-        SettingSpec("images_per_user_day", "int", True, _ZERO_MAX, 0, 100_000),
-        SettingSpec("concurrent_jobs_per_user", "int", True, _ZERO_MAX, 0, 100),
-        SettingSpec("cooldown_seconds", "int", True, _LESS, 0, 86_400),
-        SettingSpec("images_per_guild_day", "int", False, None, 0, 1_000_000),
-        SettingSpec("monthly_budget", "money", False, None, 0, 10_000_000),
-        SettingSpec("max_n", "int", True, _MORE, 1, 4),
+        SettingSpec("images_per_user_day", "int", True, _ZERO_MAX, 0, 100_000, default="25"),
+        SettingSpec("concurrent_jobs_per_user", "int", True, _ZERO_MAX, 0, 100, default="2"),
+        SettingSpec("cooldown_seconds", "int", True, _LESS, 0, 86_400, default="5"),
+        SettingSpec("images_per_guild_day", "int", False, None, 0, 1_000_000, default="200"),
+        SettingSpec("monthly_budget", "money", False, None, 0, 10_000_000, default="0"),
+        SettingSpec("max_n", "int", True, _MORE, 1, 4, default="4"),
         SettingSpec("allowed_models", "models", False),
         SettingSpec("default_model", "model", False),
         SettingSpec("default_size", "size", False),
-        SettingSpec("prompt_extend", "choice", False, choices=("member", "on", "off")),
-        SettingSpec("watermark", "choice", False, choices=("member", "on", "off")),
+        SettingSpec(
+            "prompt_extend", "choice", False, choices=("member", "on", "off"), default="member"
+        ),
+        SettingSpec(
+            "watermark", "choice", False, choices=("member", "on", "off"), default="member"
+        ),
         SettingSpec("allowed_channels", "channels", False),
-        SettingSpec("nsfw_channels", "choice", False, choices=("any", "only", "never")),
+        SettingSpec(
+            "nsfw_channels", "choice", False, choices=("any", "only", "never"), default="any"
+        ),
         SettingSpec("audit_channel", "channel", False),
-        SettingSpec("exempt", "bool", True, _MORE),
+        SettingSpec("exempt", "bool", True, _MORE, default="0"),
     )
 }
 
@@ -212,7 +219,7 @@ class PolicyStore:
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         self.db = db
-        self.defaults = {name: defaults.get(name, "") for name in SETTINGS}
+        self.defaults = {name: defaults.get(name, spec.default) for name, spec in SETTINGS.items()}
         self._default_values = {
             name: Effective(value, "default") for name, value in self.defaults.items()
         }

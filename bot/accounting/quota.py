@@ -15,17 +15,15 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
-
-from bot.accounting.policy import LIMIT_SETTINGS, Policy, PolicyStore
+from bot.accounting.policy import LIMIT_SETTINGS, SETTINGS, Policy, PolicyStore
 from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.storage.db import Database, call
+from bot.storage.db import Database
 
 DAY = 24 * 3600.0
 
@@ -83,14 +81,14 @@ def micros(amount: float) -> int:
 class Limits:
     """0 means no limit."""
 
-    images_per_user_day: int = 25
-    concurrent_jobs_per_user: int = 2
-    cooldown_seconds: int = 5
-    images_per_guild_day: int = 200
+    images_per_user_day: int
+    concurrent_jobs_per_user: int
+    cooldown_seconds: int
+    images_per_guild_day: int
 
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+
+# The limits when the environment sets none: the server settings' declared defaults.
+DEFAULT_LIMITS = Limits(*(int(SETTINGS[name].default) for name in LIMIT_SETTINGS))
 
 
 class QuotaExceeded(UserError):
@@ -174,15 +172,6 @@ class Quota:
     def price(self, model: str) -> float:
         return self.prices.get(model, 0.0)
 
-    async def set_guild_limit(
-        self, guild_id: int, setting: str, value: int, by_user: int | None = None
-    ) -> None:
-        if setting not in Limits.setting_names():
-            raise ValueError(f"unknown limit {setting!r}")
-        if value < 0:
-            raise ValueError("a limit cannot be negative")
-        await self.policy.set(guild_id, setting, str(value), by_user=by_user)
-
     async def reserve(self, new: NewJob) -> Job:
         """Check every limit and accept the job (queued, n images reserved) in one transaction
         and one round trip to the database thread."""
@@ -233,20 +222,6 @@ class Quota:
                 raw, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
             )
 
-    async def spent_this_month(
-        self, conn: aiosqlite.Connection, guild_id: int, now: float
-    ) -> float:
-        """Money held or charged by the server's jobs since the 1st of this month (UTC), summed
-        from the ledger."""
-        start = month_start(now)
-        spent = await call(
-            conn,
-            lambda raw: raw.execute(
-                _SPENT_MICROS_SQL, (guild_id, start, next_month_start(now))
-            ).fetchone()[0],
-        )
-        return spent / 1_000_000
-
     def _check_budget(
         self, raw: sqlite3.Connection, new: NewJob, budget: float, unit_price: float, now: float
     ) -> None:
@@ -258,12 +233,9 @@ class Quota:
                 budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
             )
 
-    async def settle(self, conn: aiosqlite.Connection, job: Job, delivered: int) -> None:
-        """Charge `delivered` images and refund the rest of the reservation, once per job."""
-        await call(conn, self.settle_now, job, delivered)
-
     def settle_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
-        """`settle` on the database thread (inside a `Database.write` or `call`)."""
+        """Charge `delivered` images and refund the rest of the reservation, once per job (on
+        the database thread, inside a `Database.write` or `call`)."""
         reserved = raw.execute(
             "SELECT created_at, unit_price, model FROM ledger WHERE job_id = ? AND entry = 'reserve'",
             (job.id,),
@@ -292,9 +264,6 @@ class Quota:
         ended = self.store.transition_now(raw, job_id, state, **fields)
         self.settle_now(raw, ended, charged)
         return ended
-
-    async def refund(self, conn: aiosqlite.Connection, job: Job) -> None:
-        await self.settle(conn, job, 0)
 
     async def standing(
         self, user_id: int, guild_id: int | None, role_ids: Iterable[int] = ()
@@ -420,23 +389,11 @@ def _add_held(
         )
 
 
-def policy_defaults(limits: Limits, **others: str) -> dict[str, str]:
-    """The bot-wide defaults of every server setting, as the policy store keeps them."""
-    values = {name: str(getattr(limits, name)) for name in LIMIT_SETTINGS}
-    values.update(
-        monthly_budget="0",
-        max_n="4",
-        allowed_models="",
-        default_model="",
-        default_size="",
-        prompt_extend="member",
-        watermark="member",
-        allowed_channels="",
-        nsfw_channels="any",
-        audit_channel="",
-        exempt="0",
-    )
-    values.update(others)
+def policy_defaults(limits: Limits) -> dict[str, str]:
+    """The bot-wide defaults of every server setting, as the policy store keeps them: the
+    declared defaults, with these limits (the environment's) in place of theirs."""
+    values = {name: spec.default for name, spec in SETTINGS.items()}
+    values.update({name: str(getattr(limits, name)) for name in LIMIT_SETTINGS})
     return values
 
 

@@ -11,7 +11,6 @@ from bot.accounting.quota import month_start
 from bot.storage.db import Database
 
 PERIODS = ("today", "7d", "30d", "this month")
-DAY = 86400.0
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float]:

@@ -289,7 +289,7 @@ class DashScopeClient:
             retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
             if retry_after is not None and retry_after > self.retry.retry_after_max:
                 raise error
-            delay = self.retry.delay(attempt, retry_after)
+            delay = self.retry.backoff.delay(attempt, retry_after)
             log.info(
                 "dashscope %s %s failed (%s); retry %d/%d in %.1f s",
                 method,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from bot.backoff import Backoff
+
 CONNECT_TIMEOUT = 10.0
 # A task submission or query answers in well under a second normally; these bound a stuck one.
 SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=CONNECT_TIMEOUT)
@@ -14,8 +16,7 @@ SYNC_TIMEOUT = httpx.Timeout(310.0, connect=CONNECT_TIMEOUT)
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=CONNECT_TIMEOUT)
 
 MAX_RETRIES = 3  # after the first attempt
-BACKOFF_INITIAL = 0.5  # seconds, doubled each retry
-BACKOFF_MAX = 8.0
+BACKOFF = Backoff(initial=0.5, cap=8.0)  # seconds, doubled each retry
 # A Retry-After longer than this is not slept on: the error goes up with its retry_after.
 RETRY_AFTER_MAX = 30.0
 

@@ -1,34 +1,22 @@
-"""Backoff with jitter and Retry-After parsing."""
+"""The client's retry policy and Retry-After parsing; the wait itself is `bot.backoff`'s rule."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from bot.backoff import Backoff
 from bot.dashscope import constants
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int = constants.MAX_RETRIES
-    initial: float = constants.BACKOFF_INITIAL
-    maximum: float = constants.BACKOFF_MAX
+    backoff: Backoff = constants.BACKOFF
     retry_after_max: float = constants.RETRY_AFTER_MAX
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number `attempt` (0-based).
-
-        A server's Retry-After wins when given; otherwise exponential backoff with "equal
-        jitter" (half fixed, half random) so many clients do not retry in step.
-        """
-        if retry_after is not None:
-            return max(0.0, retry_after)
-        ceiling = min(self.maximum, self.initial * (2**attempt))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 NO_RETRIES = RetryPolicy(max_retries=0)

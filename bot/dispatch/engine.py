@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.accounting.quota import Quota
+from bot.backoff import Backoff
 from bot.dashscope.client import DashScopeClient, raise_for_task
 from bot.dashscope.errors import (
     BadRequestError,
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 RESULT_LIFETIME = 24 * 3600.0  # result URLs and task data live 24 h
 INPUT_RETENTION = 7 * 24 * 3600.0  # an ended edit's input images are kept this long
+# Waits before retrying a failed submission (the model pauses) and a failed delivery.
+SUBMIT_BACKOFF = Backoff(initial=2.0, cap=60.0)
+DELIVERY_BACKOFF = Backoff(initial=2.0, cap=300.0)
 
 
 @dataclass(frozen=True)
@@ -428,8 +431,8 @@ class Engine:
         transient = isinstance(exc, RateLimitedError | ServerError | ConnectionFailedError)
         if transient and job.submit_attempts + 1 < self.config.max_submit_attempts:
             pause = exc.retry_after if isinstance(exc, RateLimitedError) else None
-            delay = pause if pause is not None else min(60.0, 2.0 ** (job.submit_attempts + 1))
-            self._model_pause[job.model] = self.clock() + delay * random.uniform(0.8, 1.2)
+            delay = SUBMIT_BACKOFF.delay(job.submit_attempts, pause)
+            self._model_pause[job.model] = self.clock() + delay
             self.queue.push(job.model, job.user_id, job.id, front=True)
             log.warning("job %s: submission failed (%s); retrying in %.0f s", job.id, exc, delay)
             self._wake_scheduler.set()
@@ -591,7 +594,7 @@ class Engine:
     async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
         attempts = job.delivery_attempts + 1
         if exc.retryable and attempts < self.config.max_delivery_attempts:
-            delay = min(300.0, 2.0**attempts) * random.uniform(0.8, 1.2)
+            delay = DELIVERY_BACKOFF.delay(job.delivery_attempts)
             async with self.db.transaction() as conn:
                 await self.store.update(
                     conn,

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.backoff import Backoff
 from bot.dashscope.client import DashScopeClient
 from bot.dashscope.errors import DashScopeError, RateLimitedError
 from bot.dashscope.results import TaskResult, TaskState
@@ -37,12 +37,11 @@ log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 5
-# After a failed list, tasks are polled one by one for a while: 10 s after a first failure (a
-# passing 5xx), doubling while the list keeps failing, up to 5 minutes.
-LIST_OFF_FIRST = 10.0
-LIST_DISABLED_FOR = 300.0
+# After a failed list, tasks are polled one by one for a while: up to 10 s after a first failure
+# (a passing 5xx), doubling while the list keeps failing, up to 5 minutes.
+LIST_OFF = Backoff(initial=10.0, cap=300.0)
 OVERDUE_REPEAT = 15.0  # seconds between direct checks of an overdue task
-MAX_BACKOFF = 60.0
+QUERY_BACKOFF = Backoff(initial=2.0, cap=60.0)  # a task's next query after a failed one
 
 ReadingHandler = Callable[["Tracked", TaskResult], Awaitable[None]]
 StateHandler = Callable[["Tracked", TaskState], Awaitable[None]]
@@ -191,7 +190,7 @@ class Poller:
     def _backoff(self, t: Tracked, exc: DashScopeError) -> None:
         self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
         t.failures += 1
-        delay = min(MAX_BACKOFF, 2.0**t.failures) * random.uniform(0.5, 1.0)
+        delay = QUERY_BACKOFF.delay(t.failures - 1)
         if isinstance(exc, RateLimitedError):
             pause = exc.retry_after if exc.retry_after is not None else delay
             self._pause_until = max(self._pause_until, self.clock() + pause)
@@ -225,11 +224,11 @@ class Poller:
             except DashScopeError as exc:
                 self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
                 if isinstance(exc, RateLimitedError):
-                    self._pause_until = self.clock() + (exc.retry_after or 2.0)
+                    self._pause_until = self.clock() + QUERY_BACKOFF.delay(0, exc.retry_after)
                     return
                 log.warning("task list failed (%s); polling tasks one by one for a while", exc)
                 self._list_failures += 1
-                off = min(LIST_DISABLED_FOR, LIST_OFF_FIRST * 2 ** (self._list_failures - 1))
+                off = LIST_OFF.delay(self._list_failures - 1)
                 self._list_off_until = self.clock() + off
                 for t in self.tracked.values():
                     t.next_direct = min(t.next_direct, self._first_direct(t))

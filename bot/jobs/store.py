@@ -51,12 +51,6 @@ UNNOTIFIED_SQL = (
 _BY_ID = "SELECT * FROM jobs WHERE id = ?"
 
 
-def get_job(raw: sqlite3.Connection, job_id: int) -> Job | None:
-    """The job with this id, read on the database thread."""
-    row = raw.execute(_BY_ID, (job_id,)).fetchone()
-    return Job.from_row(row) if row else None
-
-
 class JobStore:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db

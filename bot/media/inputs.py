@@ -173,11 +173,3 @@ def _prepared(
 ) -> PreparedImage:
     uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return PreparedImage(uri, size[0], size[1], mime, len(data), changes)
-
-
-def data_uri_bytes(uri: str) -> bytes:
-    """The bytes inside a base64 `data:` URI."""
-    header, _, payload = uri.partition(",")
-    if not header.startswith("data:") or ";base64" not in header:
-        raise ValueError("not a base64 data URI")
-    return base64.b64decode(payload, validate=True)

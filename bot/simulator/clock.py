@@ -43,7 +43,3 @@ def parse_list_time(text: str) -> float:
     if len(text) != 14 or not text.isdigit():
         raise ValueError(text)
     return datetime.strptime(text, LIST_TIME_FORMAT).replace(tzinfo=SERVICE_TZ).timestamp()
-
-
-def format_list_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, SERVICE_TZ).strftime(LIST_TIME_FORMAT)

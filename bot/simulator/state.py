@@ -39,7 +39,6 @@ IMAGE_FAILURES = (
     ("DataInspectionFailed", OUTPUT_MODERATION_MESSAGE),
     ("InternalError.Timeout", TASK_FAILURES["InternalError.Timeout"][1]),
 )
-QUERY_KINDS = ("get", "list", "cancel")
 
 
 class Simulator:
