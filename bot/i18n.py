@@ -427,6 +427,49 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     "button.info": {"en": "Info", "zh": "详情"},
     "button.delete": {"en": "Delete", "zh": "删除"},
     "button.cancel": {"en": "Cancel", "zh": "取消"},
+    # --- Discord: checks before a command runs -------------------------------------------------
+    "check.missing_permissions": {
+        "en": "You need the {permissions} permission(s) here to use this command.",
+        "zh": "你需要在这里拥有以下权限才能使用此命令：{permissions}。",
+    },
+    "check.bot_missing_permissions": {
+        "en": "I can't do that in this channel: I need the {permissions} permission(s) here.",
+        "zh": "我无法在此频道执行该操作：我需要以下权限：{permissions}。",
+    },
+    "check.guild_only": {
+        "en": "This command works in servers only.",
+        "zh": "此命令只能在服务器中使用。",
+    },
+    "check.cooldown": {
+        "en": "This command is cooling down; you can use it again {when}.",
+        "zh": "此命令正在冷却，{when}可以再次使用。",
+    },
+    "check.missing_role": {
+        "en": "You need the {role} role to use this command.",
+        "zh": "你需要 {role} 身份组才能使用此命令。",
+    },
+    "check.missing_any_role": {
+        "en": "You need one of these roles to use this command: {roles}.",
+        "zh": "你需要以下身份组之一才能使用此命令：{roles}。",
+    },
+    "check.failed": {
+        "en": "You can't use this command here.",
+        "zh": "你不能在这里使用此命令。",
+    },
+    "check.separator": {"en": ", ", "zh": "、"},
+    "permission.administrator": {"en": "Administrator", "zh": "管理员"},
+    "permission.manage_guild": {"en": "Manage Server", "zh": "管理服务器"},
+    "permission.manage_messages": {"en": "Manage Messages", "zh": "管理消息"},
+    "permission.view_channel": {"en": "View Channel", "zh": "查看频道"},
+    "permission.send_messages": {"en": "Send Messages", "zh": "发送消息"},
+    "permission.send_messages_in_threads": {
+        "en": "Send Messages in Threads",
+        "zh": "在子区中发送消息",
+    },
+    "permission.create_public_threads": {"en": "Create Public Threads", "zh": "创建公开子区"},
+    "permission.attach_files": {"en": "Attach Files", "zh": "附加文件"},
+    "permission.embed_links": {"en": "Embed Links", "zh": "嵌入链接"},
+    "permission.read_message_history": {"en": "Read Message History", "zh": "阅读消息历史记录"},
     # --- Discord: replies ---------------------------------------------------------------------
     "reply.queued": {
         "en": "Job #{job_id} is queued: {link}",

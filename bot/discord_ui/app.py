@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_ui.checks import check_failure_text
 from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
 from bot.discord_ui.replies import respond, respond_error
@@ -83,7 +84,8 @@ class WanTranslator(app_commands.Translator):
 
 
 class WanTree(app_commands.CommandTree["WanBot"]):
-    """Refuses DMs unless allowed; turns domain errors into friendly ephemeral messages."""
+    """Refuses DMs unless allowed; answers failed checks and domain errors in friendly ephemeral
+    messages."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None and not self.client.settings.allow_dms:
@@ -100,13 +102,9 @@ class WanTree(app_commands.CommandTree["WanBot"]):
             log.warning("interaction for an unknown or changed command: %s", error)
             await respond_error(interaction, InputRejected.one("reply.command_outdated"))
             return
-        if isinstance(error, app_commands.CheckFailure) and not isinstance(
-            error, app_commands.CommandInvokeError
-        ):
-            if isinstance(error, app_commands.MissingPermissions | app_commands.NotOwner):
-                await respond(
-                    interaction, text("reply.owner_only", lang_for(str(interaction.locale)))
-                )
+        if isinstance(error, app_commands.CheckFailure):
+            lang = lang_for(str(interaction.locale))
+            await respond(interaction, check_failure_text(error, lang))
             return
         await respond_error(interaction, original)
 
