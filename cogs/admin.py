@@ -1,7 +1,8 @@
 """Server admins (`/wanadmin`) and the owner's `/wansync`.
 
-`/wanadmin` is hidden from members without Manage Server (`default_permissions`), and every
-subcommand checks again at run time, because a server can override command permissions.
+`/wanadmin` is hidden from members without Manage Server (`default_permissions`), and its group
+checks again at run time for every subcommand (`ServerAdminGroup`), because a server can override
+command permissions. Refusals and errors are answered by the tree's error handler.
 """
 
 from __future__ import annotations
@@ -19,22 +20,11 @@ from discord.ext import commands
 from bot.accounting.policy import SERVER, SETTINGS
 from bot.accounting.usage import PERIODS, period_bounds, usage_chart, usage_report
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.replies import respond, respond_error
+from bot.discord_ui.checks import ServerAdminGroup, owner_only
+from bot.discord_ui.replies import respond
 from bot.i18n import Lang, lang_for, text
 
 log = logging.getLogger(__name__)
-
-
-def is_admin(interaction: discord.Interaction) -> bool:
-    permissions = interaction.permissions
-    return permissions.manage_guild or permissions.administrator
-
-
-async def refuse_non_admin(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is not None and is_admin(interaction):
-        return False
-    await respond(interaction, text("admin.not_allowed", lang_for(str(interaction.locale))))
-    return True
 
 
 def _scope(role: discord.Role | None) -> str:
@@ -65,13 +55,13 @@ async def setting_choices(
 
 
 class Admin(commands.Cog):
-    wanadmin = app_commands.Group(
+    wanadmin = ServerAdminGroup(
         name=_("wanadmin"),
         description=_("Server admins: limits, budgets, usage and the audit trail"),
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
     )
-    limits = app_commands.Group(
+    limits = ServerAdminGroup(
         name=_("limits"), description=_("Show or change this server's settings"), parent=wanadmin
     )
 
@@ -86,8 +76,6 @@ class Admin(commands.Cog):
         name=_("show"), description=_("Every setting, its value and where it comes from")
     )
     async def limits_show(self, interaction: discord.Interaction) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         assert interaction.guild is not None
         effective = await self.policy.for_member(interaction.guild_id)
@@ -124,21 +112,15 @@ class Admin(commands.Cog):
         value: app_commands.Range[str, 1, 400],
         role: discord.Role | None = None,
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         role = _role_of(role)
-        try:
-            old, new = await self.policy.set(
-                interaction.guild_id or 0,
-                setting,
-                value,
-                by_user=interaction.user.id,
-                role_id=role.id if role else SERVER,
-            )
-        except Exception as error:
-            await respond_error(interaction, error)
-            return
+        old, new = await self.policy.set(
+            interaction.guild_id or 0,
+            setting,
+            value,
+            by_user=interaction.user.id,
+            role_id=role.id if role else SERVER,
+        )
         scope = _scope(role)
         await respond(
             interaction,
@@ -153,20 +135,14 @@ class Admin(commands.Cog):
     async def limits_reset(
         self, interaction: discord.Interaction, setting: str, role: discord.Role | None = None
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         role = _role_of(role)
-        try:
-            old = await self.policy.reset(
-                interaction.guild_id or 0,
-                setting,
-                by_user=interaction.user.id,
-                role_id=role.id if role else SERVER,
-            )
-        except Exception as error:
-            await respond_error(interaction, error)
-            return
+        old = await self.policy.reset(
+            interaction.guild_id or 0,
+            setting,
+            by_user=interaction.user.id,
+            role_id=role.id if role else SERVER,
+        )
         scope = _scope(role)
         source = text("admin.source.server" if role else "admin.source.default", lang)
         await respond(
@@ -210,8 +186,6 @@ class Admin(commands.Cog):
 
     @wanadmin.command(name=_("audit"), description=_("The latest setting changes: who, what, when"))
     async def audit(self, interaction: discord.Interaction) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         rows = await self.policy.audit(interaction.guild_id or 0)
         if not rows:
@@ -240,8 +214,6 @@ class Admin(commands.Cog):
         user: discord.User | None = None,
         period: str = "this month",
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         await interaction.response.defer(ephemeral=True, thinking=True)
         start, end = period_bounds(period, time.time())
@@ -279,11 +251,9 @@ class Admin(commands.Cog):
     @app_commands.command(
         name=_("wansync"), description=_("Owner only: publish the slash commands to every server")
     )
+    @owner_only
     async def wansync(self, interaction: discord.Interaction) -> None:
         lang = lang_for(str(interaction.locale))
-        if not await self.bot.is_owner(interaction.user):
-            await respond(interaction, text("reply.owner_only", lang))
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         synced = await self.bot.tree.sync()
         await interaction.followup.send(

@@ -4,6 +4,8 @@ The bot's own commands use two checks (the `/wanadmin` group's and `/wansync`'s 
 covered in test_authorization.py); discord.py offers more. Probe commands with each of
 discord.py's checks are added to the running bot's tree and synced to the fake Discord, so every
 kind of `CheckFailure` goes the way a real one would: interaction, check, `WanTree.on_error`.
+Probes without a check of their own are added to `/wanadmin` and `/wanadmin limits` too: the
+group checks every command in it.
 """
 
 from __future__ import annotations
@@ -56,9 +58,17 @@ PROBES = [
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotEnv]:
     async with bot_env(tmp_path_factory.mktemp("checks"), allow_dms=True) as env:
         assert env.bot is not None
+        tree = env.bot.tree
         for command in PROBES:
-            env.bot.tree.add_command(command)
-        await env.bot.tree.sync()
+            tree.add_command(command)
+        wanadmin = tree.get_command("wanadmin")
+        assert isinstance(wanadmin, app_commands.Group)
+        limits = wanadmin.get_command("limits")
+        assert isinstance(limits, app_commands.Group)
+        for group in (wanadmin, limits):
+            group.add_command(probe("probe"))
+        await tree.sync()
+        await tree.sync(guild=discord.Object(env.world.guild.id))
         yield env
 
 
@@ -139,3 +149,15 @@ async def test_any_other_failed_check_is_answered_too(env: BotEnv) -> None:
     assert await answer(env, "probe-false", w.admin, locale="zh-CN") == "你不能在这里使用此命令。"
     assert await answer(env, "probe-owner", w.admin) == "Only the bot's owner can do that."
     assert await answer(env, "probe-owner", w.owner) == "ran"
+
+
+@pytest.mark.parametrize("name", ["wanadmin probe", "wanadmin limits probe"])
+async def test_the_wanadmin_group_checks_every_command_in_it(env: BotEnv, name: str) -> None:
+    w = env.world
+    refused = "Only members with the Manage Server permission can change the bot's settings."
+    for user in (w.alice, w.moderator):
+        assert await answer(env, name, user, force=True) == refused
+    assert await answer(env, name, w.alice, force=True, locale="zh-CN") == (
+        "只有拥有“管理服务器”权限的成员才能修改机器人设置。"
+    )
+    assert await answer(env, name, w.admin) == "ran"

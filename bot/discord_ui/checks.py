@@ -45,6 +45,25 @@ class NotServerAdmin(app_commands.MissingPermissions):
         super().__init__(["manage_guild"])
 
 
+def is_server_admin(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return interaction.guild_id is not None and (
+        permissions.manage_guild or permissions.administrator
+    )
+
+
+class ServerAdminGroup(app_commands.Group):
+    """A command group for server admins, checked here for every command in it. discord.py asks
+    only a command's own group, so a subgroup of an admin group is one of these too."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        # Checked at run time as well as hidden by default_permissions: a server can override
+        # who sees a command.
+        if not is_server_admin(interaction):
+            raise NotServerAdmin()
+        return True
+
+
 async def _is_owner(interaction: discord.Interaction) -> bool:
     client = interaction.client
     if not isinstance(client, commands.Bot) or not await client.is_owner(interaction.user):
