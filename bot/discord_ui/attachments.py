@@ -1,8 +1,10 @@
-"""Attachments as edit inputs: which are images, which URLs may be fetched, reading them."""
+"""Attachments as edit inputs: which are images, which the member picked, which URLs may be
+fetched, reading them."""
 
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlsplit
 
 import discord
@@ -17,6 +19,8 @@ IMAGE_TYPES = ("image/",)
 # or a local stand-in in tests) is trusted like Discord itself.
 DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+MAX_INPUTS = 3  # images one edit takes
+_CHOICE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -24,6 +28,43 @@ def is_image(attachment: discord.Attachment) -> bool:
     return content_type.startswith(IMAGE_TYPES) or attachment.filename.lower().endswith(
         IMAGE_SUFFIXES
     )
+
+
+def choose(attachments: list[discord.Attachment], choice: str | None) -> list[discord.Attachment]:
+    """Pick images by 1-based numbers ("1", "1,3", "1-3"); all of them when no choice is given."""
+    images = [a for a in attachments if is_image(a)]
+    if not images:
+        raise InputRejected.one("reply.no_images")
+    if not choice or not choice.strip() or choice.strip().lower() in ("all", "全部"):
+        picked = images
+    else:
+        numbers: list[int] = []
+        for part in re.split(r"[,，\s]+", choice.strip()):
+            match = _CHOICE.match(part)
+            if not part:
+                continue
+            if not match:
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
+            low = int(match.group(1))
+            high = int(match.group(2) or low)
+            if not 1 <= low <= high <= len(images):  # before the range: "1-99999999" is cheap
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
+            numbers.extend(range(low, high + 1))
+        if not numbers or any(not 1 <= k <= len(images) for k in numbers):
+            raise InputRejected.one("reply.bad_image_choice", count=len(images))
+        picked = [images[k - 1] for k in dict.fromkeys(numbers)]
+    if len(picked) > MAX_INPUTS:
+        raise InputRejected.one("reply.too_many_images", count=len(picked))
+    return picked
+
+
+def default_choice(images: list[discord.Attachment], from_bot: bool) -> str:
+    """A bot result's images are alternatives: edit the first. A member's are a set: use all."""
+    if len(images) <= 1:
+        return "1"
+    if from_bot or len(images) > MAX_INPUTS:
+        return "1"
+    return f"1-{len(images)}"
 
 
 def discord_cdn_url(url: str) -> bool:

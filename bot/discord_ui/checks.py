@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.discord_ui.replies import relative_timestamp
 from bot.i18n import Lang, text
+from bot.jobs.model import Job
 
 # Permissions with a name in the catalogue (`permission.<flag>`): those the bot needs in a
 # channel and those its commands ask of members. Others read as discord.py spells them.
@@ -49,6 +50,21 @@ def is_server_admin(interaction: discord.Interaction) -> bool:
     permissions = interaction.permissions
     return interaction.guild_id is not None and (
         permissions.manage_guild or permissions.administrator
+    )
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return permissions.manage_messages or permissions.manage_guild or permissions.administrator
+
+
+def may_moderate(interaction: discord.Interaction, job: Job) -> bool:
+    """A moderator's right covers the jobs of their own server only: Manage Messages in one
+    server says nothing about another server's jobs, nor about jobs made in DMs."""
+    return (
+        interaction.guild_id is not None
+        and job.guild_id == interaction.guild_id
+        and is_moderator(interaction)
     )
 
 
