@@ -534,6 +534,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "任务 #{job_id} 尚未完成（{state}）。",
     },
     "reply.deleted": {"en": "Deleted.", "zh": "已删除。"},
+    "reply.unknown_button": {
+        "en": "This button does nothing in this version of the bot.",
+        "zh": "此按钮在当前版本的机器人中无效。",
+    },
     "reply.no_jobs": {
         "en": "You have no jobs yet. Try /imagine.",
         "zh": "你还没有任务，试试 /imagine。",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -47,6 +48,79 @@ async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int)
     await respond(interaction, outcome.message(str(interaction.locale)))
 
 
+async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return
+    results = await bot.engine.store.results(job.id)
+    await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
+
+
+async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    job = await own_job(bot, interaction, job_id, lang)
+    if job is None:
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    # The results where they were delivered, and the message clicked (maybe a /show repost
+    # in another channel).
+    results_channel = job.thread_id or job.channel_id
+    targets = {
+        (results_channel, r.delivered_message_id)
+        for r in await bot.engine.store.results(job.id)
+        if r.delivered_message_id and results_channel
+    }
+    if interaction.message is not None:
+        targets.add((interaction.message.channel.id, interaction.message.id))
+    for channel_id, message_id in targets:
+        with contextlib.suppress(discord.NotFound):
+            await bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
+    await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
+
+
+async def reroll(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return
+    images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+    if job.kind is Kind.EDIT and not images:
+        await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
+        return
+    request = job.request(images)
+    request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
+    origin = Origin.of(interaction)
+    new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
+    await tell_queued(interaction, lang, new, status)
+
+
+async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    message = interaction.message
+    if message is None or not message.attachments:
+        await respond(interaction, text("reply.no_images", lang))
+        return
+    await interaction.response.send_modal(
+        EditModal(bot, lang, list(message.attachments), from_bot=True, parent_job_id=job_id)
+    )
+
+
+JobHandler = Callable[[WanBot, discord.Interaction, int], Awaitable[None]]
+
+# What a click does, by the action its custom_id names (render.py draws the buttons).
+ACTIONS: dict[str, JobHandler] = {
+    "reroll": reroll,
+    "edit": open_edit,
+    "info": show_info,
+    "delete": delete_results,
+    "cancel": cancel_job,
+}
+
+
 class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUTTON_TEMPLATE):
     def __init__(self, job_id: int, action: str) -> None:
         super().__init__(discord.ui.Button(custom_id=job_custom_id(job_id, action)))
@@ -66,71 +140,12 @@ class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = interaction.client
         assert isinstance(bot, WanBot)
+        handler = ACTIONS.get(self.action)
         try:
-            await getattr(self, f"_{self.action}")(bot, interaction)
+            if handler is None:  # a button this version does not have: say so, not silence
+                lang = lang_for(str(interaction.locale))
+                await respond(interaction, text("reply.unknown_button", lang))
+                return
+            await handler(bot, interaction, self.job_id)
         except Exception as error:
             await respond_error(interaction, error)
-
-    async def _info(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        job = await bot.engine.store.get(self.job_id)
-        if job is None:
-            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
-            return
-        results = await bot.engine.store.results(job.id)
-        await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
-
-    async def _cancel(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        await cancel_job(bot, interaction, self.job_id)
-
-    async def _delete(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        job = await own_job(bot, interaction, self.job_id, lang)
-        if job is None:
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        # The results where they were delivered, and the message clicked (maybe a /show repost
-        # in another channel).
-        results_channel = job.thread_id or job.channel_id
-        targets = {
-            (results_channel, r.delivered_message_id)
-            for r in await bot.engine.store.results(job.id)
-            if r.delivered_message_id and results_channel
-        }
-        if interaction.message is not None:
-            targets.add((interaction.message.channel.id, interaction.message.id))
-        for channel_id, message_id in targets:
-            with contextlib.suppress(discord.NotFound):
-                await (
-                    bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
-                )
-        await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
-
-    async def _reroll(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await bot.engine.store.get(self.job_id)
-        if job is None:
-            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
-            return
-        images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
-        if job.kind is Kind.EDIT and not images:
-            await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
-            return
-        request = job.request(images)
-        request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
-        origin = Origin.of(interaction)
-        new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
-        await tell_queued(interaction, lang, new, status)
-
-    async def _edit(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        message = interaction.message
-        if message is None or not message.attachments:
-            await respond(interaction, text("reply.no_images", lang))
-            return
-        await interaction.response.send_modal(
-            EditModal(
-                bot, lang, list(message.attachments), from_bot=True, parent_job_id=self.job_id
-            )
-        )

@@ -16,8 +16,9 @@ from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
 
 # At most 18 digits: any longer id (only a forged custom_id has one) would overflow SQLite's
-# 64-bit integers; it matches nothing, so discord.py drops the click.
-JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>reroll|edit|info|delete|cancel)"
+# 64-bit integers; it matches nothing, so discord.py drops the click. Any action word matches,
+# so a button no version handles (say from an older or newer bot) is answered, not dropped.
+JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>[a-z]{1,20})"
 EMBED_COLOUR = discord.Colour(0x5B6CFF)
 FIELD_LIMIT = 1024
 THREAD_NAME_LIMIT = 100
