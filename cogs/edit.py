@@ -79,7 +79,7 @@ class Edit(commands.Cog):
             size=size,
             n=n,
             seed=seed,
-            images=await images_from(attachments),
+            images=await images_from(attachments, self.bot.attachment_origins),
         )
         origin = Origin.of(interaction)
         job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
@@ -147,7 +147,7 @@ class Edit(commands.Cog):
             request = ImageRequest(
                 model=DEFAULT_EDIT_MODEL,
                 prompt=instruction,
-                images=await images_from(picked),
+                images=await images_from(picked, self.bot.attachment_origins),
             )
             await self.bot.launcher.launch(
                 origin, request, parent_job_id=parent.id if parent else None, reply_to=message

@@ -16,7 +16,6 @@ from discord.ext import commands
 from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.attachments import discord_cdn_url
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
 from bot.discord_ui.delivery import as_jpeg, upload_batches
 from bot.discord_ui.render import result_embed, result_view
@@ -122,7 +121,7 @@ class Jobs(commands.Cog):
             except discord.HTTPException:
                 continue
             for attachment in message.attachments:
-                if not discord_cdn_url(attachment.url):
+                if not self.bot.attachment_origins.allows(attachment.url):
                     continue
                 stem, _, ext = attachment.filename.rpartition(".")
                 files.append((stem or attachment.filename, await attachment.read(), ext or "png"))

@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_ui.attachments import AttachmentOrigins
 from bot.discord_ui.checks import check_failure_text
 from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
@@ -129,6 +130,8 @@ class WanBot(commands.Bot):
         self.engine = svc.engine
         self.delivery = port
         self.launcher = JobLauncher(svc.engine)
+        # From the settings, not from discord.py's Route.BASE (which run_bot points there too).
+        self.attachment_origins = AttachmentOrigins.from_settings(svc.settings)
         self.owns_process = False  # set by run_bot when the bot is the process's main job
         port.attach(self, svc.engine.expected_seconds)
 
@@ -183,7 +186,8 @@ def freeze_heap() -> None:
 
 
 def point_discord_at(settings: Settings) -> None:
-    """Use the configured REST and gateway URLs (a proxy, or a local stand-in in tests)."""
+    """discord.py's own REST and gateway calls go to the configured URLs (a proxy, or a local
+    stand-in in tests). The bot's own code reads the settings, never these."""
     discord.http.Route.BASE = settings.discord_api_base_url
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import discord
 
+from bot.config import Settings
 from bot.errors import InputRejected
+from bot.media.downloads import Origin, url_origin
 from bot.media.inputs import MAX_UPLOAD_BYTES, prepare_image
 
 log = logging.getLogger(__name__)
@@ -67,32 +69,39 @@ def default_choice(images: list[discord.Attachment], from_bot: bool) -> str:
     return f"1-{len(images)}"
 
 
-def discord_cdn_url(url: str) -> bool:
-    """Whether an attachment URL is on Discord's CDN (https), or on the configured REST API's
-    own scheme, host and port. Nothing else is fetched: an attachment URL is data from a payload,
-    and the bot must not be made to request internal addresses with it (SSRF)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        api = urlsplit(discord.http.Route.BASE)
-        api_port = api.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        return False
-    if (parts.scheme, host, port) == (api.scheme, (api.hostname or "").lower(), api_port):
-        return True
-    return parts.scheme == "https" and port in (None, 443) and host in DISCORD_CDN_HOSTS
+@dataclass(frozen=True)
+class AttachmentOrigins:
+    """Where attachment URLs may be fetched from: Discord's CDN over https, and the configured
+    REST API's own scheme, host and port. Nothing else is fetched: an attachment URL is data from
+    a payload, and the bot must not be made to request internal addresses with it (SSRF)."""
+
+    allowed: frozenset[Origin]
+
+    @classmethod
+    def for_api(cls, api_base_url: str) -> AttachmentOrigins:
+        api = url_origin(api_base_url)
+        if api is None:
+            raise ValueError(f"not a URL of a host: {api_base_url!r}")
+        cdn = {("https", host, port) for host in DISCORD_CDN_HOSTS for port in (None, 443)}
+        return cls(frozenset({api, *cdn}))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttachmentOrigins:
+        return cls.for_api(settings.discord_api_base_url)
+
+    def allows(self, url: str) -> bool:
+        return url_origin(url) in self.allowed
 
 
-async def images_from(attachments: list[discord.Attachment]) -> tuple[str, ...]:
+async def images_from(
+    attachments: list[discord.Attachment], origins: AttachmentOrigins
+) -> tuple[str, ...]:
     """Download and normalise attachments into data URIs; refuse what cannot be used."""
     uris = []
     for index, attachment in enumerate(attachments, start=1):
         if not is_image(attachment):
             raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
-        if not discord_cdn_url(attachment.url):
+        if not origins.allows(attachment.url):
             log.warning("refused %s: its URL is not on Discord's CDN", attachment.filename)
             raise InputRejected.one("reply.attachment_fetch", filename=attachment.filename)
         if attachment.size > MAX_UPLOAD_BYTES:

@@ -58,7 +58,7 @@ class EditModal(discord.ui.Modal):
             model=DEFAULT_EDIT_MODEL,
             prompt=self.instruction.value,
             negative_prompt=self.negative.value or None,
-            images=await images_from(picked),
+            images=await images_from(picked, self.bot.attachment_origins),
         )
         origin = Origin.of(interaction)
         job, status = await self.bot.launcher.launch(
