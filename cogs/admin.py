@@ -21,6 +21,7 @@ from bot.accounting.policy import SERVER, SETTINGS
 from bot.accounting.usage import PERIODS, period_bounds, usage_chart, usage_report
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import ServerAdminGroup, owner_only
+from bot.discord_ui.render import setting_value
 from bot.discord_ui.replies import respond
 from bot.i18n import Lang, lang_for, text
 
@@ -36,14 +37,9 @@ def _role_of(role: discord.Role | None) -> discord.Role | None:
     return None if role is None or role.is_default() else role
 
 
-def _short(value: str | None, limit: int = 80) -> str:
-    if not value:
-        return "—"
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
 # Discord's limit for an embed's description.
 DESCRIPTION_MAX = 4096
+AUDIT_VALUE_MAX = 80  # characters of a value in the audit list: long allow-lists are cut
 
 
 async def setting_choices(
@@ -82,16 +78,16 @@ class Admin(commands.Cog):
         overrides = await self.policy.overrides(interaction.guild_id or 0)
         lines = []
         for name, value in effective.values.items():
-            shown = value.value or "—"
             source = (
                 f"<@&{value.source.removeprefix('role:')}>"
                 if value.source.startswith("role:")
                 else text(f"admin.source.{value.source}", lang)
             )
-            lines.append(f"`{name}` = **{shown}** ({source})")
+            lines.append(f"`{name}` = **{setting_value(name, value.value)}** ({source})")
             for row in overrides:
                 if row["setting"] == name and row["role_id"] != SERVER:
-                    lines.append(f"  ↳ <@&{row['role_id']}>: **{row['value']}**")
+                    override = setting_value(name, row["value"])
+                    lines.append(f"  ↳ <@&{row['role_id']}>: **{override}**")
         embed = discord.Embed(title=text("admin.limits_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
 
@@ -124,7 +120,14 @@ class Admin(commands.Cog):
         scope = _scope(role)
         await respond(
             interaction,
-            text("admin.set", lang, setting=setting, scope=scope, old=old or "—", new=new),
+            text(
+                "admin.set",
+                lang,
+                setting=setting,
+                scope=scope,
+                old=setting_value(setting, old),
+                new=setting_value(setting, new),
+            ),
         )
         await self._post_audit(interaction, lang, setting, scope, old, new)
 
@@ -147,7 +150,14 @@ class Admin(commands.Cog):
         source = text("admin.source.server" if role else "admin.source.default", lang)
         await respond(
             interaction,
-            text("admin.reset", lang, setting=setting, scope=scope, old=old or "—", source=source),
+            text(
+                "admin.reset",
+                lang,
+                setting=setting,
+                scope=scope,
+                old=setting_value(setting, old),
+                source=source,
+            ),
         )
         await self._post_audit(interaction, lang, setting, scope, old, None)
 
@@ -170,8 +180,8 @@ class Admin(commands.Cog):
             user=interaction.user.mention,
             setting=setting,
             scope=scope,
-            old=old or "—",
-            new=new or "—",
+            old=setting_value(setting, old),
+            new=setting_value(setting, new),
         )
         # Only a channel of this server: an id typed by an admin could name any channel the
         # bot can see, in any server.
@@ -194,7 +204,8 @@ class Admin(commands.Cog):
         lines = [
             f"<t:{int(r['created_at'])}:R> <@{r['user_id']}> `{r['setting']}`"
             + (f" [<@&{r['role_id']}>]" if r["role_id"] else "")
-            + f": {_short(r['old_value'])} → {_short(r['new_value'])}"
+            + f": {setting_value(r['setting'], r['old_value'], AUDIT_VALUE_MAX)}"
+            + f" → {setting_value(r['setting'], r['new_value'], AUDIT_VALUE_MAX)}"
             for r in rows
         ]
         while len("\n".join(lines)) > DESCRIPTION_MAX:  # long allow-lists: the newest that fit

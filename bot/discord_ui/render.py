@@ -1,4 +1,5 @@
-"""What the bot shows on Discord: status lines, result embeds, info embeds and button rows.
+"""What the bot shows on Discord: status lines, result embeds, info embeds, button rows and
+server settings' values.
 
 Buttons carry their job in the custom_id (`wan:job:<id>:<action>`); the cogs register a
 `DynamicItem` with `JOB_BUTTON_TEMPLATE`, so a click works after any restart by looking the job
@@ -12,6 +13,7 @@ import time
 
 import discord
 
+from bot.accounting.policy import SETTINGS
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
 
@@ -30,6 +32,27 @@ def job_custom_id(job_id: int, action: str) -> str:
 
 def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def setting_value(name: str, value: str | None, limit: int | None = None) -> str:
+    """A setting's stored value as admins read it: "—" for none, channel ids as mentions
+    (Discord shows `<#id>` as the channel's name), cut to `limit` characters if given."""
+    if not value:
+        return "—"
+    spec = SETTINGS.get(name)
+    if spec is None or spec.kind not in ("channel", "channels"):
+        return value if limit is None else clip(value, limit)
+    mentions = [f"<#{part}>" for part in value.split(",") if part]
+    shown = ", ".join(mentions)
+    if limit is None or len(shown) <= limit:
+        return shown
+    # Whole mentions only: a cut one would show as raw text.
+    kept: list[str] = []
+    for mention in mentions:
+        if len(", ".join([*kept, mention, "…"])) > limit:
+            break
+        kept.append(mention)
+    return ", ".join([*kept, "…"])
 
 
 def thread_name(prompt: str) -> str:
