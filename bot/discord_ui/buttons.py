@@ -131,7 +131,7 @@ class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUT
     async def from_custom_id(
         cls,
         interaction: discord.Interaction,
-        item: discord.ui.Button[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> JobAction:

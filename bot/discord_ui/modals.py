@@ -66,5 +66,8 @@ class EditModal(discord.ui.Modal):
         )
         await tell_queued(interaction, origin.lang, job, status)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    # Modal.on_error's own signature, which discord.py narrows from BaseView's (no item).
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
         await respond_error(interaction, error)
