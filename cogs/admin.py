@@ -1,7 +1,8 @@
 """Server admins (`/wanadmin`) and the owner's `/wansync`.
 
-`/wanadmin` is hidden from members without Manage Server (`default_permissions`), and every
-subcommand checks again at run time, because a server can override command permissions.
+`/wanadmin` is hidden from members without Manage Server (`default_permissions`), and its group
+checks again at run time for every subcommand (`ServerAdminGroup`), because a server can override
+command permissions. Refusals and errors are answered by the tree's error handler.
 """
 
 from __future__ import annotations
@@ -21,23 +22,12 @@ from bot.accounting.chart import usage_chart
 from bot.accounting.policy import SERVER, SETTINGS
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.render import clip
-from bot.discord_ui.replies import respond, respond_error
+from bot.discord_ui.checks import ServerAdminGroup, owner_only
+from bot.discord_ui.render import setting_value
+from bot.discord_ui.replies import respond
 from bot.i18n import Lang, lang_for, text
 
 log = logging.getLogger(__name__)
-
-
-def is_admin(interaction: discord.Interaction) -> bool:
-    permissions = interaction.permissions
-    return permissions.manage_guild or permissions.administrator
-
-
-async def refuse_non_admin(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is not None and is_admin(interaction):
-        return False
-    await respond(interaction, text("admin.not_allowed", lang_for(str(interaction.locale))))
-    return True
 
 
 def _scope(role: discord.Role | None) -> str:
@@ -51,7 +41,7 @@ def _role_of(role: discord.Role | None) -> discord.Role | None:
 
 # Discord's limit for an embed's description.
 DESCRIPTION_MAX = 4096
-AUDIT_VALUE_MAX = 80  # characters of an old or new value in the audit list
+AUDIT_VALUE_MAX = 80  # characters of a value in the audit list: long allow-lists are cut
 
 
 async def setting_choices(
@@ -63,13 +53,13 @@ async def setting_choices(
 
 
 class Admin(commands.Cog):
-    wanadmin = app_commands.Group(
+    wanadmin = ServerAdminGroup(
         name=_("wanadmin"),
         description=_("Server admins: limits, budgets, usage and the audit trail"),
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
     )
-    limits = app_commands.Group(
+    limits = ServerAdminGroup(
         name=_("limits"), description=_("Show or change this server's settings"), parent=wanadmin
     )
 
@@ -84,24 +74,22 @@ class Admin(commands.Cog):
         name=_("show"), description=_("Every setting, its value and where it comes from")
     )
     async def limits_show(self, interaction: discord.Interaction) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         assert interaction.guild is not None
         effective = await self.policy.for_member(interaction.guild_id)
         overrides = await self.policy.overrides(interaction.guild_id or 0)
         lines = []
         for name, value in effective.values.items():
-            shown = value.value or "—"
             source = (
                 f"<@&{value.source.removeprefix('role:')}>"
                 if value.source.startswith("role:")
                 else text(f"admin.source.{value.source}", lang)
             )
-            lines.append(f"`{name}` = **{shown}** ({source})")
+            lines.append(f"`{name}` = **{setting_value(name, value.value)}** ({source})")
             for row in overrides:
                 if row["setting"] == name and row["role_id"] != SERVER:
-                    lines.append(f"  ↳ <@&{row['role_id']}>: **{row['value']}**")
+                    override = setting_value(name, row["value"])
+                    lines.append(f"  ↳ <@&{row['role_id']}>: **{override}**")
         embed = discord.Embed(title=text("admin.limits_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
 
@@ -122,25 +110,26 @@ class Admin(commands.Cog):
         value: app_commands.Range[str, 1, 400],
         role: discord.Role | None = None,
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         role = _role_of(role)
-        try:
-            old, new = await self.policy.set(
-                interaction.guild_id or 0,
-                setting,
-                value,
-                by_user=interaction.user.id,
-                role_id=role.id if role else SERVER,
-            )
-        except Exception as error:
-            await respond_error(interaction, error)
-            return
+        old, new = await self.policy.set(
+            interaction.guild_id or 0,
+            setting,
+            value,
+            by_user=interaction.user.id,
+            role_id=role.id if role else SERVER,
+        )
         scope = _scope(role)
         await respond(
             interaction,
-            text("admin.set", lang, setting=setting, scope=scope, old=old or "—", new=new),
+            text(
+                "admin.set",
+                lang,
+                setting=setting,
+                scope=scope,
+                old=setting_value(setting, old),
+                new=setting_value(setting, new),
+            ),
         )
         await self._post_audit(interaction, lang, setting, scope, old, new)
 
@@ -151,25 +140,26 @@ class Admin(commands.Cog):
     async def limits_reset(
         self, interaction: discord.Interaction, setting: str, role: discord.Role | None = None
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         role = _role_of(role)
-        try:
-            old = await self.policy.reset(
-                interaction.guild_id or 0,
-                setting,
-                by_user=interaction.user.id,
-                role_id=role.id if role else SERVER,
-            )
-        except Exception as error:
-            await respond_error(interaction, error)
-            return
+        old = await self.policy.reset(
+            interaction.guild_id or 0,
+            setting,
+            by_user=interaction.user.id,
+            role_id=role.id if role else SERVER,
+        )
         scope = _scope(role)
         source = text("admin.source.server" if role else "admin.source.default", lang)
         await respond(
             interaction,
-            text("admin.reset", lang, setting=setting, scope=scope, old=old or "—", source=source),
+            text(
+                "admin.reset",
+                lang,
+                setting=setting,
+                scope=scope,
+                old=setting_value(setting, old),
+                source=source,
+            ),
         )
         await self._post_audit(interaction, lang, setting, scope, old, None)
 
@@ -192,8 +182,8 @@ class Admin(commands.Cog):
             user=interaction.user.mention,
             setting=setting,
             scope=scope,
-            old=old or "—",
-            new=new or "—",
+            old=setting_value(setting, old),
+            new=setting_value(setting, new),
         )
         # Only a channel of this server: an id typed by an admin could name any channel the
         # bot can see, in any server.
@@ -208,8 +198,6 @@ class Admin(commands.Cog):
 
     @wanadmin.command(name=_("audit"), description=_("The latest setting changes: who, what, when"))
     async def audit(self, interaction: discord.Interaction) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         rows = await self.policy.audit(interaction.guild_id or 0)
         if not rows:
@@ -218,8 +206,8 @@ class Admin(commands.Cog):
         lines = [
             f"<t:{int(r['created_at'])}:R> <@{r['user_id']}> `{r['setting']}`"
             + (f" [<@&{r['role_id']}>]" if r["role_id"] else "")
-            + f": {clip(r['old_value'] or '—', AUDIT_VALUE_MAX)}"
-            + f" → {clip(r['new_value'] or '—', AUDIT_VALUE_MAX)}"
+            + f": {setting_value(r['setting'], r['old_value'], AUDIT_VALUE_MAX)}"
+            + f" → {setting_value(r['setting'], r['new_value'], AUDIT_VALUE_MAX)}"
             for r in rows
         ]
         while len("\n".join(lines)) > DESCRIPTION_MAX:  # long allow-lists: the newest that fit
@@ -239,8 +227,6 @@ class Admin(commands.Cog):
         user: discord.User | None = None,
         period: str = "this month",
     ) -> None:
-        if await refuse_non_admin(interaction):
-            return
         lang = lang_for(str(interaction.locale))
         await interaction.response.defer(ephemeral=True, thinking=True)
         start, end = period_bounds(period, time.time())
@@ -280,11 +266,9 @@ class Admin(commands.Cog):
     @app_commands.command(
         name=_("wansync"), description=_("Owner only: publish the slash commands to every server")
     )
+    @owner_only
     async def wansync(self, interaction: discord.Interaction) -> None:
         lang = lang_for(str(interaction.locale))
-        if not await self.bot.is_owner(interaction.user):
-            await respond(interaction, text("reply.owner_only", lang))
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         synced = await self.bot.tree.sync()
         await interaction.followup.send(

@@ -14,112 +14,15 @@ from discord.ext import commands
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, SEED_MAX
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.attachments import images_from, is_image
+from bot.discord_ui.attachments import choose, default_choice, images_from, is_image
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.replies import relative_timestamp, respond, respond_error, tell_queued
-from bot.errors import InputRejected
+from bot.discord_ui.modals import EditModal
+from bot.discord_ui.replies import relative_timestamp, respond, tell_queued
 from bot.i18n import Lang, lang_for, text
 from bot.presenter import describe
 from cogs.options import size_choices
 
 log = logging.getLogger(__name__)
-
-MAX_INPUTS = 3
-_CHOICE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
-
-
-def choose(attachments: list[discord.Attachment], choice: str | None) -> list[discord.Attachment]:
-    """Pick images by 1-based numbers ("1", "1,3", "1-3"); all of them when no choice is given."""
-    images = [a for a in attachments if is_image(a)]
-    if not images:
-        raise InputRejected.one("reply.no_images")
-    if not choice or not choice.strip() or choice.strip().lower() in ("all", "全部"):
-        picked = images
-    else:
-        numbers: list[int] = []
-        for part in re.split(r"[,，\s]+", choice.strip()):
-            match = _CHOICE.match(part)
-            if not part:
-                continue
-            if not match:
-                raise InputRejected.one("reply.bad_image_choice", count=len(images))
-            low = int(match.group(1))
-            high = int(match.group(2) or low)
-            if not 1 <= low <= high <= len(images):  # before the range: "1-99999999" is cheap
-                raise InputRejected.one("reply.bad_image_choice", count=len(images))
-            numbers.extend(range(low, high + 1))
-        if not numbers or any(not 1 <= k <= len(images) for k in numbers):
-            raise InputRejected.one("reply.bad_image_choice", count=len(images))
-        picked = [images[k - 1] for k in dict.fromkeys(numbers)]
-    if len(picked) > MAX_INPUTS:
-        raise InputRejected.one("reply.too_many_images", count=len(picked))
-    return picked
-
-
-def default_choice(images: list[discord.Attachment], from_bot: bool) -> str:
-    """A bot result's images are alternatives: edit the first. A member's are a set: use all."""
-    if len(images) <= 1:
-        return "1"
-    if from_bot or len(images) > MAX_INPUTS:
-        return "1"
-    return f"1-{len(images)}"
-
-
-class EditModal(discord.ui.Modal):
-    """Asks for the instruction (and which images, when the message has several)."""
-
-    def __init__(
-        self,
-        bot: WanBot,
-        lang: Lang,
-        attachments: list[discord.Attachment],
-        *,
-        from_bot: bool,
-        parent_job_id: int | None = None,
-    ) -> None:
-        super().__init__(title=text("modal.edit_title", lang), timeout=600)
-        self.bot = bot
-        self.attachments = attachments
-        self.parent_job_id = parent_job_id
-        self.instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
-            label=text("modal.instruction", lang),
-            placeholder=text("modal.instruction_hint", lang),
-            style=discord.TextStyle.paragraph,
-            max_length=2000,
-        )
-        self.negative: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
-            label=text("modal.negative", lang), required=False, max_length=500
-        )
-        self.add_item(self.instruction)
-        self.add_item(self.negative)
-        images = [a for a in attachments if is_image(a)]
-        self.images: discord.ui.TextInput[EditModal] | None = None
-        if len(images) > 1:
-            self.images = discord.ui.TextInput(
-                label=text("modal.images", lang),
-                default=default_choice(images, from_bot),
-                required=False,
-                max_length=20,
-            )
-            self.add_item(self.images)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        picked = choose(self.attachments, self.images.value if self.images else None)
-        request = ImageRequest(
-            model=DEFAULT_EDIT_MODEL,
-            prompt=self.instruction.value,
-            negative_prompt=self.negative.value or None,
-            images=await images_from(picked),
-        )
-        origin = Origin.of(interaction)
-        job, status = await self.bot.launcher.launch(
-            origin, request, parent_job_id=self.parent_job_id
-        )
-        await tell_queued(interaction, origin.lang, job, status)
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        await respond_error(interaction, error)
 
 
 class Edit(commands.Cog):
@@ -177,7 +80,7 @@ class Edit(commands.Cog):
             size=size,
             n=n,
             seed=seed,
-            images=await images_from(attachments),
+            images=await images_from(attachments, self.bot.attachment_origins),
         )
         origin = Origin.of(interaction)
         job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
@@ -245,7 +148,7 @@ class Edit(commands.Cog):
             request = ImageRequest(
                 model=DEFAULT_EDIT_MODEL,
                 prompt=instruction,
-                images=await images_from(picked),
+                images=await images_from(picked, self.bot.attachment_origins),
             )
             await self.bot.launcher.launch(
                 origin, request, parent_job_id=parent.id if parent else None, reply_to=message

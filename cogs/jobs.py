@@ -1,17 +1,12 @@
-"""Job commands and the buttons on status and result messages.
+"""Job commands (/jobs, /cancel, /show, /quota), and the job buttons registered with the bot.
 
-Buttons are one `DynamicItem` whose custom_id (`wan:job:<id>:<action>`) names the job, so they
-work on any message, after any restart: the job is looked up in the database on each click.
+The buttons themselves (`JobAction`) are in bot/discord_ui/buttons.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import random
-import re
 import time
-from typing import Any
 
 import discord
 from discord import app_commands
@@ -20,151 +15,15 @@ from discord.ext import commands
 
 from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
-from bot.dashscope.models import SEED_MAX, Kind
-from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.attachments import discord_cdn_url
-from bot.discord_ui.delivery import _as_jpeg, _batches
-from bot.discord_ui.launcher import Origin
-from bot.discord_ui.render import (
-    JOB_BUTTON_TEMPLATE,
-    clip,
-    info_embed,
-    job_custom_id,
-    result_embed,
-    result_view,
-)
-from bot.discord_ui.replies import relative_timestamp, respond, respond_error, tell_queued
-from bot.i18n import Lang, lang_for, text
+from bot.discord_ui.buttons import JobAction, cancel_job, own_job
+from bot.discord_ui.delivery import as_jpeg, upload_batches
+from bot.discord_ui.render import clip, result_embed, result_view
+from bot.discord_ui.replies import relative_timestamp, respond
+from bot.i18n import lang_for, text
 from bot.jobs.model import Job, JobState
-from cogs.edit import EditModal
 
 JOBS_PROMPT_MAX = 80  # characters of each prompt in the /jobs list
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    permissions = interaction.permissions
-    return permissions.manage_messages or permissions.manage_guild or permissions.administrator
-
-
-def may_moderate(interaction: discord.Interaction, job: Job) -> bool:
-    """A moderator's right covers the jobs of their own server only: Manage Messages in one
-    server says nothing about another server's jobs, nor about jobs made in DMs."""
-    return (
-        interaction.guild_id is not None
-        and job.guild_id == interaction.guild_id
-        and is_moderator(interaction)
-    )
-
-
-async def own_job(
-    bot: WanBot, interaction: discord.Interaction, job_id: int, lang: Lang
-) -> Job | None:
-    """The job, if it exists and the member may act on it; else answer and return None."""
-    job = await bot.engine.store.get(job_id)
-    if job is None:
-        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
-        return None
-    if job.user_id != interaction.user.id and not may_moderate(interaction, job):
-        await respond(interaction, text("reply.not_your_job", lang, job_id=job_id))
-        return None
-    return job
-
-
-async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
-    job = await bot.engine.store.get(job_id)
-    moderator = job is not None and may_moderate(interaction, job)
-    outcome = await bot.engine.cancel(job_id, interaction.user.id, moderator=moderator)
-    await respond(interaction, outcome.message(str(interaction.locale)))
-
-
-class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUTTON_TEMPLATE):
-    def __init__(self, job_id: int, action: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=job_custom_id(job_id, action)))
-        self.job_id = job_id
-        self.action = action
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Button[Any],
-        match: re.Match[str],
-        /,
-    ) -> JobAction:
-        return cls(int(match["job_id"]), match["action"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot = interaction.client
-        assert isinstance(bot, WanBot)
-        try:
-            await getattr(self, f"_{self.action}")(bot, interaction)
-        except Exception as error:
-            await respond_error(interaction, error)
-
-    async def _info(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        job = await bot.engine.store.get(self.job_id)
-        if job is None:
-            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
-            return
-        results = await bot.engine.store.results(job.id)
-        await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
-
-    async def _cancel(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        await cancel_job(bot, interaction, self.job_id)
-
-    async def _delete(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        job = await own_job(bot, interaction, self.job_id, lang)
-        if job is None:
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        # The results where they were delivered, and the message clicked (maybe a /show repost
-        # in another channel).
-        results_channel = job.thread_id or job.channel_id
-        targets = {
-            (results_channel, r.delivered_message_id)
-            for r in await bot.engine.store.results(job.id)
-            if r.delivered_message_id and results_channel
-        }
-        if interaction.message is not None:
-            targets.add((interaction.message.channel.id, interaction.message.id))
-        for channel_id, message_id in targets:
-            with contextlib.suppress(discord.NotFound):
-                await (
-                    bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
-                )
-        await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
-
-    async def _reroll(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await bot.engine.store.get(self.job_id)
-        if job is None:
-            await respond(interaction, text("reply.job_not_found", lang, job_id=self.job_id))
-            return
-        images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
-        if job.kind is Kind.EDIT and not images:
-            await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
-            return
-        request = job.request(images)
-        request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
-        origin = Origin.of(interaction)
-        new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
-        await tell_queued(interaction, lang, new, status)
-
-    async def _edit(self, bot: WanBot, interaction: discord.Interaction) -> None:
-        lang = lang_for(str(interaction.locale))
-        message = interaction.message
-        if message is None or not message.attachments:
-            await respond(interaction, text("reply.no_images", lang))
-            return
-        await interaction.response.send_modal(
-            EditModal(
-                bot, lang, list(message.attachments), from_bot=True, parent_job_id=self.job_id
-            )
-        )
 
 
 class Jobs(commands.Cog):
@@ -229,10 +88,10 @@ class Jobs(commands.Cog):
         # Under this server's upload cap per message, as the delivery split them.
         limit = interaction.filesize_limit
         files = [
-            (name, _as_jpeg(data, limit), "jpg") if len(data) > limit else (name, data, ext)
+            (name, as_jpeg(data, limit), "jpg") if len(data) > limit else (name, data, ext)
             for name, data, ext in files
         ]
-        batches = _batches(files, limit)
+        batches = upload_batches(files, limit)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
             await interaction.followup.send(
@@ -265,7 +124,7 @@ class Jobs(commands.Cog):
             except discord.HTTPException:
                 continue
             for attachment in message.attachments:
-                if not discord_cdn_url(attachment.url):
+                if not self.bot.attachment_origins.allows(attachment.url):
                     continue
                 stem, _, ext = attachment.filename.rpartition(".")
                 files.append((stem or attachment.filename, await attachment.read(), ext or "png"))

@@ -1,7 +1,7 @@
 """Authorisation end to end: every path that acts on someone else's job, or on the bot's settings,
 is refused to members without the right, in words, ephemerally, with nothing changed.
 
-The rules, as the code has them (cogs/jobs.py, cogs/admin.py):
+The rules, as the code has them (bot/discord_ui/checks.py, bot/discord_ui/buttons.py):
 
 * `/wanadmin …` needs Manage Server (or Administrator) in that server, checked at run time as
   well, because a server can override who sees the command. `/wansync` is for the bot's owner.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -261,9 +262,20 @@ def setting_cases(env: BotEnv) -> dict[str, tuple[str, str, str, str]]:
     }
 
 
+def shown_cases(env: BotEnv) -> dict[str, str]:
+    """How answers show a stored value where it differs from the stored text: channel ids as
+    mentions, which Discord shows as the channels' names."""
+    w = env.world
+    return {
+        "allowed_channels": f"<#{w.general.id}>, <#{w.art.id}>",
+        "audit_channel": f"<#{w.art.id}>",
+    }
+
+
 @pytest.mark.parametrize("setting", list(SETTINGS))
 async def test_every_setting_with_a_good_and_a_bad_value(env: BotEnv, setting: str) -> None:
     good, stored, bad, expected = setting_cases(env)[setting]
+    shown = shown_cases(env).get(setting, stored)
     role = env.world.mod_role if SETTINGS[setting].role else None
     scope = " [@Moderator]" if role else ""
 
@@ -272,17 +284,17 @@ async def test_every_setting_with_a_good_and_a_bad_value(env: BotEnv, setting: s
     assert await settings_rows(env) == []
 
     text = await set_value(env, setting, good, role)
-    assert text == f"{setting}{scope}: — → {stored}."
+    assert text == f"{setting}{scope}: — → {shown}."
     role_id = role.id if role else 0
     assert await settings_rows(env) == [(role_id, setting, stored)]
     # Setting it again says what it was.
-    assert await set_value(env, setting, good, role) == f"{setting}{scope}: {stored} → {stored}."
+    assert await set_value(env, setting, good, role) == f"{setting}{scope}: {shown} → {shown}."
 
     text = await admin(
         env, "wanadmin limits reset", {"setting": setting, **({"role": role} if role else {})}
     )
     follows = "the server's value" if role else "the bot's default"
-    assert text == f"{setting}{scope} reset (was {stored}); it now follows {follows}."
+    assert text == f"{setting}{scope} reset (was {shown}); it now follows {follows}."
     assert await settings_rows(env) == []
 
 
@@ -330,6 +342,8 @@ async def test_chinese_admin_gets_chinese_replies(env: BotEnv) -> None:
     embed = replies(inter)[-1].embeds[0]
     assert embed["title"] == "本服务器的设置"
     assert "`max_n` = **4** (机器人默认值)" in embed["description"].split("\n")
+    text = await set_value(env, "allowed_channels", f"{w.art.id}", **kw)
+    assert text == f"allowed_channels：— → <#{w.art.id}>。"
 
 
 async def test_setting_autocomplete(env: BotEnv) -> None:
@@ -375,7 +389,7 @@ async def test_limits_show_lists_every_setting_its_value_and_source(env: BotEnv)
         "`default_size` = **—** (the bot's default)",
         "`prompt_extend` = **member** (the bot's default)",
         "`watermark` = **member** (the bot's default)",
-        f"`allowed_channels` = **{w.art.id}** (the server's value)",
+        f"`allowed_channels` = **<#{w.art.id}>** (the server's value)",
         "`nsfw_channels` = **any** (the bot's default)",
         "`audit_channel` = **—** (the bot's default)",
         "`exempt` = **0** (the bot's default)",
@@ -598,7 +612,7 @@ async def test_audit_lists_changes_and_the_audit_channel_gets_each(env: BotEnv) 
     await env.fake.settle()
     posts = [m.content for m in env.fake.messages_in(log_channel.id)]
     assert posts == [
-        f"⚙️ <@{w.admin.id}> changed audit_channel: — → {log_channel.id}",
+        f"⚙️ <@{w.admin.id}> changed audit_channel: — → <#{log_channel.id}>",
         f"⚙️ <@{w.admin.id}> changed images_per_user_day: — → 12",
         f"⚙️ <@{w.admin.id}> changed images_per_user_day [@Moderator]: — → 30",
         f"⚙️ <@{w.admin.id}> changed images_per_user_day: 12 → —",
@@ -617,7 +631,7 @@ async def test_audit_lists_changes_and_the_audit_channel_gets_each(env: BotEnv) 
         f"<@{w.admin.id}> `images_per_user_day`: 12 → —",
         f"<@{w.admin.id}> `images_per_user_day` [<@&{w.mod_role.id}>]: — → 30",
         f"<@{w.admin.id}> `images_per_user_day`: — → 12",
-        f"<@{w.admin.id}> `audit_channel`: — → {log_channel.id}",
+        f"<@{w.admin.id}> `audit_channel`: — → <#{log_channel.id}>",
     ]
     assert len(lines) <= 15
 
@@ -638,7 +652,14 @@ async def test_audit_stays_readable_with_long_values(env: BotEnv) -> None:
     inter = await ask(env, "wanadmin audit", {}, user=w.admin)
     [answer] = replies(inter)
     assert answer.embeds, answer.content
-    assert len(answer.embeds[0]["description"]) <= 4096
+    description = answer.embeds[0]["description"]
+    assert len(description) <= 4096
+    # Long lists are cut between mentions, never inside one (it would show as raw text).
+    newest = description.split("\n")[0].split("`allowed_channels`: ", 1)[1]
+    old, new = newest.split(" → ")
+    assert old == ", ".join(f"<#{i}>" for i in ids[2:5]) + ", …"  # round 14: from the third
+    assert new == ", ".join(f"<#{i}>" for i in ids[:3]) + ", …"  # round 15: all 19
+    assert all(re.fullmatch(r"<#\d+>", m) for m in re.findall(r"<#[^\s,]*", description))
 
 
 async def test_an_audit_channel_of_another_server_gets_nothing(env: BotEnv) -> None:

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from bot.dashscope.models import Kind
+from bot.discord_ui.buttons import ACTIONS
 from bot.jobs.model import Job, JobState
 from tests.data_uri import data_uri_bytes
 from tests.discord_env import (
@@ -169,6 +170,36 @@ async def test_info_shows_an_ephemeral_embed_with_request_ids(env: BotEnv) -> No
     assert fields["Task id"] == f"`{job.task_id}`"
     assert fields["Images"] == "1/1"
     assert fields["Seed"] == "5" and fields["Prompt"] == "an info lamp"
+
+
+async def test_every_button_drawn_has_an_action(env: BotEnv) -> None:
+    w = env.world
+    _, job = await imagine(env, "buttons and their actions", user=w.alice)
+    [result] = env.result_messages(job)
+    drawn = {custom_id.rsplit(":", 1)[1] for custom_id in custom_ids(result)}
+    assert drawn == {"reroll", "edit", "info", "delete"}
+    assert drawn | {"cancel"} == set(ACTIONS)
+
+
+async def test_a_button_this_version_does_not_know_is_answered_in_words(env: BotEnv) -> None:
+    """A click on a job button with an action the bot has no handler for (an older or newer
+    version's button) gets an answer, not silence, and does nothing."""
+    w = env.world
+    _, job = await imagine(env, "a button from another version", user=w.alice)
+    [result] = env.result_messages(job)
+    # The message as another version posted it: its Info button is an Upscale button.
+    [info] = [c for c in result.iter_components() if c.get("custom_id", "").endswith(":info")]
+    info["custom_id"] = f"wan:job:{job.id}:upscale"
+    jobs = await env.job_count()
+    for locale, expected in (
+        ("en-US", "This button does nothing in this version of the bot."),
+        ("zh-CN", "此按钮在当前版本的机器人中无效。"),
+    ):
+        inter = await click(env, result, job, "upscale", w.alice, locale=locale)
+        [answer] = replies(inter)
+        assert (answer.content, answer.ephemeral) == (expected, True)
+    assert await env.job_count() == jobs
+    assert not env.fake.get_message(result.id).deleted
 
 
 async def test_delete_by_owner_or_moderator_and_refused_to_others(env: BotEnv) -> None:

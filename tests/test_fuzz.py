@@ -47,6 +47,7 @@ from bot.dashscope.results import (
     parse_time,
 )
 from bot.dashscope.retry import NO_RETRIES, retry_after_seconds
+from bot.discord_ui.attachments import MAX_INPUTS, choose, default_choice
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, thread_name
 from bot.errors import InputRejected
 from bot.i18n import lang_for
@@ -58,7 +59,6 @@ from bot.simulator.errors import ApiError
 from bot.simulator.inputs import decode_image
 from bot.simulator.models import BEIJING
 from bot.simulator.models import MODELS as SIM_MODELS
-from cogs.edit import MAX_INPUTS, choose, default_choice
 from tests.data_uri import data_uri_bytes
 from tests.figures import record
 

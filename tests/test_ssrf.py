@@ -28,7 +28,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.discord_ui.attachments import discord_cdn_url
+from bot.config import load_settings
+from bot.discord_ui.attachments import AttachmentOrigins
 from bot.jobs.model import Job, JobState
 from tests.discord_env import (
     BotEnv,
@@ -534,17 +535,38 @@ async def test_show_skips_forged_result_attachments_and_uses_dashscopes_copy(
         ("", False),
     ],
 )
-async def test_discord_cdn_url(url: str, allowed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_discord_cdn_url(url: str, allowed: bool) -> None:
+    assert AttachmentOrigins.for_api("https://discord.com/api/v10").allows(url) is allowed
+
+
+async def test_the_configured_api_origin_is_trusted() -> None:
+    origins = AttachmentOrigins.for_api("http://127.0.0.1:5000/api/v10")
+    assert origins.allows("http://127.0.0.1:5000/attachments/1/2/a.png")
+    assert not origins.allows("http://127.0.0.1:5001/attachments/1/2/a.png")
+    assert not origins.allows("https://127.0.0.1:5000/attachments/1/2/a.png")
+
+
+async def test_the_allow_list_follows_the_settings_not_discord_py(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Built from DISCORD_API_BASE_URL: whatever discord.py's Route.BASE says (run_bot points it
+    at the same URL for discord.py's own calls) has no say over what the bot fetches."""
     import discord
 
-    monkeypatch.setattr(discord.http.Route, "BASE", "https://discord.com/api/v10")
-    assert discord_cdn_url(url) is allowed
+    monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:5001/api/v10")
+    monkeypatch.delenv("DISCORD_API_BASE_URL", raising=False)
+    settings = load_settings(discord_api_base_url="http://127.0.0.1:5000/api/v10", _env_file=None)
+    origins = AttachmentOrigins.from_settings(settings)
+    assert origins.allows("http://127.0.0.1:5000/attachments/1/2/a.png")
+    assert not origins.allows("http://127.0.0.1:5001/attachments/1/2/a.png")
+    assert origins.allows("https://cdn.discordapp.com/attachments/1/2/a.png")
+    default = AttachmentOrigins.from_settings(load_settings(_env_file=None))
+    assert default.allows("https://discord.com/api/v10/attachments/1/2/a.png")
+    assert not default.allows("http://127.0.0.1:5001/attachments/1/2/a.png")
 
 
-async def test_the_configured_api_origin_is_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
-    import discord
-
-    monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:5000/api/v10")
-    assert discord_cdn_url("http://127.0.0.1:5000/attachments/1/2/a.png")
-    assert not discord_cdn_url("http://127.0.0.1:5001/attachments/1/2/a.png")
-    assert not discord_cdn_url("https://127.0.0.1:5000/attachments/1/2/a.png")
+async def test_the_running_bot_holds_the_allow_list_of_its_settings(world: World) -> None:
+    env = world.env
+    assert env.bot is not None
+    assert env.bot.attachment_origins == AttachmentOrigins.from_settings(env.settings)
+    assert env.bot.attachment_origins.allows(f"{env.fake.api_base}/attachments/1/2/a.png")

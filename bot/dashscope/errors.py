@@ -10,7 +10,7 @@ unknown code falls back on its HTTP status.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bot.errors import UserError
 
@@ -232,7 +232,12 @@ def error_from_response(
     task_id: str | None = None,
 ) -> DashScopeError:
     message = message or "(no message)"
-    common = {"status": status, "code": code, "request_id": request_id, "task_id": task_id}
+    common: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+        "task_id": task_id,
+    }
     if code in _CONTENT_CODES:
         subject = CONTENT_UNKNOWN if code == "IPInfringementSuspect" else content_subject(message)
         return ContentRejectedError(message, subject=subject, **common)

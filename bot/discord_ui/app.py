@@ -21,6 +21,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_ui.attachments import AttachmentOrigins
+from bot.discord_ui.checks import check_failure_text
 from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
 from bot.discord_ui.replies import respond, respond_error
@@ -81,7 +83,8 @@ class WanTranslator(app_commands.Translator):
 
 
 class WanTree(app_commands.CommandTree["WanBot"]):
-    """Refuses DMs unless allowed; turns domain errors into friendly ephemeral messages."""
+    """Refuses DMs unless allowed; answers failed checks and domain errors in friendly ephemeral
+    messages."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None and not self.client.settings.allow_dms:
@@ -98,13 +101,9 @@ class WanTree(app_commands.CommandTree["WanBot"]):
             log.warning("interaction for an unknown or changed command: %s", error)
             await respond_error(interaction, InputRejected.one("reply.command_outdated"))
             return
-        if isinstance(error, app_commands.CheckFailure) and not isinstance(
-            error, app_commands.CommandInvokeError
-        ):
-            if isinstance(error, app_commands.MissingPermissions | app_commands.NotOwner):
-                await respond(
-                    interaction, text("reply.owner_only", lang_for(str(interaction.locale)))
-                )
+        if isinstance(error, app_commands.CheckFailure):
+            lang = lang_for(str(interaction.locale))
+            await respond(interaction, check_failure_text(error, lang))
             return
         await respond_error(interaction, original)
 
@@ -129,6 +128,8 @@ class WanBot(commands.Bot):
         self.engine = svc.engine
         self.delivery = port
         self.launcher = JobLauncher(svc.engine)
+        # From the settings, not from discord.py's Route.BASE (which run_bot points there too).
+        self.attachment_origins = AttachmentOrigins.from_settings(svc.settings)
         self.owns_process = False  # set by run_bot when the bot is the process's main job
         port.attach(self, svc.engine.expected_seconds)
 
@@ -183,7 +184,8 @@ def freeze_heap() -> None:
 
 
 def point_discord_at(settings: Settings) -> None:
-    """Use the configured REST and gateway URLs (a proxy, or a local stand-in in tests)."""
+    """discord.py's own REST and gateway calls go to the configured URLs (a proxy, or a local
+    stand-in in tests). The bot's own code reads the settings, never these."""
     discord.http.Route.BASE = settings.discord_api_base_url
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 

@@ -1,13 +1,17 @@
-"""Attachments as edit inputs: which are images, which URLs may be fetched, reading them."""
+"""Attachments as edit inputs: which are images, which the member picked, which URLs may be
+fetched, reading them."""
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+import re
+from dataclasses import dataclass
 
 import discord
 
+from bot.config import Settings
 from bot.errors import InputRejected
+from bot.media.downloads import Origin, url_origin
 from bot.media.inputs import MAX_UPLOAD_BYTES, prepare_image
 
 log = logging.getLogger(__name__)
@@ -17,6 +21,8 @@ IMAGE_TYPES = ("image/",)
 # or a local stand-in in tests) is trusted like Discord itself.
 DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+MAX_INPUTS = 3  # images one edit takes
+_CHOICE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -26,32 +32,76 @@ def is_image(attachment: discord.Attachment) -> bool:
     )
 
 
-def discord_cdn_url(url: str) -> bool:
-    """Whether an attachment URL is on Discord's CDN (https), or on the configured REST API's
-    own scheme, host and port. Nothing else is fetched: an attachment URL is data from a payload,
-    and the bot must not be made to request internal addresses with it (SSRF)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        api = urlsplit(discord.http.Route.BASE)
-        api_port = api.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        return False
-    if (parts.scheme, host, port) == (api.scheme, (api.hostname or "").lower(), api_port):
-        return True
-    return parts.scheme == "https" and port in (None, 443) and host in DISCORD_CDN_HOSTS
+def choose(attachments: list[discord.Attachment], choice: str | None) -> list[discord.Attachment]:
+    """Pick images by 1-based numbers ("1", "1,3", "1-3"); all of them when no choice is given."""
+    images = [a for a in attachments if is_image(a)]
+    if not images:
+        raise InputRejected.one("reply.no_images")
+    if not choice or not choice.strip() or choice.strip().lower() in ("all", "全部"):
+        picked = images
+    else:
+        numbers: list[int] = []
+        for part in re.split(r"[,，\s]+", choice.strip()):
+            match = _CHOICE.match(part)
+            if not part:
+                continue
+            if not match:
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
+            low = int(match.group(1))
+            high = int(match.group(2) or low)
+            if not 1 <= low <= high <= len(images):  # before the range: "1-99999999" is cheap
+                raise InputRejected.one("reply.bad_image_choice", count=len(images))
+            numbers.extend(range(low, high + 1))
+        if not numbers or any(not 1 <= k <= len(images) for k in numbers):
+            raise InputRejected.one("reply.bad_image_choice", count=len(images))
+        picked = [images[k - 1] for k in dict.fromkeys(numbers)]
+    if len(picked) > MAX_INPUTS:
+        raise InputRejected.one("reply.too_many_images", count=len(picked))
+    return picked
 
 
-async def images_from(attachments: list[discord.Attachment]) -> tuple[str, ...]:
+def default_choice(images: list[discord.Attachment], from_bot: bool) -> str:
+    """A bot result's images are alternatives: edit the first. A member's are a set: use all."""
+    if len(images) <= 1:
+        return "1"
+    if from_bot or len(images) > MAX_INPUTS:
+        return "1"
+    return f"1-{len(images)}"
+
+
+@dataclass(frozen=True)
+class AttachmentOrigins:
+    """Where attachment URLs may be fetched from: Discord's CDN over https, and the configured
+    REST API's own scheme, host and port. Nothing else is fetched: an attachment URL is data from
+    a payload, and the bot must not be made to request internal addresses with it (SSRF)."""
+
+    allowed: frozenset[Origin]
+
+    @classmethod
+    def for_api(cls, api_base_url: str) -> AttachmentOrigins:
+        api = url_origin(api_base_url)
+        if api is None:
+            raise ValueError(f"not a URL of a host: {api_base_url!r}")
+        cdn = {("https", host, port) for host in DISCORD_CDN_HOSTS for port in (None, 443)}
+        return cls(frozenset({api, *cdn}))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttachmentOrigins:
+        return cls.for_api(settings.discord_api_base_url)
+
+    def allows(self, url: str) -> bool:
+        return url_origin(url) in self.allowed
+
+
+async def images_from(
+    attachments: list[discord.Attachment], origins: AttachmentOrigins
+) -> tuple[str, ...]:
     """Download and normalise attachments into data URIs; refuse what cannot be used."""
     uris = []
     for index, attachment in enumerate(attachments, start=1):
         if not is_image(attachment):
             raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
-        if not discord_cdn_url(attachment.url):
+        if not origins.allows(attachment.url):
             log.warning("refused %s: its URL is not on Discord's CDN", attachment.filename)
             raise InputRejected.one("reply.attachment_fetch", filename=attachment.filename)
         if attachment.size > MAX_UPLOAD_BYTES:

@@ -236,9 +236,9 @@ class DiscordDelivery:
         index = 0
         while pending:
             if any(len(content) > limit for _, content, _ in pending):
-                pending = [(pos, _as_jpeg(content, limit), "jpg") for pos, content, _ in pending]
+                pending = [(pos, as_jpeg(content, limit), "jpg") for pos, content, _ in pending]
                 reencoded = True
-            batch = _batches(pending, limit)[0]
+            batch = upload_batches(pending, limit)[0]
             last = len(batch) == len(pending)
             files = [
                 discord.File(io.BytesIO(content), filename=f"wan-{job.id}-{pos + 1}.{ext}")
@@ -288,7 +288,7 @@ class DiscordDelivery:
 _Item = TypeVar("_Item", bound=tuple[Any, bytes, str])  # (key, content, extension)
 
 
-def _batches(payloads: list[_Item], limit: int) -> list[list[_Item]]:
+def upload_batches(payloads: list[_Item], limit: int) -> list[list[_Item]]:
     """Group images into messages under the upload cap and 10 files each."""
     batches: list[list[_Item]] = []
     current: list[_Item] = []
@@ -304,7 +304,7 @@ def _batches(payloads: list[_Item], limit: int) -> list[list[_Item]]:
     return batches
 
 
-def _as_jpeg(content: bytes, limit: int) -> bytes:
+def as_jpeg(content: bytes, limit: int) -> bytes:
     """Re-encode as JPEG, scaling down until it fits under `limit` bytes."""
     with Image.open(io.BytesIO(content)) as opened:
         image = opened.convert("RGB")

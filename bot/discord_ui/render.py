@@ -1,4 +1,5 @@
-"""What the bot shows on Discord: status lines, result embeds, info embeds and button rows.
+"""What the bot shows on Discord: status lines, result embeds, info embeds, button rows and
+server settings' values.
 
 Buttons carry their job in the custom_id (`wan:job:<id>:<action>`); the cogs register a
 `DynamicItem` with `JOB_BUTTON_TEMPLATE`, so a click works after any restart by looking the job
@@ -12,12 +13,14 @@ import time
 
 import discord
 
+from bot.accounting.policy import SETTINGS
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
 
 # At most 18 digits: any longer id (only a forged custom_id has one) would overflow SQLite's
-# 64-bit integers; it matches nothing, so discord.py drops the click.
-JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>reroll|edit|info|delete|cancel)"
+# 64-bit integers; it matches nothing, so discord.py drops the click. Any action word matches,
+# so a button no version handles (say from an older or newer bot) is answered, not dropped.
+JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>[a-z]{1,20})"
 EMBED_COLOUR = discord.Colour(0x5B6CFF)
 FIELD_LIMIT = 1024
 THREAD_NAME_LIMIT = 100
@@ -29,6 +32,27 @@ def job_custom_id(job_id: int, action: str) -> str:
 
 def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def setting_value(name: str, value: str | None, limit: int | None = None) -> str:
+    """A setting's stored value as admins read it: "—" for none, channel ids as mentions
+    (Discord shows `<#id>` as the channel's name), cut to `limit` characters if given."""
+    if not value:
+        return "—"
+    spec = SETTINGS.get(name)
+    if spec is None or spec.kind not in ("channel", "channels"):
+        return value if limit is None else clip(value, limit)
+    mentions = [f"<#{part}>" for part in value.split(",") if part]
+    shown = ", ".join(mentions)
+    if limit is None or len(shown) <= limit:
+        return shown
+    # Whole mentions only: a cut one would show as raw text.
+    kept: list[str] = []
+    for mention in mentions:
+        if len(", ".join([*kept, mention, "…"])) > limit:
+            break
+        kept.append(mention)
+    return ", ".join([*kept, "…"])
 
 
 def thread_name(prompt: str) -> str:

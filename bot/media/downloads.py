@@ -21,6 +21,23 @@ MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 30 * 1024 * 1024
 
 
+Origin = tuple[str, str, int | None]  # scheme, lower-case host, port
+
+
+def url_origin(url: str) -> Origin | None:
+    """A URL's scheme, host and port, or None when it has no host, carries credentials, or does
+    not parse: such a URL is never fetched."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if not host or parts.username is not None or parts.password is not None:
+        return None
+    return parts.scheme, host, port
+
+
 @dataclass(frozen=True)
 class Download:
     url: str
@@ -47,19 +64,15 @@ class ResultFetcher:
         self._any_host = any_host
 
     def allowed(self, url: str) -> bool:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
+        origin = url_origin(url)
+        if origin is None:
             return False
-        host = (parts.hostname or "").lower()
-        if not host or parts.username or parts.password:
-            return False
-        if (parts.scheme, host, port) == self._own_origin:
+        if origin == self._own_origin:
             return True
+        scheme, host, _ = origin
         if self._any_host:
-            return parts.scheme in ("http", "https")
-        if parts.scheme != "https":
+            return scheme in ("http", "https")
+        if scheme != "https":
             return False
         return host.endswith(ALLOWED_SUFFIX) or host in self._extra_hosts
 

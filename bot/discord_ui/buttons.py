@@ -1,0 +1,151 @@
+"""The buttons on status and result messages, and what a member can do to a job with them.
+
+Buttons are one `DynamicItem` whose custom_id (`wan:job:<id>:<action>`) names the job, so they
+work on any message, after any restart: the job is looked up in the database on each click.
+`/cancel` and `/show` share `cancel_job` and `own_job` with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from bot.dashscope.models import SEED_MAX, Kind
+from bot.dashscope.requests import ImageRequest
+from bot.discord_ui.app import WanBot
+from bot.discord_ui.checks import may_moderate
+from bot.discord_ui.launcher import Origin
+from bot.discord_ui.modals import EditModal
+from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, info_embed, job_custom_id
+from bot.discord_ui.replies import respond, respond_error, tell_queued
+from bot.i18n import Lang, lang_for, text
+from bot.jobs.model import Job
+
+
+async def own_job(
+    bot: WanBot, interaction: discord.Interaction, job_id: int, lang: Lang
+) -> Job | None:
+    """The job, if it exists and the member may act on it; else answer and return None."""
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return None
+    if job.user_id != interaction.user.id and not may_moderate(interaction, job):
+        await respond(interaction, text("reply.not_your_job", lang, job_id=job_id))
+        return None
+    return job
+
+
+async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    job = await bot.engine.store.get(job_id)
+    moderator = job is not None and may_moderate(interaction, job)
+    outcome = await bot.engine.cancel(job_id, interaction.user.id, moderator=moderator)
+    await respond(interaction, outcome.message(str(interaction.locale)))
+
+
+async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return
+    results = await bot.engine.store.results(job.id)
+    await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
+
+
+async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    job = await own_job(bot, interaction, job_id, lang)
+    if job is None:
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    # The results where they were delivered, and the message clicked (maybe a /show repost
+    # in another channel).
+    results_channel = job.thread_id or job.channel_id
+    targets = {
+        (results_channel, r.delivered_message_id)
+        for r in await bot.engine.store.results(job.id)
+        if r.delivered_message_id and results_channel
+    }
+    if interaction.message is not None:
+        targets.add((interaction.message.channel.id, interaction.message.id))
+    for channel_id, message_id in targets:
+        with contextlib.suppress(discord.NotFound):
+            await bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
+    await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
+
+
+async def reroll(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    job = await bot.engine.store.get(job_id)
+    if job is None:
+        await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return
+    images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+    if job.kind is Kind.EDIT and not images:
+        await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
+        return
+    request = job.request(images)
+    request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
+    origin = Origin.of(interaction)
+    new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
+    await tell_queued(interaction, lang, new, status)
+
+
+async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    lang = lang_for(str(interaction.locale))
+    message = interaction.message
+    if message is None or not message.attachments:
+        await respond(interaction, text("reply.no_images", lang))
+        return
+    await interaction.response.send_modal(
+        EditModal(bot, lang, list(message.attachments), from_bot=True, parent_job_id=job_id)
+    )
+
+
+JobHandler = Callable[[WanBot, discord.Interaction, int], Awaitable[None]]
+
+# What a click does, by the action its custom_id names (render.py draws the buttons).
+ACTIONS: dict[str, JobHandler] = {
+    "reroll": reroll,
+    "edit": open_edit,
+    "info": show_info,
+    "delete": delete_results,
+    "cancel": cancel_job,
+}
+
+
+class JobAction(discord.ui.DynamicItem[discord.ui.Button[Any]], template=JOB_BUTTON_TEMPLATE):
+    def __init__(self, job_id: int, action: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=job_custom_id(job_id, action)))
+        self.job_id = job_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> JobAction:
+        return cls(int(match["job_id"]), match["action"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = interaction.client
+        assert isinstance(bot, WanBot)
+        handler = ACTIONS.get(self.action)
+        try:
+            if handler is None:  # a button this version does not have: say so, not silence
+                lang = lang_for(str(interaction.locale))
+                await respond(interaction, text("reply.unknown_button", lang))
+                return
+            await handler(bot, interaction, self.job_id)
+        except Exception as error:
+            await respond_error(interaction, error)
