@@ -19,7 +19,7 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot.accounting.chart import usage_chart
-from bot.accounting.policy import SERVER, SETTINGS
+from bot.accounting.policy import SERVER, SETTINGS, PolicyStore
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import ServerAdminGroup, owner_only
@@ -67,7 +67,7 @@ class Admin(commands.Cog):
         self.bot = bot
 
     @property
-    def policy(self):
+    def policy(self) -> PolicyStore:
         return self.bot.engine.quota.policy
 
     @limits.command(
