@@ -173,11 +173,13 @@ class Jobs(commands.Cog):
                     allowed=limits.images_per_guild_day or unlimited,
                 )
             )
-        if standing.user_frees_at:
+        # When something frees is told only for the limits that are set (an exempt member's
+        # per-member limits are lifted, so theirs are not).
+        if standing.user_frees_at and limits.images_per_user_day:
             lines.append(
                 text("reply.quota_frees", lang, when=relative_timestamp(standing.user_frees_at))
             )
-        if standing.cooldown_until:
+        if standing.cooldown_until and limits.cooldown_seconds:
             lines.append(
                 text("reply.quota_cooldown", lang, when=relative_timestamp(standing.cooldown_until))
             )
@@ -192,7 +194,7 @@ class Jobs(commands.Cog):
                     when=relative_timestamp(next_month_start(time.time())),
                 )
             )
-        if standing.guild_frees_at and standing.limits.images_per_guild_day:
+        if standing.guild_frees_at and limits.images_per_guild_day:
             lines.append(
                 text(
                     "reply.quota_guild_frees",
