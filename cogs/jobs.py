@@ -44,7 +44,7 @@ class Jobs(commands.Cog):
             await respond(interaction, text("reply.no_jobs", lang))
             return
         lines = [
-            f"**#{job.id}** · {job.state.value} · {job.model} · "
+            f"**#{job.id}** · {text(job.state.message_key, lang)} · {job.model} · "
             f"{relative_timestamp(job.created_at)}\n"
             f"> {discord.utils.escape_markdown(clip(job.params.prompt, JOBS_PROMPT_MAX))}"
             for job in jobs
@@ -75,7 +75,12 @@ class Jobs(commands.Cog):
         if found.state is not JobState.DONE:
             await respond(
                 interaction,
-                text("reply.job_not_finished", lang, job_id=job, state=found.state.value),
+                text(
+                    "reply.job_not_finished",
+                    lang,
+                    job_id=job,
+                    state=text(found.state.message_key, lang),
+                ),
             )
             return
         await interaction.response.defer(thinking=True)

@@ -405,6 +405,24 @@ async def test_chinese_member_gets_chinese_messages(env: BotEnv) -> None:
     assert reply_text(inter).startswith(f"Job #{alices.id} belongs to someone else.")
 
 
+async def test_chinese_member_reads_job_states_in_chinese(env: BotEnv) -> None:
+    mei = new_member(env, "mei", locale="zh-CN")
+    _, done = await imagine(env, "一盏灯", user=mei)
+    _, held = await imagine(env, "一只猫", user=mei, model=HELD_MODEL, wait=False)
+
+    [answer] = replies(await invoke(env, "jobs", user=mei))
+    newest, _, older, _ = answer.embeds[0]["description"].split("\n")
+    assert newest.startswith(f"**#{held.id}** · 排队中 · {HELD_MODEL} · <t:")
+    assert older.startswith(f"**#{done.id}** · 已完成 · wan2.6-t2i · <t:")
+    inter = await invoke(env, "show", {"job": held.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{held.id} 尚未完成（排队中）。"
+    inter = await invoke(env, "cancel", {"job": done.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{done.id} 已经结束（已完成）。"
+    await invoke(env, "cancel", {"job": held.id}, user=mei)
+    inter = await invoke(env, "cancel", {"job": held.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{held.id} 已经结束（已取消）。"
+
+
 async def test_synced_commands_carry_chinese_localizations(env: BotEnv) -> None:
     commands = env.fake.guild_commands[env.world.guild.id]
     by_name = {c["name"]: c for c in commands}

@@ -40,11 +40,11 @@ from bot.dispatch.poller import Poller, Tracked
 from bot.dispatch.queue import FairQueue
 from bot.dispatch.ratelimit import RateLimiter
 from bot.dispatch.waiting import wait_for_event
-from bot.errors import UserError
+from bot.errors import Problem, UserError
 from bot.i18n import lang_for, text
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
 from bot.media.downloads import ResultFetcher
-from bot.presenter import describe, utc_time
+from bot.presenter import describe, render, utc_time
 from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class CancelOutcome:
     values: dict[str, Any]
 
     def message(self, lang: str = "en") -> str:
-        return text(self.key, lang_for(lang), **self.values)
+        return render(Problem(self.key, self.values), lang_for(lang), moment=utc_time)
 
 
 class EngineStopping(UserError):
@@ -305,7 +305,8 @@ class Engine:
         if job.user_id != user_id and not moderator:
             return CancelOutcome(False, "job.cancel.not_yours", values)
         if job.state.terminal:
-            return CancelOutcome(False, "job.cancel.finished", {**values, "state": job.state})
+            state = Problem(job.state.message_key)  # named in the reader's language
+            return CancelOutcome(False, "job.cancel.finished", {**values, "state": state})
         if job.state is JobState.QUEUED:
             self.queue.remove(job_id)
             try:

@@ -33,6 +33,11 @@ class JobState(StrEnum):
     def active(self) -> bool:
         return not self.terminal
 
+    @property
+    def message_key(self) -> str:
+        """The catalogue key of the state's name as a member reads it."""
+        return f"state.{self.value}"
+
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
