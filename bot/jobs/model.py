@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest
+from bot.errors import Problem, problems_from_json
 
 
 class JobState(StrEnum):
@@ -154,6 +155,8 @@ class Job:
     delivering_at: float | None
     finished_at: float | None
     updated_at: float
+    # Why it failed, as data (error_message holds the same in the job's language).
+    failure: tuple[Problem, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -246,6 +249,7 @@ class Job:
             delivering_at=row["delivering_at"],
             finished_at=row["finished_at"],
             updated_at=row["updated_at"],
+            failure=problems_from_json(row["error_problems"]) if row["error_problems"] else (),
         )
 
 

@@ -30,6 +30,7 @@ _UPDATABLE = {
     "image_count",
     "error_code",
     "error_message",
+    "error_problems",
     "retryable",
     "status_message_id",
     "thread_id",
