@@ -18,9 +18,9 @@ from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
 from bot.discord_ui.delivery import as_jpeg, upload_batches
-from bot.discord_ui.render import clip, result_embed, result_view
+from bot.discord_ui.render import clip, failure_words, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
-from bot.i18n import lang_for, text
+from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
 
 JOBS_PROMPT_MAX = 80  # characters of each prompt in the /jobs list
@@ -73,15 +73,7 @@ class Jobs(commands.Cog):
         if found is None:
             return
         if found.state is not JobState.DONE:
-            await respond(
-                interaction,
-                text(
-                    "reply.job_not_finished",
-                    lang,
-                    job_id=job,
-                    state=text(found.state.message_key, lang),
-                ),
-            )
+            await respond(interaction, nothing_to_show(found, lang))
             return
         await interaction.response.defer(thinking=True)
         files = await self._result_files(found)
@@ -211,6 +203,17 @@ class Jobs(commands.Cog):
             lines.append(text("reply.quota_exempt", lang))
         embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
+
+
+def nothing_to_show(job: Job, lang: Lang) -> str:
+    """Why a job that is not done has no images: cancelled, failed (and why), or not yet."""
+    if job.state is JobState.CANCELLED:
+        return text("reply.show_cancelled", lang, job_id=job.id)
+    if job.state is JobState.FAILED:
+        reason = failure_words(job, lang) or text("reply.error", lang)
+        return text("reply.show_failed", lang, job_id=job.id, reason=reason)
+    state = text(job.state.message_key, lang)
+    return text("reply.job_not_finished", lang, job_id=job.id, state=state)
 
 
 async def setup(bot: WanBot) -> None:

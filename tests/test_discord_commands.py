@@ -270,6 +270,24 @@ async def test_show_refuses_an_unfinished_job(env: BotEnv) -> None:
     assert reply_text(inter) == f"Job #{job.id} has not finished yet (queued)."
     inter = await invoke(env, "cancel", {"job": job.id}, user=w.alice)
     assert reply_text(inter) == f"Job #{job.id} was cancelled; its images were refunded."
+    inter = await invoke(env, "show", {"job": job.id}, user=w.alice)
+    assert reply_text(inter) == f"Job #{job.id} was cancelled, so it has no images to show."
+
+
+async def test_show_of_a_failed_job_says_why_in_the_readers_language(env: BotEnv) -> None:
+    lan = new_member(env, "lan", locale="zh-CN")
+    _, job = await imagine(env, "一盏灯 sim:moderate-output", user=lan)
+    assert job.state is JobState.FAILED
+    inter = await invoke(env, "show", {"job": job.id}, user=lan)
+    assert reply_text(inter) == (
+        f"任务 #{job.id} 失败了，没有可显示的图片。生成的图片未通过内容审核，请换个提示词再试。"
+    )
+    assert replies(inter)[-1].ephemeral
+    inter = await invoke(env, "show", {"job": job.id}, user=lan, locale="en-US")
+    assert reply_text(inter) == (
+        f"Job #{job.id} failed, so it has no images to show. The generated image was blocked "
+        "by content moderation. Try a different prompt."
+    )
 
 
 async def test_cancel_queued_job_refunds_and_refuses_someone_else(env: BotEnv) -> None:
