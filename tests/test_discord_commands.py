@@ -115,7 +115,7 @@ async def test_imagine_with_every_option_posts_status_thread_and_results(env: Bo
     assert fields["Prompt"] == "a lighthouse at dawn"
     assert fields["Negative prompt"] == "people"
     assert fields["Model"] == "wan2.6-t2i"
-    assert fields["Size"] == "1472*1104"
+    assert fields["Size"] == "1472*1104" == job.result_size  # as DashScope reported it
     assert fields["Seed"] == "1234"
     assert fields["Time"].endswith(" s")
     assert custom_ids(result) == [

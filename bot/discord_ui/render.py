@@ -172,7 +172,9 @@ def result_embed(
             inline=False,
         )
     embed.add_field(name=text("result.model", lang), value=job.model)
-    embed.add_field(name=text("result.size", lang), value=p.size or "auto")
+    size = job.result_size or p.size  # an edit without a size: known only if DashScope said
+    if size:
+        embed.add_field(name=text("result.size", lang), value=size)
     embed.add_field(
         name=text("result.seed", lang), value=str(p.seed) if p.seed is not None else "—"
     )

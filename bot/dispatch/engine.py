@@ -509,6 +509,7 @@ class Engine:
                 result_request_id=result.request_id,
                 image_count=result.billed_images,
                 actual_prompt=result.actual_prompt,
+                result_size=result.size,
             )
         await self._notify(job)
         self._schedule_delivery(job.id, self.clock())

@@ -157,6 +157,7 @@ class Job:
     updated_at: float
     # Why it failed, as data (error_message holds the same in the job's language).
     failure: tuple[Problem, ...] = ()
+    result_size: str | None = None  # "W*H" as DashScope reported it (usage.size), if it did
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -250,6 +251,7 @@ class Job:
             finished_at=row["finished_at"],
             updated_at=row["updated_at"],
             failure=problems_from_json(row["error_problems"]) if row["error_problems"] else (),
+            result_size=row["result_size"],
         )
 
 

@@ -28,6 +28,7 @@ _UPDATABLE = {
     "result_request_id",
     "actual_prompt",
     "image_count",
+    "result_size",
     "error_code",
     "error_message",
     "error_problems",
