@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -23,7 +24,6 @@ from bot.errors import (
     problems_from_json,
     problems_to_json,
 )
-from bot.jobs.model import JobState
 from bot.presenter import describe, render, render_all, utc_time
 
 RENEWS = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
@@ -331,11 +331,11 @@ def test_problems_kept_as_json_are_told_the_same_in_every_language() -> None:
     problems = (
         Problem("quota.user_day", {"used": 5, "allowed": 5, "when": Moment(FREES)}),
         Problem("image.fetch", {"index": 2, "detail": Problem("reply.error")}),
-        Problem("error.download", {"detail": JobState.DONE}),  # not JSON: kept as its words
+        Problem("error.download", {"detail": PurePosixPath("a/b.png")}),  # kept as its words
     )
     kept = problems_from_json(problems_to_json(problems))
     assert kept[:2] == problems[:2]
-    assert kept[2] == Problem("error.download", {"detail": "done"})
+    assert kept[2] == Problem("error.download", {"detail": "a/b.png"})
     for lang in ("en", "zh"):
         assert render_all(kept, lang, moment=utc_time) == render_all(
             problems, lang, moment=utc_time
