@@ -6,9 +6,10 @@ the place they are shown; nothing here knows a language.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,33 @@ class Problem:
 
     key: str
     values: dict[str, object] = field(default_factory=dict)
+
+
+def problems_to_json(problems: Iterable[Problem]) -> str:
+    """Problems as JSON, to keep and tell later in any language (`problems_from_json`)."""
+    return json.dumps([_encode(problem) for problem in problems], ensure_ascii=False)
+
+
+def problems_from_json(data: str) -> tuple[Problem, ...]:
+    return tuple(_decode(item) for item in json.loads(data))
+
+
+def _encode(value: object) -> Any:
+    if isinstance(value, Problem):
+        return {"key": value.key, "values": {k: _encode(v) for k, v in value.values.items()}}
+    if isinstance(value, Moment):
+        return {"moment": value.at}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)  # anything else as the words it formats to
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "moment" in value:
+        return Moment(value["moment"])
+    if isinstance(value, dict):
+        return Problem(value["key"], {k: _decode(v) for k, v in value["values"].items()})
+    return value
 
 
 class UserError(Exception):

@@ -8,7 +8,7 @@ reader's clock), the engine and the command line pass `utc_time`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import overload
 
@@ -32,7 +32,12 @@ def describe(error: BaseException, lang: Lang, *, moment: MomentFormat) -> str |
     unexpected error: log it and say something went wrong)."""
     if not isinstance(error, UserError):
         return None
-    return "\n".join(render(problem, lang, moment=moment) for problem in error.problems)
+    return render_all(error.problems, lang, moment=moment)
+
+
+def render_all(problems: Iterable[Problem], lang: Lang, *, moment: MomentFormat) -> str:
+    """Several problems' sentences, one a line."""
+    return "\n".join(render(problem, lang, moment=moment) for problem in problems)
 
 
 def render(problem: Problem, lang: Lang, *, moment: MomentFormat) -> str:

@@ -18,9 +18,9 @@ from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
 from bot.discord_ui.delivery import as_jpeg, upload_batches
-from bot.discord_ui.render import clip, result_embed, result_view
+from bot.discord_ui.render import clip, failure_words, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
-from bot.i18n import lang_for, text
+from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
 
 JOBS_PROMPT_MAX = 80  # characters of each prompt in the /jobs list
@@ -44,7 +44,7 @@ class Jobs(commands.Cog):
             await respond(interaction, text("reply.no_jobs", lang))
             return
         lines = [
-            f"**#{job.id}** · {job.state.value} · {job.model} · "
+            f"**#{job.id}** · {text(job.state.message_key, lang)} · {job.model} · "
             f"{relative_timestamp(job.created_at)}\n"
             f"> {discord.utils.escape_markdown(clip(job.params.prompt, JOBS_PROMPT_MAX))}"
             for job in jobs
@@ -73,10 +73,7 @@ class Jobs(commands.Cog):
         if found is None:
             return
         if found.state is not JobState.DONE:
-            await respond(
-                interaction,
-                text("reply.job_not_finished", lang, job_id=job, state=found.state.value),
-            )
+            await respond(interaction, nothing_to_show(found, lang))
             return
         await interaction.response.defer(thinking=True)
         files = await self._result_files(found)
@@ -173,11 +170,13 @@ class Jobs(commands.Cog):
                     allowed=limits.images_per_guild_day or unlimited,
                 )
             )
-        if standing.user_frees_at:
+        # When something frees is told only for the limits that are set (an exempt member's
+        # per-member limits are lifted, so theirs are not).
+        if standing.user_frees_at and limits.images_per_user_day:
             lines.append(
                 text("reply.quota_frees", lang, when=relative_timestamp(standing.user_frees_at))
             )
-        if standing.cooldown_until:
+        if standing.cooldown_until and limits.cooldown_seconds:
             lines.append(
                 text("reply.quota_cooldown", lang, when=relative_timestamp(standing.cooldown_until))
             )
@@ -192,7 +191,7 @@ class Jobs(commands.Cog):
                     when=relative_timestamp(next_month_start(time.time())),
                 )
             )
-        if standing.guild_frees_at and standing.limits.images_per_guild_day:
+        if standing.guild_frees_at and limits.images_per_guild_day:
             lines.append(
                 text(
                     "reply.quota_guild_frees",
@@ -204,6 +203,17 @@ class Jobs(commands.Cog):
             lines.append(text("reply.quota_exempt", lang))
         embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
+
+
+def nothing_to_show(job: Job, lang: Lang) -> str:
+    """Why a job that is not done has no images: cancelled, failed (and why), or not yet."""
+    if job.state is JobState.CANCELLED:
+        return text("reply.show_cancelled", lang, job_id=job.id)
+    if job.state is JobState.FAILED:
+        reason = failure_words(job, lang) or text("reply.error", lang)
+        return text("reply.show_failed", lang, job_id=job.id, reason=reason)
+    state = text(job.state.message_key, lang)
+    return text("reply.job_not_finished", lang, job_id=job.id, state=state)
 
 
 async def setup(bot: WanBot) -> None:

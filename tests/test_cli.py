@@ -230,7 +230,7 @@ def test_too_small_image_says_what_to_change(simulator, tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["imagine", "x", "--size", "100*100"], "Try one of"),
+        (["imagine", "x", "--size", "100*100"], "use one of its sizes"),
         (["imagine", "x", "--size", "big"], "WIDTH*HEIGHT"),
         (["imagine", "x", "--n", "5"], "between 1 and 4"),
         (["imagine", "x", "--seed", "-1"], "Seed must be"),

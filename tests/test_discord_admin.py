@@ -464,6 +464,36 @@ async def test_role_overrides_are_what_quota_and_imagine_apply(env: BotEnv) -> N
     assert job.n == 4
 
 
+async def test_quota_says_when_images_free_only_under_limits_that_are_set(env: BotEnv) -> None:
+    staff = await new_role(env, "Crew")
+    await set_value(env, "exempt", "yes", staff)
+    await set_value(env, "images_per_user_day", "0")  # the server's limit is 0 too (no limit)
+    free = new_member(env, "free")
+    crew = new_member(env, "crew", (staff,))
+    for member in (free, crew):
+        _, job = await imagine(env, "an open field", user=member)
+        assert job.state is JobState.DONE
+        lines = quota_lines(await ask(env, "quota", user=member))
+        assert lines[0] == "Images in the last 24 h: 1 of no limit"
+        assert lines[2].endswith(" of no limit")
+        assert not [line for line in lines if "frees" in line or "Cooldown" in line], lines
+
+    # Set, each limit says when it frees; the exempt member's per-member ones stay lifted.
+    await set_value(env, "images_per_user_day", "10")
+    await set_value(env, "cooldown_seconds", "600")
+    await set_value(env, "images_per_guild_day", "1000")
+    lines = quota_lines(await ask(env, "quota", user=free))
+    assert [line.split(" <t:")[0] for line in lines if "<t:" in line] == [
+        "Next image frees",
+        "Cooldown ends",
+        "The server's next image frees",
+    ]
+    lines = quota_lines(await ask(env, "quota", user=crew))
+    assert [line.split(" <t:")[0] for line in lines if "<t:" in line] == [
+        "The server's next image frees"
+    ]
+
+
 async def test_channel_nsfw_and_model_rules_in_imagine(env: BotEnv) -> None:
     w = env.world
     member = new_member(env, "rules")

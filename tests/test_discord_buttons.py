@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from bot.dashscope.models import Kind
 from bot.discord_ui.buttons import ACTIONS
+from bot.i18n import text
 from bot.jobs.model import Job, JobState
 from tests.data_uri import data_uri_bytes
 from tests.discord_env import (
@@ -170,6 +171,26 @@ async def test_info_shows_an_ephemeral_embed_with_request_ids(env: BotEnv) -> No
     assert fields["Task id"] == f"`{job.task_id}`"
     assert fields["Images"] == "1/1"
     assert fields["Seed"] == "5" and fields["Prompt"] == "an info lamp"
+
+
+async def test_info_tells_a_failure_in_the_readers_language(env: BotEnv) -> None:
+    w = env.world
+    li = env.fake.create_user("li", locale="zh-CN")
+    env.fake.add_member(w.guild, li)
+    _, job = await imagine(env, "一盏灯 sim:moderate-output", user=li)
+    assert job.state is JobState.FAILED and job.error_code
+    status = env.status_message(job)
+    assert status.content.endswith("❌ 生成的图片未通过内容审核，请换个提示词再试。")
+    # An Info button on the failed job (a button is routed by its custom_id alone).
+    button = {"type": 2, "style": 2, "label": "Info", "custom_id": f"wan:job:{job.id}:info"}
+    status.components = [{"type": 1, "components": [button]}]
+    for user, locale, label, words in (
+        (w.bob, "en-US", "Error", text("error.content.output", "en")),
+        (li, "zh-CN", "错误", "生成的图片未通过内容审核，请换个提示词再试。"),
+    ):
+        inter = await click(env, status, job, "info", user, locale=locale)
+        [answer] = replies(inter)
+        assert embed_fields(answer)[label] == f"`{job.error_code}` {words}"
 
 
 async def test_every_button_drawn_has_an_action(env: BotEnv) -> None:

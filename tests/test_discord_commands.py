@@ -115,7 +115,7 @@ async def test_imagine_with_every_option_posts_status_thread_and_results(env: Bo
     assert fields["Prompt"] == "a lighthouse at dawn"
     assert fields["Negative prompt"] == "people"
     assert fields["Model"] == "wan2.6-t2i"
-    assert fields["Size"] == "1472*1104"
+    assert fields["Size"] == "1472*1104" == job.result_size  # as DashScope reported it
     assert fields["Seed"] == "1234"
     assert fields["Time"].endswith(" s")
     assert custom_ids(result) == [
@@ -270,6 +270,24 @@ async def test_show_refuses_an_unfinished_job(env: BotEnv) -> None:
     assert reply_text(inter) == f"Job #{job.id} has not finished yet (queued)."
     inter = await invoke(env, "cancel", {"job": job.id}, user=w.alice)
     assert reply_text(inter) == f"Job #{job.id} was cancelled; its images were refunded."
+    inter = await invoke(env, "show", {"job": job.id}, user=w.alice)
+    assert reply_text(inter) == f"Job #{job.id} was cancelled, so it has no images to show."
+
+
+async def test_show_of_a_failed_job_says_why_in_the_readers_language(env: BotEnv) -> None:
+    lan = new_member(env, "lan", locale="zh-CN")
+    _, job = await imagine(env, "一盏灯 sim:moderate-output", user=lan)
+    assert job.state is JobState.FAILED
+    inter = await invoke(env, "show", {"job": job.id}, user=lan)
+    assert reply_text(inter) == (
+        f"任务 #{job.id} 失败了，没有可显示的图片。生成的图片未通过内容审核，请换个提示词再试。"
+    )
+    assert replies(inter)[-1].ephemeral
+    inter = await invoke(env, "show", {"job": job.id}, user=lan, locale="en-US")
+    assert reply_text(inter) == (
+        f"Job #{job.id} failed, so it has no images to show. The generated image was blocked "
+        "by content moderation. Try a different prompt."
+    )
 
 
 async def test_cancel_queued_job_refunds_and_refuses_someone_else(env: BotEnv) -> None:
@@ -403,6 +421,24 @@ async def test_chinese_member_gets_chinese_messages(env: BotEnv) -> None:
     # The same member with an English client gets English.
     inter = await invoke(env, "show", {"job": alices.id}, user=li, locale="en-US")
     assert reply_text(inter).startswith(f"Job #{alices.id} belongs to someone else.")
+
+
+async def test_chinese_member_reads_job_states_in_chinese(env: BotEnv) -> None:
+    mei = new_member(env, "mei", locale="zh-CN")
+    _, done = await imagine(env, "一盏灯", user=mei)
+    _, held = await imagine(env, "一只猫", user=mei, model=HELD_MODEL, wait=False)
+
+    [answer] = replies(await invoke(env, "jobs", user=mei))
+    newest, _, older, _ = answer.embeds[0]["description"].split("\n")
+    assert newest.startswith(f"**#{held.id}** · 排队中 · {HELD_MODEL} · <t:")
+    assert older.startswith(f"**#{done.id}** · 已完成 · wan2.6-t2i · <t:")
+    inter = await invoke(env, "show", {"job": held.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{held.id} 尚未完成（排队中）。"
+    inter = await invoke(env, "cancel", {"job": done.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{done.id} 已经结束（已完成）。"
+    await invoke(env, "cancel", {"job": held.id}, user=mei)
+    inter = await invoke(env, "cancel", {"job": held.id}, user=mei)
+    assert reply_text(inter) == f"任务 #{held.id} 已经结束（已取消）。"
 
 
 async def test_synced_commands_carry_chinese_localizations(env: BotEnv) -> None:

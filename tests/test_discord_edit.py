@@ -83,6 +83,9 @@ async def test_menu_on_a_members_images_opens_modal_and_edits_them_all(env: BotE
     assert job.thread_id is not None
     [result] = env.result_messages(job)
     assert embed_fields(result)["Prompt"] == "put them in one frame"
+    # No size was asked and the edit model's answer reports none: no size is made up.
+    assert "Size" not in embed_fields(result), embed_fields(result)
+    assert job.params.size is None and job.result_size is None
 
 
 async def test_menu_on_a_message_without_images_says_so(env: BotEnv) -> None:

@@ -161,18 +161,29 @@ async def test_over_long_prompts(env: BotEnv) -> None:
 
 
 async def test_disallowed_sizes(env: BotEnv) -> None:
-    words = await refused(env, slash_imagine(env, prompt="a cat", size="100*100"))
-    assert words == (
-        "Size 100*100 has 10,000 pixels; wan2.6-t2i needs between 1,638,400 and 2,073,600. "
-        f"Try one of: {T2I_SIZES}."
+    # The refusal states the rule the service applies: its own sizes (two of them under the
+    # pixel floor) or the range, not a range its suggestions contradict.
+    t2i_rule = (
+        f"use one of its sizes ({T2I_SIZES}) or any size of 1,638,400–2,073,600 pixels "
+        "with an aspect ratio between 1:4 and 4:1."
     )
+    words = await refused(env, slash_imagine(env, prompt="a cat", size="100*100"))
+    assert words == f"Size 100*100 (10,000 pixels) isn't accepted by wan2.6-t2i: {t2i_rule}"
     words = await refused(env, slash_imagine(env, prompt="a cat", size="big"))
     assert words == "Size `big` is not WIDTH*HEIGHT (for example 1280*1280)."
     words = await refused(env, slash_imagine(env, prompt="a cat", size="3000*600"))
-    assert words == (
-        "Size 3000*600 is too narrow or too wide; the aspect ratio must be between 1:4 and 4:1. "
-        f"Try one of: {T2I_SIZES}."
+    assert words == f"Size 3000*600 is too narrow or too wide for wan2.6-t2i: {t2i_rule}"
+    words = await refused(
+        env, slash_imagine(env, prompt="a cat", size="1500*500", model="wan2.2-t2i-flash")
     )
+    assert words == (
+        "Size 1500*500 isn't accepted by wan2.2-t2i-flash: use one of its sizes (1024*1024, "
+        "720*1280, 1280*720, 768*1152, 1152*768, 1440*1440) or any size with each side "
+        "between 512 and 1440 pixels."
+    )
+    # A size the refusal names is accepted as it stands, even one under the stated floor.
+    _, job = await imagine(env, "a cat", user=env.world.alice, size="960*1696")
+    assert job.state is JobState.DONE and job.params.size == "960*1696"
 
 
 async def test_n_beyond_the_schema(env: BotEnv) -> None:

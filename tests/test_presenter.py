@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -15,8 +16,15 @@ from bot.dashscope import errors as ds
 from bot.discord_ui.launcher import CannotPost
 from bot.discord_ui.replies import relative_timestamp
 from bot.dispatch.engine import EngineStopping
-from bot.errors import InputRejected, Moment, Problem, UserError
-from bot.presenter import describe, render, utc_time
+from bot.errors import (
+    InputRejected,
+    Moment,
+    Problem,
+    UserError,
+    problems_from_json,
+    problems_to_json,
+)
+from bot.presenter import describe, render, render_all, utc_time
 
 RENEWS = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
 FREES = datetime(2026, 1, 15, 9, 30, tzinfo=UTC).timestamp()
@@ -316,3 +324,19 @@ def test_input_rejected_keeps_every_problem_and_logs_their_keys() -> None:
     assert str(error) == "invalid.prompt_empty; invalid.seed"
     with pytest.raises(ValueError, match="at least one problem"):
         InputRejected([])
+
+
+def test_problems_kept_as_json_are_told_the_same_in_every_language() -> None:
+    """A failure is stored as data and told later in each reader's language."""
+    problems = (
+        Problem("quota.user_day", {"used": 5, "allowed": 5, "when": Moment(FREES)}),
+        Problem("image.fetch", {"index": 2, "detail": Problem("reply.error")}),
+        Problem("error.download", {"detail": PurePosixPath("a/b.png")}),  # kept as its words
+    )
+    kept = problems_from_json(problems_to_json(problems))
+    assert kept[:2] == problems[:2]
+    assert kept[2] == Problem("error.download", {"detail": "a/b.png"})
+    for lang in ("en", "zh"):
+        assert render_all(kept, lang, moment=utc_time) == render_all(
+            problems, lang, moment=utc_time
+        )

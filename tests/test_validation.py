@@ -275,28 +275,34 @@ def test_size_rule_matches_the_docs(model, width, height):
 
 
 def test_size_messages():
+    t2i_rule_en = (
+        f"use one of its sizes ({T2I_RECOMMENDED}) or any size of 1,638,400–2,073,600 pixels "
+        "with an aspect ratio between 1:4 and 4:1."
+    )
+    t2i_rule_zh = (
+        f"请用它的尺寸之一（{T2I_RECOMMENDED}），或总像素在 1,638,400–2,073,600 之间、"
+        "宽高比在 1:4 到 4:1 之间的任意尺寸。"
+    )
     check_message(
         request("wan2.6-t2i", size="1024*1024"),
         "invalid.size_pixels",
-        "Size 1024*1024 has 1,048,576 pixels; wan2.6-t2i needs between 1,638,400 and "
-        f"2,073,600. Try one of: {T2I_RECOMMENDED}.",
-        "尺寸 1024*1024 共 1,048,576 像素，wan2.6-t2i 要求在 1,638,400 到 2,073,600 之间。"
-        f"可用：{T2I_RECOMMENDED}。",
+        f"Size 1024*1024 (1,048,576 pixels) isn't accepted by wan2.6-t2i: {t2i_rule_en}",
+        f"wan2.6-t2i 不接受尺寸 1024*1024（1,048,576 像素）：{t2i_rule_zh}",
     )
     check_message(
         request("wan2.6-t2i", size="640x2600"),
         "invalid.size_ratio",
-        "Size 640*2600 is too narrow or too wide; the aspect ratio must be between 1:4 and 4:1. "
-        f"Try one of: {T2I_RECOMMENDED}.",
-        f"尺寸 640*2600 过窄或过宽，宽高比须在 1:4 到 4:1 之间。可用：{T2I_RECOMMENDED}。",
+        f"Size 640*2600 is too narrow or too wide for wan2.6-t2i: {t2i_rule_en}",
+        f"尺寸 640*2600 对 wan2.6-t2i 来说过窄或过宽：{t2i_rule_zh}",
     )
     legacy = "1024*1024, 720*1280, 1280*720, 768*1152, 1152*768, 1440*1440"
     check_message(
         request("wan2.2-t2i-flash", size="511*1024"),
         "invalid.size_sides",
-        "Size 511*1024: each side must be between 512 and 1440 pixels for wan2.2-t2i-flash. "
-        f"Try one of: {legacy}.",
-        f"尺寸 511*1024：wan2.2-t2i-flash 要求每边在 512 到 1440 像素之间。可用：{legacy}。",
+        f"Size 511*1024 isn't accepted by wan2.2-t2i-flash: use one of its sizes ({legacy}) "
+        "or any size with each side between 512 and 1440 pixels.",
+        f"wan2.2-t2i-flash 不接受尺寸 511*1024：请用它的尺寸之一（{legacy}），"
+        "或每边在 512 到 1440 像素之间的任意尺寸。",
     )
     check_message(
         request("wan2.6-t2i", size="abc"),
@@ -305,8 +311,43 @@ def test_size_messages():
         "尺寸 `abc` 格式不对，应为 宽*高（例如 1280*1280）。",
     )
     error = rejected(request("wan2.5-i2i-preview", size="700*700"))
-    assert "needs between 589,824 and 1,638,400" in describe(error, "en", moment=utc_time)
+    assert "any size of 589,824–1,638,400 pixels" in describe(error, "en", moment=utc_time)
     assert "1344*576" in describe(error, "en", moment=utc_time)
+
+
+# Sizes outside every model's rule, each way it can be broken: too few and too many pixels or
+# too short and too long a side, too narrow and too wide.
+REFUSED_SIZES = [
+    "100*100",
+    "511*1024",
+    "1024*1024",
+    "1441*1441",
+    "3000*3000",
+    "640*2600",
+    "2600*640",
+]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_no_refusal_suggests_a_size_it_refuses(model):
+    """Every size a refusal offers passes validation, and the refusal states the whole rule:
+    the offered sizes beside the range, so the offers never contradict it (§Models)."""
+    spec = MODELS[model]
+    refusals = 0
+    for size in REFUSED_SIZES:
+        if documented_size_ok(model, *map(int, size.split("*"))):
+            continue
+        refusals += 1
+        [problem] = rejected(request(model, size=size)).problems
+        offered = problem.values["recommended"].split(", ")
+        assert offered == [f"{w}*{h}" for w, h in spec.recommended_sizes]
+        for offer in offered:
+            assert validate(request(model, size=offer)).size == offer
+        words = render(problem, "en", moment=utc_time)
+        assert f"use one of its sizes ({problem.values['recommended']}) or any size" in words
+        bounds = words.replace(",", "")
+        assert f"{problem.values['low']}" in bounds and f"{problem.values['high']}" in bounds
+    assert refusals >= 3, model
 
 
 # --- n and seed ----------------------------------------------------------------------------------

@@ -76,17 +76,16 @@ def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
     rule = spec.size_rule
     if (width, height) in spec.recommended_sizes:
         # The docs recommend 1104*1472 and 960*1696 (and their transposes) for wan2.6/2.5 t2i,
-        # just under their own 1280*1280 floor: the documented sizes are valid as listed.
+        # just under their own 1280*1280 floor: the documented sizes are valid as listed, so
+        # the refusals name them beside the range, never as examples of it.
         return None
     if isinstance(rule, PixelRange):
+        common |= {"low": rule.min_pixels, "high": rule.max_pixels, "ratio": rule.max_ratio}
         if width <= 0 or height <= 0 or max(width / height, height / width) > rule.max_ratio:
             return Problem("invalid.size_ratio", common)
         pixels = width * height
         if not rule.min_pixels <= pixels <= rule.max_pixels:
-            return Problem(
-                "invalid.size_pixels",
-                {**common, "pixels": pixels, "low": rule.min_pixels, "high": rule.max_pixels},
-            )
+            return Problem("invalid.size_pixels", {**common, "pixels": pixels})
         return None
     assert isinstance(rule, SideRange)
     if not (rule.min_side <= width <= rule.max_side and rule.min_side <= height <= rule.max_side):

@@ -14,8 +14,10 @@ import time
 import discord
 
 from bot.accounting.policy import SETTINGS
+from bot.discord_ui.replies import relative_timestamp
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
+from bot.presenter import render_all
 
 # At most 18 digits: any longer id (only a forged custom_id has one) would overflow SQLite's
 # 64-bit integers; it matches nothing, so discord.py drops the click. Any action word matches,
@@ -170,7 +172,9 @@ def result_embed(
             inline=False,
         )
     embed.add_field(name=text("result.model", lang), value=job.model)
-    embed.add_field(name=text("result.size", lang), value=p.size or "auto")
+    size = job.result_size or p.size  # an edit without a size: known only if DashScope said
+    if size:
+        embed.add_field(name=text("result.size", lang), value=size)
     embed.add_field(
         name=text("result.seed", lang), value=str(p.seed) if p.seed is not None else "—"
     )
@@ -210,6 +214,15 @@ def info_embed(job: Job, results: list[ResultImage], locale: str | None) -> disc
         )
     if job.error_code:
         embed.add_field(
-            name="Error", value=f"`{job.error_code}` {clip(job.error_message or '', 900)}"
+            name=text("result.error", lang),
+            value=f"`{job.error_code}` {clip(failure_words(job, lang) or '', 900)}",
         )
     return embed
+
+
+def failure_words(job: Job, lang: Lang) -> str | None:
+    """Why the job failed, in `lang`; jobs that failed before failures were kept as data have
+    only the words they were told in the job's language."""
+    if job.failure:
+        return render_all(job.failure, lang, moment=relative_timestamp)
+    return job.error_message

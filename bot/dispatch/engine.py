@@ -40,11 +40,11 @@ from bot.dispatch.poller import Poller, Tracked
 from bot.dispatch.queue import FairQueue
 from bot.dispatch.ratelimit import RateLimiter
 from bot.dispatch.waiting import wait_for_event
-from bot.errors import UserError
+from bot.errors import Problem, UserError, problems_to_json
 from bot.i18n import lang_for, text
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
 from bot.media.downloads import ResultFetcher
-from bot.presenter import describe, utc_time
+from bot.presenter import render, render_all, utc_time
 from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class CancelOutcome:
     values: dict[str, Any]
 
     def message(self, lang: str = "en") -> str:
-        return text(self.key, lang_for(lang), **self.values)
+        return render(Problem(self.key, self.values), lang_for(lang), moment=utc_time)
 
 
 class EngineStopping(UserError):
@@ -213,13 +213,12 @@ class Engine:
             elif job.state is JobState.DELIVERING:
                 self._schedule_delivery(job.id, self.clock())
             elif job.sync:
-                message = text("job.interrupted", lang_for(job.locale))
-                await self._fail(job, "Interrupted", message, retryable=True)
+                await self._fail(job, "Interrupted", Problem("job.interrupted"), retryable=True)
             elif job.task_id:
                 self._take_slot(job.model, job.id)
                 self._track(job)
             else:  # cannot happen: an async job becomes submitted together with its task id
-                await self._fail(job, "NoTask", text("reply.error", lang_for(job.locale)))
+                await self._fail(job, "NoTask", Problem("reply.error"))
         self._wake_scheduler.set()
 
     async def _place_again(self, job: Job) -> None:
@@ -232,7 +231,7 @@ class Engine:
             self.queue.push(job.model, job.user_id, job.id)
             return
         if where is None:
-            await self._fail(job, "NotShown", text("job.not_shown", lang_for(job.locale)))
+            await self._fail(job, "NotShown", Problem("job.not_shown"))
             return
         status_message_id, thread_id = where
         if status_message_id is not None:
@@ -305,7 +304,8 @@ class Engine:
         if job.user_id != user_id and not moderator:
             return CancelOutcome(False, "job.cancel.not_yours", values)
         if job.state.terminal:
-            return CancelOutcome(False, "job.cancel.finished", {**values, "state": job.state})
+            state = Problem(job.state.message_key)  # named in the reader's language
+            return CancelOutcome(False, "job.cancel.finished", {**values, "state": state})
         if job.state is JobState.QUEUED:
             self.queue.remove(job_id)
             try:
@@ -383,7 +383,7 @@ class Engine:
             self._release_slot(model, job_id)
             job = await self.store.get(job_id)
             if job is not None and job.state.active and not job.task_id:
-                await self._fail(job, "InternalError", text("reply.error", lang_for(job.locale)))
+                await self._fail(job, "InternalError", Problem("reply.error"))
         finally:
             self._claimed.discard(job_id)
 
@@ -437,8 +437,7 @@ class Engine:
             log.warning("job %s: submission failed (%s); retrying in %.0f s", job.id, exc, delay)
             self._wake_scheduler.set()
             return
-        words = describe(exc, lang_for(job.locale), moment=utc_time)
-        await self._fail(job, exc.code or type(exc).__name__, words)
+        await self._fail(job, exc.code or type(exc).__name__, *exc.problems)
 
     async def _run_sync(self, job: Job, request: ImageRequest) -> None:
         async with self.db.transaction() as conn:
@@ -450,8 +449,7 @@ class Engine:
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
             self._release_slot(job.model, job.id)
-            words = describe(exc, lang_for(job.locale), moment=utc_time)
-            await self._fail(job, exc.code or "Error", words)
+            await self._fail(job, exc.code or "Error", *exc.problems)
             return
         self._release_slot(job.model, job.id)
         self.durations.observe(job.model, job.n, self.clock() - started)
@@ -496,8 +494,7 @@ class Engine:
             raise_for_task(result)
         except DashScopeError as exc:
             self.metrics.inc("wanbot_api_errors_total", code=exc.code or type(exc).__name__)
-            words = describe(exc, lang_for(job.locale), moment=utc_time)
-            await self._fail(job, exc.code or "TaskFailed", words)
+            await self._fail(job, exc.code or "TaskFailed", *exc.problems)
             return
         await self._finished(job, result)
 
@@ -512,6 +509,7 @@ class Engine:
                 result_request_id=result.request_id,
                 image_count=result.billed_images,
                 actual_prompt=result.actual_prompt,
+                result_size=result.size,
             )
         await self._notify(job)
         self._schedule_delivery(job.id, self.clock())
@@ -605,8 +603,9 @@ class Engine:
             log.warning("job %s: delivery failed (%s); retry in %.0f s", job.id, exc, delay)
             self._schedule_delivery(job.id, self.clock() + delay)
             return
-        message = text("job.delivery_failed", lang_for(job.locale), detail=str(exc))
-        await self._fail(job, "DeliveryFailed", message)
+        await self._fail(
+            job, "DeliveryFailed", Problem("job.delivery_failed", {"detail": str(exc)})
+        )
 
     # --- endings -------------------------------------------------------------------------------
 
@@ -627,7 +626,10 @@ class Engine:
         await self._notify_end(ended)
         return ended
 
-    async def _fail(self, job: Job, code: str, message: str, *, retryable: bool = False) -> None:
+    async def _fail(self, job: Job, code: str, *problems: Problem, retryable: bool = False) -> None:
+        """End the job failed and refunded. Its problems are kept as data, so each reader is
+        told them in their own language; its notice and status say them in the job's."""
+        message = render_all(problems, lang_for(job.locale), moment=utc_time)
         try:
             ended = await self._end(
                 job,
@@ -635,6 +637,7 @@ class Engine:
                 charged=0,
                 error_code=code,
                 error_message=message,
+                error_problems=problems_to_json(problems),
                 retryable=int(retryable),
             )
         except IllegalTransition:

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest
+from bot.errors import Problem, problems_from_json
 
 
 class JobState(StrEnum):
@@ -32,6 +33,11 @@ class JobState(StrEnum):
     @property
     def active(self) -> bool:
         return not self.terminal
+
+    @property
+    def message_key(self) -> str:
+        """The catalogue key of the state's name as a member reads it."""
+        return f"state.{self.value}"
 
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
@@ -149,6 +155,9 @@ class Job:
     delivering_at: float | None
     finished_at: float | None
     updated_at: float
+    # Why it failed, as data (error_message holds the same in the job's language).
+    failure: tuple[Problem, ...] = ()
+    result_size: str | None = None  # "W*H" as DashScope reported it (usage.size), if it did
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -241,6 +250,8 @@ class Job:
             delivering_at=row["delivering_at"],
             finished_at=row["finished_at"],
             updated_at=row["updated_at"],
+            failure=problems_from_json(row["error_problems"]) if row["error_problems"] else (),
+            result_size=row["result_size"],
         )
 
 
