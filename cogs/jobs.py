@@ -18,6 +18,7 @@ from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
 from bot.discord_ui.delivery import as_jpeg, upload_batches
+from bot.discord_ui.launcher import Origin
 from bot.discord_ui.render import clip, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
 from bot.i18n import lang_for, text
@@ -72,6 +73,8 @@ class Jobs(commands.Cog):
         found = await own_job(self.bot, interaction, job, lang)
         if found is None:
             return
+        # Where /imagine is refused, the images are not shown either (InputRejected, in words).
+        await self.bot.launcher.check_showing(Origin.of(interaction))
         if found.state is not JobState.DONE:
             await respond(
                 interaction,
