@@ -19,7 +19,7 @@ from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
 from bot.discord_ui.delivery import as_jpeg, upload_batches
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.render import clip, result_embed, result_view
+from bot.discord_ui.render import quoted, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
 from bot.i18n import lang_for, text
 from bot.jobs.model import Job, JobState
@@ -47,7 +47,7 @@ class Jobs(commands.Cog):
         lines = [
             f"**#{job.id}** · {job.state.value} · {job.model} · "
             f"{relative_timestamp(job.created_at)}\n"
-            f"> {discord.utils.escape_markdown(clip(job.params.prompt, JOBS_PROMPT_MAX))}"
+            f"{quoted(job.params.prompt, JOBS_PROMPT_MAX)}"
             for job in jobs
         ]
         embed = discord.Embed(title=text("reply.jobs_title", lang), description="\n".join(lines))

@@ -20,6 +20,7 @@ import discord
 from PIL import Image
 
 from bot.discord_ui.render import (
+    failure_line,
     result_embed,
     result_view,
     status_content,
@@ -128,7 +129,7 @@ class DiscordDelivery:
         if job.status_message_id is None:
             try:
                 await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
-                    f"<@{job.user_id}> ❌ {message}",
+                    f"<@{job.user_id}> {failure_line(lang_for(job.locale), message)}",
                     allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
                 )
             except discord.HTTPException as exc:
