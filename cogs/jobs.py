@@ -17,6 +17,7 @@ from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
+from bot.discord_ui.deletion import record_repost
 from bot.discord_ui.delivery import as_jpeg, upload_batches
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.render import quoted, result_embed, result_view
@@ -73,6 +74,9 @@ class Jobs(commands.Cog):
         found = await own_job(self.bot, interaction, job, lang)
         if found is None:
             return
+        if found.deleted_at is not None:
+            await respond(interaction, text("reply.job_deleted", lang, job_id=job))
+            return
         # Where /imagine is refused, the images are not shown either (InputRejected, in words).
         await self.bot.launcher.check_showing(Origin.of(interaction))
         if found.state is not JobState.DONE:
@@ -97,7 +101,8 @@ class Jobs(commands.Cog):
         batches = upload_batches(files, limit)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
-            await interaction.followup.send(
+            posted = await interaction.followup.send(
+                wait=True,
                 files=[
                     discord.File(io.BytesIO(data), filename=f"{name}.{ext}")
                     for name, data, ext in batch
@@ -107,6 +112,7 @@ class Jobs(commands.Cog):
                 else discord.utils.MISSING,
                 view=result_view(found.id, lang) if last else discord.utils.MISSING,
             )
+            await record_repost(self.bot.engine.store, found.id, posted)
 
     async def _result_files(self, job: Job) -> list[tuple[str, bytes, str]]:
         """The job's images again (name, bytes, extension): from its result messages, else

@@ -139,6 +139,11 @@ class DiscordDelivery:
         if await self._edit_status(_Pending(job, None, message)) == "gone":
             await self._tell_by_dm(job, message)
 
+    def forget(self, job_id: int) -> None:
+        """Drop the status edits still to come for a job (they would show its prompt again)."""
+        self._pending.pop(job_id, None)
+        self._running.pop(job_id, None)
+
     async def _tell_by_dm(self, job: Job, message: str) -> None:
         """The status message is gone with its channel (or closed to the bot): say it in a DM."""
         assert self.bot is not None

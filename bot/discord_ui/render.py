@@ -125,6 +125,11 @@ def thread_name(prompt: str) -> str:
     return clip(line, THREAD_NAME_LIMIT)
 
 
+def deleted_thread_name(job: Job) -> str:
+    """The name a deleted job's thread takes instead of its prompt."""
+    return text("status.deleted_thread", lang_for(job.locale), job_id=job.id)
+
+
 def status_content(
     job: Job,
     lang: Lang,
@@ -137,6 +142,9 @@ def status_content(
 ) -> str:
     now = time.time() if now is None else now
     header = text("status.header", lang, job_id=job.id, user=f"<@{job.user_id}>", model=job.model)
+    if job.deleted_at is not None:  # gone for good: neither its prompt nor its state
+        by = "owner" if job.deleted_by == job.user_id else "moderator"
+        return f"{header}\n{text(f'status.deleted_by_{by}', lang)}"
     state = job.state
     if state is JobState.QUEUED:
         line = (

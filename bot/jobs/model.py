@@ -149,6 +149,8 @@ class Job:
     delivering_at: float | None
     finished_at: float | None
     updated_at: float
+    deleted_at: float | None = None  # deleted by its owner or a moderator: gone for good
+    deleted_by: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -241,6 +243,8 @@ class Job:
             delivering_at=row["delivering_at"],
             finished_at=row["finished_at"],
             updated_at=row["updated_at"],
+            deleted_at=row["deleted_at"],
+            deleted_by=row["deleted_by"],
         )
 
 
