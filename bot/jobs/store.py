@@ -283,7 +283,8 @@ class JobStore:
         return [Job.from_row(row) for row in rows]
 
     async def add_repost(self, job_id: int, channel_id: int, message_id: int) -> None:
-        """A message where /show posted the job's images again."""
+        """A message besides the delivery with the job's images: a /show repost, or one that
+        Delete was clicked on (say a repost from before reposts were recorded)."""
         await self.db.execute(
             "INSERT INTO reposts (message_id, job_id, channel_id) VALUES (?, ?, ?)"
             " ON CONFLICT (message_id) DO NOTHING",
@@ -291,7 +292,7 @@ class JobStore:
         )
 
     async def reposts(self, job_id: int) -> list[tuple[int, int]]:
-        """(channel id, message id) of every /show post of the job's images."""
+        """(channel id, message id) of every message recorded by `add_repost`."""
         rows = await self.db.fetchall(
             "SELECT channel_id, message_id FROM reposts WHERE job_id = ? ORDER BY message_id",
             (job_id,),

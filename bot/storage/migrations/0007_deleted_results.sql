@@ -7,7 +7,8 @@ ALTER TABLE jobs ADD COLUMN deletion_done_at REAL;
 CREATE INDEX jobs_deletion_pending ON jobs (id)
 WHERE deleted_at IS NOT NULL AND deletion_done_at IS NULL;
 
--- Where /show posted a job's images again, so that deleting the job deletes those too.
+-- Messages besides the delivery that carry a job's images (what /show posts, and a message
+-- Delete was clicked on), so that deleting the job deletes those too.
 CREATE TABLE reposts (
     message_id  INTEGER PRIMARY KEY,
     job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
