@@ -17,8 +17,10 @@ from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import JobAction, cancel_job, own_job
+from bot.discord_ui.deletion import record_repost
 from bot.discord_ui.delivery import as_jpeg, upload_batches
-from bot.discord_ui.render import clip, failure_words, result_embed, result_view
+from bot.discord_ui.launcher import Origin
+from bot.discord_ui.render import failure_words, quoted, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
@@ -46,7 +48,7 @@ class Jobs(commands.Cog):
         lines = [
             f"**#{job.id}** · {text(job.state.message_key, lang)} · {job.model} · "
             f"{relative_timestamp(job.created_at)}\n"
-            f"> {discord.utils.escape_markdown(clip(job.params.prompt, JOBS_PROMPT_MAX))}"
+            f"{quoted(job.params.prompt, JOBS_PROMPT_MAX)}"
             for job in jobs
         ]
         embed = discord.Embed(title=text("reply.jobs_title", lang), description="\n".join(lines))
@@ -72,6 +74,11 @@ class Jobs(commands.Cog):
         found = await own_job(self.bot, interaction, job, lang)
         if found is None:
             return
+        if found.deleted_at is not None:
+            await respond(interaction, text("reply.job_deleted", lang, job_id=job))
+            return
+        # Where /imagine is refused, the images are not shown either (InputRejected, in words).
+        await self.bot.launcher.check_showing(Origin.of(interaction))
         if found.state is not JobState.DONE:
             await respond(interaction, nothing_to_show(found, lang))
             return
@@ -91,7 +98,8 @@ class Jobs(commands.Cog):
         batches = upload_batches(files, limit)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
-            await interaction.followup.send(
+            posted = await interaction.followup.send(
+                wait=True,
                 files=[
                     discord.File(io.BytesIO(data), filename=f"{name}.{ext}")
                     for name, data, ext in batch
@@ -101,6 +109,7 @@ class Jobs(commands.Cog):
                 else discord.utils.MISSING,
                 view=result_view(found.id, lang) if last else discord.utils.MISSING,
             )
+            await record_repost(self.bot.engine.store, found.id, posted)
 
     async def _result_files(self, job: Job) -> list[tuple[str, bytes, str]]:
         """The job's images again (name, bytes, extension): from its result messages, else

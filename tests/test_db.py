@@ -437,6 +437,15 @@ async def test_a_write_that_fills_the_disk_reports_that_not_a_rollback_error(
         await db.close()
 
 
+async def open_migrated(
+    path: Path, monkeypatch: pytest.MonkeyPatch, upto: int | None = None
+) -> Database:
+    """The database at `path` opened with the shipped migrations up to `upto` (all if None)."""
+    shipped = migrations()
+    monkeypatch.setattr(bot.storage.db, "migrations", lambda: shipped[:upto])
+    return await Database.open(path)
+
+
 async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,8 +456,7 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
 
     shipped = migrations()
     path = tmp_path / "v5.db"
-    monkeypatch.setattr(bot.storage.db, "migrations", lambda: shipped[:5])
-    db = await Database.open(path)
+    db = await open_migrated(path, monkeypatch, 5)
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
@@ -470,8 +478,7 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
     await db.close()
     assert user_version(path) == 5
 
-    monkeypatch.setattr(bot.storage.db, "migrations", lambda: shipped)
-    db = await Database.open(path)
+    db = await open_migrated(path, monkeypatch)
     try:
         assert await db.schema_version() == len(shipped) >= 6
         versions = await db.fetchall("SELECT guild_id FROM policy_versions ORDER BY guild_id")
@@ -484,5 +491,53 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
         assert last[0] == 200.0
         counts = await db.fetchone("SELECT COUNT(*) FROM jobs JOIN ledger ON job_id = jobs.id")
         assert counts[0] == 6
+    finally:
+        await db.close()
+
+
+async def test_a_version_6_database_with_results_moves_to_deletions_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0009 on a database in use: its jobs read as not deleted, none is pending, and
+    a deletion recorded afterwards forgets the job's result URLs and input images."""
+    from bot.jobs.store import JobStore
+
+    path = tmp_path / "v6.db"
+    db = await open_migrated(path, monkeypatch, 6)
+    for row in (
+        "INSERT INTO jobs (id, state, kind, model, params, n, user_id, guild_id, channel_id,"
+        " thread_id, status_message_id, created_at, updated_at, finished_at) VALUES"
+        " (1, 'done', 'edit', 'wan2.5-i2i-preview', '{\"prompt\": \"x\"}', 1, 7, 1, 10, 11,"
+        " 11, 100, 100, 105)",
+        "INSERT INTO results (job_id, position, url, expires_at, delivered_message_id)"
+        " VALUES (1, 0, 'https://dashscope.example/1.png', 9e9, 12)",
+        "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (1, 0, 'data:,x')",
+    ):
+        await db.execute(row)
+    await db.close()
+    assert user_version(path) == 6
+
+    db = await open_migrated(path, monkeypatch)
+    try:
+        assert await db.schema_version() == len(migrations()) >= 7
+        store = JobStore(db, clock=lambda: 500.0)
+        job = await store.get(1)
+        assert job is not None and (job.deleted_at, job.deleted_by) == (None, None)
+        assert await store.deletions_pending() == []
+        assert await store.reposts(1) == []
+
+        await store.add_repost(1, 20, 21)
+        deleted = await store.delete_for_good(1, by=8)
+        assert deleted is not None and (deleted.deleted_at, deleted.deleted_by) == (500.0, 8)
+        assert [job.id for job in await store.deletions_pending()] == [1]
+        [result] = await store.results(1)
+        assert (result.url, result.expires_at, result.delivered_message_id) == (None, None, 12)
+        assert await store.inputs(1) == ()
+        assert await store.reposts(1) == [(20, 21)]
+        # A second deletion keeps the first one's time and author.
+        again = await store.delete_for_good(1, by=9)
+        assert again is not None and (again.deleted_at, again.deleted_by) == (500.0, 8)
+        await store.deletion_done(1)
+        assert await store.deletions_pending() == []
     finally:
         await db.close()

@@ -542,6 +542,64 @@ async def test_channel_nsfw_and_model_rules_in_imagine(env: BotEnv) -> None:
     )
 
 
+async def test_show_obeys_the_channel_rules_where_it_would_post(env: BotEnv) -> None:
+    """/show posts only where /imagine may make images: an age-restricted job stays out of
+    ordinary channels, and a channel closed to /imagine gets no images (nor a Reroll)."""
+    w = env.world
+    member = new_member(env, "shower")
+    nsfw = await new_channel(env, "late-night", nsfw=True)
+    await set_value(env, "nsfw_channels", "only")
+    _, job = await imagine(env, "a moth at night", user=member, channel=nsfw)
+    assert job.state is JobState.DONE
+
+    def public_images(channel: Any) -> int:
+        return sum(
+            len(m.attachments)
+            for m in env.fake.messages_in(channel, include_ephemeral=False, include_deleted=True)
+        )
+
+    before = public_images(w.general)
+    inter = await ask(env, "show", {"job": job.id}, user=member, channel=w.general)
+    [refusal] = replies(inter)
+    assert (refusal.ephemeral, refusal.attachments) == (True, [])
+    assert refusal.content == (
+        "This server shows images only in age-restricted (NSFW) channels. Use /show in one of those."
+    )
+    # The same for a moderator, and in Chinese.
+    inter = await ask(env, "show", {"job": job.id}, user=w.moderator, locale="zh-CN")
+    assert reply_text(inter) == (
+        "本服务器只允许在年龄限制（NSFW）频道中展示图片。请在这类频道中使用 /show。"
+    )
+    assert public_images(w.general) == before
+    inter = await ask(env, "show", {"job": job.id}, user=member, channel=nsfw)
+    assert replies(inter)[-1].attachments and not replies(inter)[-1].ephemeral
+
+    await set_value(env, "nsfw_channels", "never")
+    inter = await ask(env, "show", {"job": job.id}, user=member, channel=nsfw)
+    assert reply_text(inter) == (
+        "This server does not show images in age-restricted (NSFW) channels."
+        " Use /show in another channel."
+    )
+    await admin(env, "wanadmin limits reset", {"setting": "nsfw_channels"})
+
+    await set_value(env, "allowed_channels", f"<#{w.art.id}>")
+    for channel in (w.general, nsfw):
+        inter = await ask(env, "show", {"job": job.id}, user=member, channel=channel)
+        [refusal] = replies(inter)
+        assert (refusal.ephemeral, refusal.attachments) == (True, [])
+        assert refusal.content == (
+            f"Images can't be shown in this channel here. Show them in one of: <#{w.art.id}>."
+        )
+    # Where it is shown, its Reroll works too: the two rules agree.
+    inter = await ask(env, "show", {"job": job.id}, user=member, channel=w.art)
+    [repost] = replies(inter)
+    assert repost.channel_id == w.art.id and repost.attachments
+    click = await env.fake.click(repost, f"wan:job:{job.id}:reroll", user=member)
+    await env.fake.wait_for_ack(click)
+    again = await env.wait_job(await env.new_job(after=job.id))
+    assert again.state is JobState.DONE and again.channel_id == w.art.id
+
+
 async def test_budget_exhaustion_refuses_imagine_with_what_was_spent(env: BotEnv) -> None:
     assert env.bot is not None
     w = env.world

@@ -52,19 +52,20 @@ async def click(env: BotEnv, message: Any, job: Job, action: str, user: Any, **k
     return inter
 
 
+async def pressing(env: BotEnv, message: Any, job: Job, action: str, user: Any) -> Any:
+    """A click that starts a job, acknowledged (for `launch`, which waits for the job)."""
+    inter = await env.fake.click(message, f"wan:job:{job.id}:{action}", user=user)
+    await env.fake.wait_for_ack(inter)
+    return inter
+
+
 async def test_reroll_makes_a_new_job_with_a_new_seed_and_the_same_params(env: BotEnv) -> None:
     fake, w = env.fake, env.world
     _, job = await imagine(
         env, "a glass teapot", user=w.alice, seed=11, n=2, size="1104*1472", negative_prompt="text"
     )
     [result] = env.result_messages(job)
-
-    async def run() -> Any:
-        inter = await fake.click(result, f"wan:job:{job.id}:reroll", user=w.alice)
-        await fake.wait_for_ack(inter)
-        return inter
-
-    inter, again = await launch(env, run())
+    inter, again = await launch(env, pressing(env, result, job, "reroll", w.alice))
     assert again.state is JobState.DONE
     assert again.parent_job_id == job.id
     assert (again.model, again.n, again.params.size, again.params.negative_prompt) == (
@@ -103,13 +104,7 @@ async def test_reroll_of_an_edit_reuses_its_input_images(env: BotEnv) -> None:
 
     _, job = await launch(env, edit())
     [result] = env.result_messages(job)
-
-    async def reroll() -> Any:
-        inter = await fake.click(result, f"wan:job:{job.id}:reroll", user=w.alice)
-        await fake.wait_for_ack(inter)
-        return inter
-
-    _, again = await launch(env, reroll())
+    _, again = await launch(env, pressing(env, result, job, "reroll", w.alice))
     assert again.kind is Kind.EDIT and again.state is JobState.DONE
     assert [data_uri_bytes(u) for u in await env.bot.engine.store.inputs(again.id)] == [picture]
 
@@ -285,3 +280,79 @@ async def test_delete_on_a_show_repost_removes_the_repost_and_the_results(env: B
     assert reply_text(click_inter) == "Deleted."
     assert fake.get_message(repost.id).deleted
     assert fake.get_message(result.id).deleted
+
+
+async def test_a_moderators_delete_is_for_good(env: BotEnv) -> None:
+    """Deleted by a moderator: every post of the images goes (the delivery and /show reposts),
+    the status message and the thread no longer show the prompt, the stored URLs are
+    forgotten, and the owner's /show refuses in words instead of posting the images again."""
+    fake, w = env.fake, env.world
+    assert env.bot is not None
+    store = env.bot.engine.store
+    prompt = "a secret the moderators remove"
+    _, job = await imagine(env, prompt, user=w.alice)
+    [result] = env.result_messages(job)
+    shown = await invoke(env, "show", {"job": job.id}, user=w.alice, channel=w.art)
+    [repost] = replies(shown)
+
+    inter = await click(env, result, job, "delete", w.moderator)
+    assert reply_text(inter) == "Deleted." and replies(inter)[-1].ephemeral
+    assert fake.get_message(result.id).deleted and fake.get_message(repost.id).deleted
+    status = env.status_message(job)
+    assert status.content == (
+        f"**Job #{job.id}** by <@{w.alice.id}> · {job.model}\n🗑️ Deleted by a moderator."
+    )
+    assert custom_ids(status) == []
+    assert job.thread_id is not None
+    thread = fake.thread(job.thread_id)
+    assert (thread.name, thread.archived, thread.locked) == (f"Job #{job.id} (deleted)", True, True)
+    deleted = await env.job(job.id)
+    assert deleted.deleted_by == w.moderator.id and deleted.deleted_at is not None
+    assert [r.url for r in await store.results(job.id)] == [None]
+    assert await store.deletions_pending() == []
+
+    for locale, words in (
+        (
+            "en-US",
+            f"Job #{job.id} was deleted by its owner or a moderator; it can't be shown or remade.",
+        ),
+        ("zh-CN", f"任务 #{job.id} 已被发起者或管理员删除，无法再展示或重新生成。"),
+    ):
+        inter = await invoke(
+            env, "show", {"job": job.id}, user=w.alice, channel=w.art, locale=locale
+        )
+        [refusal] = replies(inter)
+        assert (refusal.content, refusal.ephemeral, refusal.attachments) == (words, True, [])
+    # No message of the bot's shows the prompt any more.
+    assert not [m for m in fake.state.messages.values() if prompt in m.content and not m.deleted]
+
+
+async def test_the_owners_delete_does_the_same_and_leaves_a_thread_not_its_own(
+    env: BotEnv,
+) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "a first sketch", user=w.alice)
+    [result] = env.result_messages(job)
+    _, again = await launch(env, pressing(env, result, job, "reroll", w.alice))
+    assert again.thread_id == job.thread_id == again.channel_id  # made in the first one's thread
+    [again_result] = env.result_messages(again)
+    inter = await click(env, again_result, again, "delete", w.alice)
+    assert reply_text(inter) == "Deleted."
+    assert env.status_message(again).content == (
+        f"**Job #{again.id}** by <@{w.alice.id}> · {again.model}\n🗑️ Deleted by its owner."
+    )
+    assert job.thread_id is not None
+    thread = fake.thread(job.thread_id)
+    assert (thread.name, thread.archived, thread.locked) == ("a first sketch", False, False)
+    assert not fake.get_message(result.id).deleted
+
+    # In an archived thread (Discord archives idle ones) nothing changes until it is opened
+    # again: the result is deleted and the thread renamed all the same.
+    thread.archived = True
+    inter = await click(env, result, job, "delete", w.alice)
+    assert reply_text(inter) == "Deleted."
+    assert fake.get_message(result.id).deleted
+    deletes = fake.requests_to("DELETE", f"/channels/{thread.id}/messages/{result.id}")
+    assert [r.status for r in deletes] == [400, 204]  # "Thread is archived", then opened
+    assert (thread.name, thread.archived, thread.locked) == (f"Job #{job.id} (deleted)", True, True)
+    assert env.status_message(job).content.endswith("\n🗑️ Deleted by its owner.")

@@ -371,6 +371,61 @@ async def test_a_crash_between_the_status_post_and_its_record_keeps_the_job_in_i
         assert await env.ledger(job.id) == {"reserve": 1, "charge": 1, "refund": 0}
 
 
+async def test_a_deletion_a_restart_interrupted_is_finished_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Delete records first, then acts on Discord. Killed in between, the job is already gone
+    for /show and Reroll, and the next start deletes its posts and hides its prompt. A step
+    Discord refuses for a passing reason (a 503) is said so, and done at the next start too."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        assert env.bot is not None
+        _, job = await imagine(env, "a private garden", user=w.alice)
+        [result] = env.result_messages(job)
+        await env.bot.engine.store.delete_for_good(job.id, w.moderator.id)
+        # Killed here: recorded, nothing done on Discord yet. Its buttons and /show refuse.
+        gone = (
+            f"Job #{job.id} was deleted by its owner or a moderator; it can't be shown or remade."
+        )
+        inter = await fake.click(result, f"wan:job:{job.id}:reroll", user=w.alice)
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert reply_text(inter) == gone
+        inter = await fake.slash("show", {"job": job.id}, user=w.alice, channel=w.general)
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert (reply_text(inter), replies(inter)[-1].attachments) == (gone, [])
+        assert await env.job_count() == 1  # no reroll was made
+
+        await env.restart_bot()
+        assert fake.get_message(result.id).deleted
+        assert env.status_message(job).content.endswith("\n🗑️ Deleted by a moderator.")
+        assert job.thread_id is not None
+        assert fake.thread(job.thread_id).name == f"Job #{job.id} (deleted)"
+        assert env.bot is not None
+        assert await env.bot.engine.store.deletions_pending() == []
+
+        # Discord fails the status edit: the member hears it is not all done yet.
+        _, other = await imagine(env, "another private garden", user=w.alice)
+        [result] = env.result_messages(other)
+        fake.fail_next(
+            "PATCH", f"/channels/{other.channel_id}/messages/{other.status_message_id}", 503
+        )
+        inter = await fake.click(result, f"wan:job:{other.id}:delete", user=w.alice)
+        await fake.wait_for_ack(inter)
+        await fake.settle()
+        assert reply_text(inter) == (
+            "Deleted: it can't be shown again. Discord did not let me remove everything just now;"
+            " the rest goes at my next start, or click Delete again."
+        )
+        assert fake.get_message(result.id).deleted
+        assert "another private garden" in env.status_message(other).content
+        await env.restart_bot()
+        assert env.status_message(other).content.endswith("\n🗑️ Deleted by its owner.")
+        assert env.bot is not None
+        assert await env.bot.engine.store.deletions_pending() == []
+
+
 async def test_an_unplaced_job_whose_channel_is_gone_fails_refunded(tmp_path: Path) -> None:
     async with bot_env(tmp_path) as env:
         w = env.world

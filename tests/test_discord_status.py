@@ -1,12 +1,13 @@
-"""The live status message: a running job's elapsed time is refreshed while it draws."""
+"""The live status message: a running job's elapsed time is refreshed while it draws; a
+member's words in it (and everywhere the bot repeats them) cannot forge lines or links."""
 
 from __future__ import annotations
 
 import itertools
 
 from bot.discord_ui import delivery as discord_delivery
-from bot.jobs.model import JobState
-from tests.discord_env import bot_env, imagine
+from bot.jobs.model import Job, JobState
+from tests.discord_env import BotEnv, bot_env, embed_fields, imagine, invoke, replies
 
 
 async def test_running_status_is_refreshed_then_replaced_by_the_final_state(tmp_path, monkeypatch):
@@ -30,3 +31,80 @@ def test_refresh_period_is_gentle_on_discord():
     # Status edits of one channel are spaced at least 1.2 s apart; running jobs refresh every 15 s.
     assert discord_delivery.EDIT_SPACING >= 1.0
     assert discord_delivery.TICK >= 10
+
+
+FORGERY = "line one\n# HUGE HEADING\n✅ Done: 4 image(s) in 1 s.\n[link](https://evil.example)"
+FORGERY_SHOWN = (
+    "line one \\# HUGE HEADING ✅ Done: 4 image(s) in 1 s. \\[link\\](<https://evil.example>)"
+)
+
+
+def status_contents(env: BotEnv, job: Job) -> list[str]:
+    """Every content of the job's status message as Discord received it: the post, the edits."""
+    posted = [
+        r.json["content"]
+        for r in env.fake.requests_to("POST", f"/channels/{job.channel_id}/messages")
+        if isinstance(r.json, dict) and r.json.get("nonce") == f"wbs{job.id}"
+    ]
+    route = f"/channels/{job.channel_id}/messages/{job.status_message_id}"
+    edited = [r.json["content"] for r in env.fake.requests_to("PATCH", route) if r.json]
+    assert posted and edited
+    return posted + edited
+
+
+async def test_a_prompt_cannot_forge_lines_headings_mentions_or_links(tmp_path):
+    """Wherever the bot repeats a member's words (status, thread name, result embed, the actual
+    prompt DashScope echoes, /jobs, a failure), they stay one quoted line of literal text."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, job = await imagine(
+            env,
+            FORGERY,
+            user=w.alice,
+            model="wan2.2-t2i-flash",  # its answers carry the rewritten ("actual") prompt
+            negative_prompt="||spoiler|| <@&1>",
+        )
+        assert job.state is JobState.DONE
+        for content in status_contents(env, job):
+            header, prompt, state = content.split("\n")
+            assert header.startswith(f"**Job #{job.id}** by <@{w.alice.id}>")
+            assert prompt == "> " + FORGERY_SHOWN
+        assert state == f"✅ Done: 1 image(s) in {state.split(' in ')[1]}"
+        # A thread name shows no markup: one line, as typed.
+        assert fake.thread(job.thread_id).name == " ".join(FORGERY.split())
+        [result] = env.result_messages(job)
+        fields = embed_fields(result)
+        escaped_lines = FORGERY_SHOWN.replace(" \\#", "\n\\#").replace(" ✅", "\n✅")
+        assert fields["Prompt"] == escaped_lines.replace(". \\[", ".\n\\[")
+        # The simulator's prompt rewriter echoes the prompt: escaped the same way.
+        assert fields["Actual prompt"].startswith("line one\n\\# HUGE HEADING\n✅ Done")
+        assert "\\[link\\](<https://evil.example>), rendered with" in fields["Actual prompt"]
+        assert fields["Negative prompt"] == "\\|\\|spoiler\\|\\| \\<\\@&1\\>"
+
+        long_line = "x" * 1500
+        others = (
+            f"-# small\n>>> quote @everyone <@{w.bob.id}> <#{w.general.id}> ||spoiler||"
+            f" `code` {long_line}"
+        )
+        _, other = await imagine(env, others, user=w.alice)
+        for content in status_contents(env, other):
+            prompt = content.split("\n")[1]
+            assert prompt.startswith(
+                f"> \\-\\# small \\>\\>\\> quote \\@everyone \\<\\@{w.bob.id}\\>"
+                f" \\<\\#{w.general.id}\\> \\|\\|spoiler\\|\\| \\`code\\` xxx"
+            )
+            assert prompt.endswith("x…") and len(prompt) <= 2 + 300
+            assert len(content.split("\n")) == 3
+
+        inter = await invoke(env, "jobs", user=w.alice)
+        description = replies(inter)[-1].embeds[0]["description"].split("\n")
+        assert description[1].startswith("> \\-\\# small \\>\\>\\> quote \\@everyone")
+        # Cut to 80 characters of words, never inside a link.
+        assert description[3] == "> " + FORGERY_SHOWN.split(" \\[link")[0] + " \\[link\\](…"
+
+        trap = "a [trap](https://evil.example)\n# big sim:fail=Forged_Code"
+        _, failed = await imagine(env, trap, user=w.alice)
+        assert failed.state is JobState.FAILED
+        header, prompt, state = status_contents(env, failed)[-1].split("\n")
+        assert prompt == "> a \\[trap\\](<https://evil.example>) \\# big sim:fail=Forged\\_Code"
+        assert state.startswith("❌ ") and "Forged\\_Code" in state

@@ -24,6 +24,7 @@ from bot.accounting.policy import (
     Policy,
     PolicyStore,
     apply_policy,
+    check_place,
     validate_value,
 )
 from bot.accounting.quota import Limits, limits_of, policy_defaults
@@ -574,6 +575,51 @@ def test_nsfw_channel_rule(rule: str, nsfw: bool, refused: tuple[str, str] | Non
         with pytest.raises(InputRejected) as caught:
             apply_policy(rules, request(), place)
         assert refusal(caught) == refused
+
+
+@pytest.mark.parametrize(
+    ("values", "place", "made", "shown"),
+    [
+        ({}, Place(200, nsfw=True), None, None),
+        (
+            {"allowed_channels": "<#100>"},
+            Place(200),
+            "Images can't be made in this channel here. Use one of: <#100>.",
+            "Images can't be shown in this channel here. Show them in one of: <#100>.",
+        ),
+        (
+            {"nsfw_channels": "only"},
+            Place(555, parent_id=100),
+            "This server allows image generation only in age-restricted (NSFW) channels.",
+            "This server shows images only in age-restricted (NSFW) channels."
+            " Use /show in one of those.",
+        ),
+        (
+            {"nsfw_channels": "never"},
+            Place(100, nsfw=True),
+            "This server does not allow image generation in age-restricted (NSFW) channels.",
+            "This server does not show images in age-restricted (NSFW) channels."
+            " Use /show in another channel.",
+        ),
+    ],
+)
+def test_one_place_rule_for_making_and_for_showing(
+    values: dict[str, str], place: Place, made: str | None, shown: str | None
+) -> None:
+    """`check_place` is the rule `apply_policy` applies; showing again refuses the same places
+    in words about showing."""
+    rules = policy(**values)
+    for showing, expected in ((False, made), (True, shown)):
+        if expected is None:
+            check_place(rules, place, showing=showing)
+            continue
+        with pytest.raises(InputRejected) as caught:
+            check_place(rules, place, showing=showing)
+        assert refusal(caught)[0] == expected
+    if made is not None:
+        with pytest.raises(InputRejected) as caught:
+            apply_policy(rules, request(), place)
+        assert refusal(caught)[0] == made
 
 
 def test_allowed_models() -> None:

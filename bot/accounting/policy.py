@@ -392,6 +392,21 @@ class Place:
     nsfw: bool = False
 
 
+def check_place(policy: Policy, place: Place, *, showing: bool = False) -> None:
+    """Raises InputRejected where this server allows no images: outside its allowed channels
+    (a thread counts as its channel), or against its age-restricted (NSFW) channel rule. The
+    one rule for making images and for showing them again (`showing`: the words say so)."""
+    prefix = "policy.show_" if showing else "policy."
+    channels = policy.list("allowed_channels")
+    if channels and not {str(place.channel_id), str(place.parent_id)} & set(channels):
+        raise InputRejected.one(f"{prefix}channel", channels=", ".join(f"<#{c}>" for c in channels))
+    rule = policy.text("nsfw_channels")
+    if rule == "only" and not place.nsfw:
+        raise InputRejected.one(f"{prefix}nsfw_only")
+    if rule == "never" and place.nsfw:
+        raise InputRejected.one(f"{prefix}no_nsfw")
+
+
 def apply_policy(
     policy: Policy,
     request: ImageRequest,
@@ -402,14 +417,7 @@ def apply_policy(
 ) -> ImageRequest:
     """The request as this server allows it: defaults filled in, forced options applied.
     Raises InputRejected when the channel, the model or the count is not allowed."""
-    channels = policy.list("allowed_channels")
-    if channels and not {str(place.channel_id), str(place.parent_id)} & set(channels):
-        raise InputRejected.one("policy.channel", channels=", ".join(f"<#{c}>" for c in channels))
-    rule = policy.text("nsfw_channels")
-    if rule == "only" and not place.nsfw:
-        raise InputRejected.one("policy.nsfw_only")
-    if rule == "never" and place.nsfw:
-        raise InputRejected.one("policy.no_nsfw")
+    check_place(policy, place)
     spec = request.spec
     changes: dict[str, Any] = {}
     default_model = policy.text("default_model")

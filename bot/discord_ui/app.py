@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.discord_ui.attachments import AttachmentOrigins
 from bot.discord_ui.checks import check_failure_text
+from bot.discord_ui.deletion import finish_pending
 from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
 from bot.discord_ui.replies import respond, respond_error
@@ -138,6 +139,8 @@ class WanBot(commands.Bot):
         for name in COGS:
             await self.load_extension(name)
         await self.engine.start()
+        # Deletions a restart interrupted: their prompt must not stay on show.
+        await finish_pending(self, self.delivery, self.engine.store)
         if self.owns_process:
             freeze_heap()
         if self.settings.dev_guild_id:

@@ -7,7 +7,6 @@ work on any message, after any restart: the job is looked up in the database on 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from bot.dashscope.models import SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
+from bot.discord_ui.deletion import delete_for_good
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.modals import EditModal
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, info_embed, job_custom_id
@@ -64,20 +64,11 @@ async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: 
     if job is None:
         return
     await interaction.response.defer(ephemeral=True, thinking=True)
-    # The results where they were delivered, and the message clicked (maybe a /show repost
-    # in another channel).
-    results_channel = job.thread_id or job.channel_id
-    targets = {
-        (results_channel, r.delivered_message_id)
-        for r in await bot.engine.store.results(job.id)
-        if r.delivered_message_id and results_channel
-    }
-    if interaction.message is not None:
-        targets.add((interaction.message.channel.id, interaction.message.id))
-    for channel_id, message_id in targets:
-        with contextlib.suppress(discord.NotFound):
-            await bot.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
-    await interaction.followup.send(text("reply.deleted", lang), ephemeral=True)
+    done = await delete_for_good(
+        bot, bot.delivery, bot.engine.store, job.id, interaction.user.id, interaction.message
+    )
+    words = text("reply.deleted" if done else "reply.deleted_later", lang)
+    await interaction.followup.send(words, ephemeral=True)
 
 
 async def reroll(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
@@ -86,6 +77,9 @@ async def reroll(bot: WanBot, interaction: discord.Interaction, job_id: int) -> 
     job = await bot.engine.store.get(job_id)
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
+        return
+    if job.deleted_at is not None:  # a button left on a message a restart kept from deletion
+        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
         return
     images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
     if job.kind is Kind.EDIT and not images:

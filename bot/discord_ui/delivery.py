@@ -20,6 +20,7 @@ import discord
 from PIL import Image
 
 from bot.discord_ui.render import (
+    failure_line,
     result_embed,
     result_view,
     status_content,
@@ -128,7 +129,7 @@ class DiscordDelivery:
         if job.status_message_id is None:
             try:
                 await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
-                    f"<@{job.user_id}> ❌ {message}",
+                    f"<@{job.user_id}> {failure_line(lang_for(job.locale), message)}",
                     allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
                 )
             except discord.HTTPException as exc:
@@ -137,6 +138,11 @@ class DiscordDelivery:
         self._pending.pop(job.id, None)
         if await self._edit_status(_Pending(job, None, message)) == "gone":
             await self._tell_by_dm(job, message)
+
+    def forget(self, job_id: int) -> None:
+        """Drop the status edits still to come for a job (they would show its prompt again)."""
+        self._pending.pop(job_id, None)
+        self._running.pop(job_id, None)
 
     async def _tell_by_dm(self, job: Job, message: str) -> None:
         """The status message is gone with its channel (or closed to the bot): say it in a DM."""

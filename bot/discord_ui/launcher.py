@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.accounting.policy import Place, apply_policy
+from bot.accounting.policy import Place, Policy, apply_policy, check_place
 from bot.dashscope.requests import ImageRequest, validate
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.engine import Engine
@@ -99,9 +99,7 @@ class JobLauncher:
         its thread."""
         channel = origin.channel
         role_ids = origin.role_ids
-        policy = await self.engine.quota.policy.for_member(
-            origin.guild.id if origin.guild else None, role_ids
-        )
+        policy = await self._policy(origin)
         request = apply_policy(
             policy, request, place_of(channel), model_chosen=model_chosen, size_chosen=size_chosen
         )
@@ -140,6 +138,15 @@ class JobLauncher:
             raise
         job = await self.engine.place(job.id, status_message_id=status.id, thread_id=thread_id)
         return job, status
+
+    async def check_showing(self, origin: Origin) -> None:
+        """Raises InputRejected where the server's rules would not let this member make images:
+        a job's images are shown again only where they could have been made."""
+        check_place(await self._policy(origin), place_of(origin.channel), showing=True)
+
+    async def _policy(self, origin: Origin) -> Policy:
+        guild_id = origin.guild.id if origin.guild else None
+        return await self.engine.quota.policy.for_member(guild_id, origin.role_ids)
 
     @property
     def _simulated(self) -> bool:

@@ -9,7 +9,9 @@ per message, every click is routed by the template alone.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 
 import discord
 
@@ -26,6 +28,16 @@ JOB_BUTTON_TEMPLATE = r"wan:job:(?P<job_id>[0-9]{1,18}):(?P<action>[a-z]{1,20})"
 EMBED_COLOUR = discord.Colour(0x5B6CFF)
 FIELD_LIMIT = 1024
 THREAD_NAME_LIMIT = 100
+STATUS_PROMPT_MAX = 300  # characters of the prompt line in a status message
+FAILURE_MAX = 900  # characters of a failure's reason in public
+
+# A link as Discord would find it, without the punctuation that usually follows one.
+_LINK = re.compile(r"https?://[^\s<>]*[^\s<>.,:;\"')\]]")
+# Read by Discord as markup anywhere: emphasis, spoilers, code, masked links ([…](…)), mentions,
+# channels, emoji and timestamps (<…>), quotes, headings, @everyone; and the escape itself.
+_MARKUP = re.compile(r"[\\*_~|`\[\]<>#@]")
+# Read as markup only at the start of a line: lists ("- ", "+ ", "1. ") and small text ("-#").
+_LINE_START = re.compile(r"^(\s*)(?:([-+])|(\d+)\.)", re.MULTILINE)
 
 
 def job_custom_id(job_id: int, action: str) -> str:
@@ -34,6 +46,58 @@ def job_custom_id(job_id: int, action: str) -> str:
 
 def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def member_words(value: str, limit: int, *, one_line: bool = False) -> str:
+    """A member's words (a prompt, DashScope's echo of it, an error that may quote them) as
+    Discord shows them literally, in at most `limit` characters: every markup character
+    escaped, so no heading, quote, mention, spoiler or masked link can be forged; links shown
+    as they are and not previewed (`<url>`). `one_line` joins the lines with spaces; else blank
+    lines are dropped. The one place where the bot's messages quote a member."""
+    lines = [" ".join(value.split())] if one_line else value.splitlines()
+    plain = "\n".join(line.rstrip() for line in lines if line.strip())
+    return _fit(plain, limit, _inert)
+
+
+def quoted(value: str, limit: int) -> str:
+    """A member's words as one quoted line (`> …`), the words in at most `limit` characters."""
+    return "> " + member_words(value, limit, one_line=True)
+
+
+def failure_line(lang: Lang, message: str) -> str:
+    """The public line saying a job failed; the reason may quote the member or DashScope."""
+    return text("status.failed", lang, message=member_words(message, FAILURE_MAX, one_line=True))
+
+
+def _inert(value: str) -> str:
+    parts: list[str] = []
+    start = 0
+    for link in _LINK.finditer(value):
+        parts += [_escape(value[start : link.start()]), f"<{link.group()}>"]
+        start = link.end()
+    parts.append(_escape(value[start:]))
+    return "".join(parts)
+
+
+def _escape(value: str) -> str:
+    value = _MARKUP.sub(lambda found: "\\" + found.group(), value)
+    return _LINE_START.sub(
+        lambda found: found[1] + ("\\" + found[2] if found[2] else found[3] + "\\."), value
+    )
+
+
+def _fit(value: str, limit: int, render: Callable[[str], str]) -> str:
+    """`render(value)`, or of as much of `value` as fits in `limit` characters with "…"."""
+    shown = render(value)
+    cut = len(value)
+    links = [(link.start(), link.end()) for link in _LINK.finditer(value)]
+    while len(shown) > limit and cut > 0:
+        # Escapes make the shown text longer than the words: cut in proportion, then by one.
+        cut = min(cut - 1, cut * (limit - 1) // len(shown))
+        # Never inside a link: a cut one would lead somewhere else ("https://evil.exa…").
+        cut = next((start for start, end in links if start < cut < end), cut)
+        shown = render(value[:cut].rstrip()) + "…"
+    return shown if len(shown) <= limit else "…"[:limit]
 
 
 def setting_value(name: str, value: str | None, limit: int | None = None) -> str:
@@ -63,6 +127,11 @@ def thread_name(prompt: str) -> str:
     return clip(line, THREAD_NAME_LIMIT)
 
 
+def deleted_thread_name(job: Job) -> str:
+    """The name a deleted job's thread takes instead of its prompt."""
+    return text("status.deleted_thread", lang_for(job.locale), job_id=job.id)
+
+
 def status_content(
     job: Job,
     lang: Lang,
@@ -75,6 +144,9 @@ def status_content(
 ) -> str:
     now = time.time() if now is None else now
     header = text("status.header", lang, job_id=job.id, user=f"<@{job.user_id}>", model=job.model)
+    if job.deleted_at is not None:  # gone for good: neither its prompt nor its state
+        by = "owner" if job.deleted_by == job.user_id else "moderator"
+        return f"{header}\n{text(f'status.deleted_by_{by}', lang)}"
     state = job.state
     if state is JobState.QUEUED:
         line = (
@@ -101,8 +173,8 @@ def status_content(
     elif state is JobState.CANCELLED:
         line = text("status.cancelled", lang)
     else:
-        line = text("status.failed", lang, message=message or job.error_message or "?")
-    parts = [header, f"> {clip(job.params.prompt, 300)}", line]
+        line = failure_line(lang, message or job.error_message or "?")
+    parts = [header, quoted(job.params.prompt, STATUS_PROMPT_MAX), line]
     if simulated:
         parts.append(f"-# {text('status.simulated', lang)}")
     return "\n".join(parts)
@@ -157,18 +229,18 @@ def result_embed(
     p = job.params
     embed = discord.Embed(title=text("result.title", lang, job_id=job.id), colour=EMBED_COLOUR)
     embed.add_field(
-        name=text("result.prompt", lang), value=clip(p.prompt, FIELD_LIMIT), inline=False
+        name=text("result.prompt", lang), value=member_words(p.prompt, FIELD_LIMIT), inline=False
     )
     if job.actual_prompt and job.actual_prompt.strip() != p.prompt.strip():
         embed.add_field(
             name=text("result.actual_prompt", lang),
-            value=clip(job.actual_prompt, FIELD_LIMIT),
+            value=member_words(job.actual_prompt, FIELD_LIMIT),
             inline=False,
         )
     if p.negative_prompt:
         embed.add_field(
             name=text("result.negative_prompt", lang),
-            value=clip(p.negative_prompt, FIELD_LIMIT),
+            value=member_words(p.negative_prompt, FIELD_LIMIT),
             inline=False,
         )
     embed.add_field(name=text("result.model", lang), value=job.model)
@@ -215,7 +287,7 @@ def info_embed(job: Job, results: list[ResultImage], locale: str | None) -> disc
     if job.error_code:
         embed.add_field(
             name=text("result.error", lang),
-            value=f"`{job.error_code}` {clip(failure_words(job, lang) or '', 900)}",
+            value=f"`{job.error_code}` {member_words(failure_words(job, lang) or '', FAILURE_MAX)}",
         )
     return embed
 

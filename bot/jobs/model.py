@@ -158,6 +158,8 @@ class Job:
     # Why it failed, as data (error_message holds the same in the job's language).
     failure: tuple[Problem, ...] = ()
     result_size: str | None = None  # "W*H" as DashScope reported it (usage.size), if it did
+    deleted_at: float | None = None  # deleted by its owner or a moderator: gone for good
+    deleted_by: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -252,6 +254,8 @@ class Job:
             updated_at=row["updated_at"],
             failure=problems_from_json(row["error_problems"]) if row["error_problems"] else (),
             result_size=row["result_size"],
+            deleted_at=row["deleted_at"],
+            deleted_by=row["deleted_by"],
         )
 
 

@@ -249,6 +249,58 @@ class JobStore:
             (ended_before,),
         )
 
+    # --- deletion: a result deleted by its owner or a moderator is gone for good ---------------
+
+    async def delete_for_good(self, job_id: int, by: int) -> Job | None:
+        """Record the deletion (the first one's time and author stand) and forget what could
+        post the images again: the result URLs and the input images. Done on Discord later
+        (`deletion_done`); until then it counts as pending, also across a restart."""
+        return await self.db.write(self._delete_now, job_id, by)
+
+    def _delete_now(self, raw: sqlite3.Connection, job_id: int, by: int) -> Job | None:
+        now = self.clock()
+        raw.execute(
+            "UPDATE jobs SET deleted_at = COALESCE(deleted_at, ?),"
+            " deleted_by = COALESCE(deleted_by, ?), deletion_done_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (now, by, now, job_id),
+        )
+        raw.execute("UPDATE results SET url = NULL, expires_at = NULL WHERE job_id = ?", (job_id,))
+        raw.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+        row = raw.execute(_BY_ID, (job_id,)).fetchone()
+        return Job.from_row(row) if row else None
+
+    async def deletion_done(self, job_id: int) -> None:
+        await self.db.execute(
+            "UPDATE jobs SET deletion_done_at = ? WHERE id = ? AND deleted_at IS NOT NULL",
+            (self.clock(), job_id),
+        )
+
+    async def deletions_pending(self) -> list[Job]:
+        """Deleted jobs not yet carried out on Discord (a restart came in between)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE deleted_at IS NOT NULL AND deletion_done_at IS NULL"
+            " ORDER BY id"
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def add_repost(self, job_id: int, channel_id: int, message_id: int) -> None:
+        """A message besides the delivery with the job's images: a /show repost, or one that
+        Delete was clicked on (say a repost from before reposts were recorded)."""
+        await self.db.execute(
+            "INSERT INTO reposts (message_id, job_id, channel_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (message_id) DO NOTHING",
+            (message_id, job_id, channel_id),
+        )
+
+    async def reposts(self, job_id: int) -> list[tuple[int, int]]:
+        """(channel id, message id) of every message recorded by `add_repost`."""
+        rows = await self.db.fetchall(
+            "SELECT channel_id, message_id FROM reposts WHERE job_id = ? ORDER BY message_id",
+            (job_id,),
+        )
+        return [(row["channel_id"], row["message_id"]) for row in rows]
+
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         counts = {state: 0 for state in JobState}

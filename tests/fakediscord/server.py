@@ -1585,6 +1585,12 @@ class FakeDiscord(GatewayMixin, InjectMixin):
             if channel.is_thread:
                 if channel.owner_id != self.bot_user.id and not perms & Perm.MANAGE_THREADS:
                     raise missing_permissions()
+                # An archived thread changes only while being unarchived; a locked one, only
+                # by members with Manage Threads.
+                if channel.archived and body.get("archived") is not False:
+                    raise ApiError(400, 50083, "Thread is archived")
+                if channel.archived and channel.locked and not perms & Perm.MANAGE_THREADS:
+                    raise missing_permissions()
                 for key in (
                     "name",
                     "archived",
@@ -1680,6 +1686,8 @@ class FakeDiscord(GatewayMixin, InjectMixin):
             if not self._bot_perms(channel) & Perm.READ_MESSAGE_HISTORY:
                 raise missing_permissions()
             return self.json_response(self._rest_message(msg))
+        if channel.is_thread and channel.archived:  # only sending a message unarchives
+            raise ApiError(400, 50083, "Thread is archived")
         if request.method == "PATCH":
             body = rec.json if isinstance(rec.json, dict) else {}
             if msg.author.id != self.bot_user.id and set(body) - {"flags"}:
