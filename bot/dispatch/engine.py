@@ -680,5 +680,9 @@ class Engine:
         }
 
     async def idle(self) -> bool:
+        """No job in progress, and no submission or delivery still finishing its last step (a
+        job's row may read failed while its failure notice is being told)."""
+        if self._work:
+            return False
         counts = await self.store.count_by_state()
         return all(counts[state] == 0 for state in JobState if state.active)
