@@ -20,7 +20,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.modals import EditModal
+from bot.discord_ui.modals import edit_form
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, info_embed, job_custom_id
 from bot.discord_ui.replies import respond, respond_error, tell_queued
 from bot.i18n import Lang, lang_for, text
@@ -105,7 +105,7 @@ async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) 
         await respond(interaction, text("reply.no_images", lang))
         return
     await interaction.response.send_modal(
-        EditModal(bot, lang, list(message.attachments), from_bot=True, parent_job_id=job_id)
+        edit_form(lang, message, interaction.id, from_bot=True, parent_job_id=job_id)
     )
 
 
