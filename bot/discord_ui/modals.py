@@ -21,9 +21,11 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.attachments import choose, default_choice, images_from, is_image
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.replies import respond, respond_error, tell_queued
+from bot.discord_ui.repeats import start_once
+from bot.discord_ui.replies import respond, respond_error
 from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
+from bot.jobs.model import Job
 
 # The message id and the opening interaction's id are snowflakes (at most 20 digits), the parent
 # job at most 18 (as in job buttons): at most 69 characters of Discord's 100.
@@ -93,15 +95,21 @@ async def answer_form(bot: WanBot, interaction: discord.Interaction) -> None:
         if interaction.guild_id is None and not bot.settings.allow_dms:
             await respond(interaction, text("reply.no_dms", lang))
             return
-        await submit_edit(bot, interaction, form, typed_values(data.get("components")))
+        values = typed_values(data.get("components"))
+        # One form, one job: a second submit of this form is pointed to the first's job.
+        await start_once(
+            bot.recent_starts,
+            interaction,
+            form.group(0),
+            lambda: submit_edit(bot, interaction, form, values),
+        )
     except Exception as error:
         await respond_error(interaction, error)
 
 
 async def submit_edit(
     bot: WanBot, interaction: discord.Interaction, form: re.Match[str], values: dict[str, str]
-) -> None:
-    await interaction.response.defer(ephemeral=True, thinking=True)
+) -> tuple[Job, discord.Message]:
     message = await source_message(interaction, int(form["message_id"]))
     picked = choose(list(message.attachments), values.get(IMAGES))
     request = ImageRequest(
@@ -112,8 +120,7 @@ async def submit_edit(
     )
     origin = Origin.of(interaction)
     parent_job_id = int(form["parent"]) or None
-    job, status = await bot.launcher.launch(origin, request, parent_job_id=parent_job_id)
-    await tell_queued(interaction, origin.lang, job, status)
+    return await bot.launcher.launch(origin, request, parent_job_id=parent_job_id)
 
 
 async def source_message(interaction: discord.Interaction, message_id: int) -> discord.Message:
