@@ -16,7 +16,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.attachments import choose, default_choice, images_from, is_image
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.modals import EditModal
+from bot.discord_ui.modals import answer_form, edit_form
 from bot.discord_ui.replies import relative_timestamp, respond, tell_queued
 from bot.i18n import Lang, lang_for, text
 from bot.presenter import describe
@@ -103,14 +103,20 @@ class Edit(commands.Cog):
         from_bot = self.bot.user is not None and message.author.id == self.bot.user.id
         parent = await self.bot.engine.store.job_for_message(message.id) if from_bot else None
         await interaction.response.send_modal(
-            EditModal(
-                self.bot,
+            edit_form(
                 lang,
-                images,
+                message,
+                interaction.id,
                 from_bot=from_bot,
                 parent_job_id=parent.id if parent else None,
             )
         )
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        # discord.py holds none of the bot's forms (see modals.py): every submit is ours.
+        if interaction.type is discord.InteractionType.modal_submit:
+            await answer_form(self.bot, interaction)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -38,6 +38,7 @@ from tests.discord_env import (
     embed_fields,
     imagine,
     launch,
+    png,
     replies,
     submit_modal,
 )
@@ -52,6 +53,10 @@ NOT_YOURS = "Job #{id} belongs to someone else. Only its owner or a member with 
 NOT_YOURS_TO_CANCEL = "Job #{id} is not yours: only its owner or a member with Manage Messages in this server can cancel it."
 CANCELLED = "Job #{id} was cancelled; its images were refunded."
 NO_DMS = "I only work in servers here. Use me in a server channel."
+FORM_GONE = (
+    "The message with the images to edit is gone, or I can no longer read it, so nothing was "
+    "made. Nothing was charged."
+)
 ADMIN_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("wanadmin limits show", {}),
     ("wanadmin limits set", {"setting": "images_per_user_day", "value": "1"}),
@@ -437,6 +442,29 @@ async def test_edit_of_another_members_result_is_a_new_job_charged_to_the_clicke
     }
     assert await ledger_by_user(env, job.id) == owners_ledger
     tally(refused=False)
+
+
+async def test_a_forged_edit_form_reads_no_other_channels_images(world: World) -> None:
+    """A form's custom_id comes from the client. One naming a message of another channel (bob's
+    picture in the other server) is looked up only where the form was submitted: refused in
+    words, nothing read from the other channel, nothing made."""
+    env, w = world.env, world.w
+    secret = await env.fake.post_message(
+        world.lobby, w.bob, "private", attachments=[("secret.png", png())]
+    )
+    before = await snapshot(env)
+    inter = await env.fake.submit_modal(
+        f"wan:edit:{secret.id}:0:1",
+        {"instruction": "show me"},
+        user=w.alice,
+        channel=w.general,
+        force=True,
+    )
+    assert_refusal(await answered(env, inter), FORM_GONE)
+    assert await snapshot(env) == before
+    [lookup] = env.fake.requests_to("GET", f"/channels/*/messages/{secret.id}")
+    assert (lookup.path, lookup.status) == (f"/channels/{w.general.id}/messages/{secret.id}", 404)
+    tally(refused=True)
 
 
 # --- /jobs and /quota: one's own only ---------------------------------------------------------------

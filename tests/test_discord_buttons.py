@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -356,3 +358,124 @@ async def test_the_owners_delete_does_the_same_and_leaves_a_thread_not_its_own(
     assert [r.status for r in deletes] == [400, 204]  # "Thread is archived", then opened
     assert (thread.name, thread.archived, thread.locked) == (f"Job #{job.id} (deleted)", True, True)
     assert env.status_message(job).content.endswith("\n🗑️ Deleted by its owner.")
+
+
+# --- one click, one job ----------------------------------------------------------------------
+
+ALREADY = "This already started job #{id}, so no second job was made: {link}"
+
+
+def member(env: BotEnv, name: str) -> Any:
+    """A new member of the test server, whose daily images are all still free."""
+    user = env.fake.create_user(name)
+    env.fake.add_member(env.world.guild, user)
+    return user
+
+
+def queued_link(inter: Any, job: Job) -> str:
+    """The status link of a "queued" answer, asserting that is what the answer says."""
+    prefix = f"Job #{job.id} is queued: "
+    content = reply_text(inter)
+    assert content.startswith(prefix), content
+    return content.removeprefix(prefix)
+
+
+async def twice(env: BotEnv, gap: float | None, act: Any) -> tuple[Any, Any, Job]:
+    """Do `act()` (a click or a submit) twice, `gap` seconds apart (None: the second after the
+    first was answered); both must be acknowledged. Returns both and the one new job."""
+    before, jobs = await env.latest_job_id(), await env.job_count()
+    first = await act()
+    if gap is None:
+        await env.fake.wait_for_ack(first)
+        await env.fake.settle()
+    else:
+        await asyncio.sleep(gap)
+    second = await act()
+    for inter in (first, second):
+        await env.fake.wait_for_ack(inter)
+    job = await env.wait_job(await env.new_job(after=before))
+    await env.fake.settle()
+    assert await env.job_count() == jobs + 1, "a repeat started a second job"
+    return first, second, job
+
+
+def one_queued_one_pointed(first: Any, second: Any, job: Job) -> None:
+    """One answer says the job is queued; the other (either: both raced) points to it."""
+    answers = sorted((first, second), key=lambda i: not reply_text(i).startswith("Job #"))
+    link = queued_link(answers[0], job)
+    assert reply_text(answers[1]) == ALREADY.format(id=job.id, link=link)
+    assert all(replies(i)[-1].ephemeral for i in (first, second))
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.02, None], ids=["together", "20ms", "after-answer"])
+async def test_a_double_click_on_reroll_starts_one_job(env: BotEnv, gap: float | None) -> None:
+    fake, w = env.fake, env.world
+    clicker = member(env, f"clicker-{gap}")
+    _, job = await imagine(env, "a double-clicked kite", user=clicker)
+    [result] = env.result_messages(job)
+
+    async def reroll() -> Any:
+        return await fake.click(result, f"wan:job:{job.id}:reroll", user=clicker)
+
+    first, second, again = await twice(env, gap, reroll)
+    assert again.parent_job_id == job.id and again.state is JobState.DONE
+    assert await env.ledger(again.id) == {"reserve": 1, "charge": 1, "refund": 0}
+    one_queued_one_pointed(first, second, again)
+
+    # Another member's click on the same button is their own job.
+    inter, theirs = await launch(env, click(env, result, job, "reroll", w.bob))
+    assert theirs.user_id == w.bob.id and theirs.id != again.id
+    assert queued_link(inter, theirs)
+
+
+async def test_reroll_again_after_a_few_seconds_is_a_new_job(
+    env: BotEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clicker = member(env, "reroller")
+    _, job = await imagine(env, "rerolled on purpose", user=clicker)
+    [result] = env.result_messages(job)
+    _, first = await launch(env, click(env, result, job, "reroll", clicker))
+    assert env.bot is not None
+    later = time.monotonic() + 60
+    monkeypatch.setattr(env.bot.recent_starts, "clock", lambda: later)
+    inter, second = await launch(env, click(env, result, job, "reroll", clicker))
+    assert second.id != first.id and second.parent_job_id == job.id
+    assert queued_link(inter, second)
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.03], ids=["together", "30ms"])
+async def test_two_submits_of_the_edit_buttons_form_make_one_job(env: BotEnv, gap: float) -> None:
+    fake = env.fake
+    editor = member(env, f"editor-{gap}")
+    _, job = await imagine(env, "a mug to edit once", user=editor)
+    [result] = env.result_messages(job)
+    opened = await click(env, result, job, "edit", editor)
+    inputs = modal_inputs(opened.modal or {})
+    fields = {inputs["What should change?"]["custom_id"]: "one stripe"}
+
+    async def submit() -> Any:
+        return await fake.submit_modal(fields=dict(fields), interaction=opened)
+
+    await fake.settle()
+    first, second, edit = await twice(env, gap, submit)
+    assert (edit.kind, edit.parent_job_id, edit.params.prompt) == (Kind.EDIT, job.id, "one stripe")
+    assert await env.ledger(edit.id) == {"reserve": 1, "charge": 1, "refund": 0}
+    one_queued_one_pointed(first, second, edit)
+
+
+async def test_a_double_click_that_starts_nothing_is_answered_twice(env: BotEnv) -> None:
+    """When the first click makes no job (here: no such job), the repeat it held back tries for
+    itself and gets the same answer in words."""
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "a result to click on", user=w.moderator)
+    [result] = env.result_messages(job)
+    # The message as if its job were gone: its Reroll button names a job that does not exist.
+    [button] = [c for c in result.iter_components() if c.get("custom_id", "").endswith(":reroll")]
+    button["custom_id"] = "wan:job:999999:reroll"
+    jobs = await env.job_count()
+    clicks = [await fake.click(result, "wan:job:999999:reroll", user=w.moderator) for _ in range(2)]
+    for inter in clicks:
+        await fake.wait_for_ack(inter)
+    await fake.settle()
+    assert [reply_text(i) for i in clicks] == ["There is no job #999999."] * 2
+    assert await env.job_count() == jobs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -147,6 +148,38 @@ async def test_menu_with_a_bad_image_choice_is_refused_in_words(env: BotEnv) -> 
     assert reply_text(submitted) == "Choose images by number between 1 and 2, for example 1 or 1,2."
     assert replies(submitted)[-1].ephemeral
     assert await env.job_count() == jobs
+
+
+async def test_two_submits_of_one_form_make_one_job_two_forms_make_two(env: BotEnv) -> None:
+    """A form sent twice 30 ms apart (a double click on Submit) is one job; the second submit
+    is pointed to it. Two forms opened one after the other are two jobs."""
+    fake, w = env.fake, env.world
+    post = await fake.post_message(w.art, w.alice, "once", attachments=[("o.png", png())])
+    opened = await open_menu(env, post, w.bob)
+    fields = {modal_inputs(opened.modal or {})["What should change?"]["custom_id"]: "twice?"}
+    jobs, before = await env.job_count(), await env.latest_job_id()
+    first = await fake.submit_modal(fields=dict(fields), interaction=opened)
+    await asyncio.sleep(0.03)
+    second = await fake.submit_modal(fields=dict(fields), interaction=opened)
+    for inter in (first, second):
+        await fake.wait_for_ack(inter)
+    job = await env.wait_job(await env.new_job(after=before))
+    await fake.settle()
+    assert await env.job_count() == jobs + 1
+    assert (job.user_id, job.params.prompt) == (w.bob.id, "twice?")
+    assert await env.ledger(job.id) == {"reserve": 1, "charge": 1, "refund": 0}
+    queued, pointed = sorted((first, second), key=lambda i: "queued" not in reply_text(i))
+    link = reply_text(queued).removeprefix(f"Job #{job.id} is queued: ")
+    assert link.startswith("https://")
+    assert reply_text(pointed) == (
+        f"This already started job #{job.id}, so no second job was made: {link}"
+    )
+    assert replies(pointed)[-1].ephemeral
+
+    # The same message, the same words, but a second form: the member asked twice.
+    again = await open_menu(env, post, w.bob)
+    _, second_job = await launch(env, submit_modal(env, again, {"What should change?": "twice?"}))
+    assert second_job.id != job.id and second_job.state is JobState.DONE
 
 
 # --- reply-to-edit -------------------------------------------------------------------------

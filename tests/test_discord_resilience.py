@@ -14,6 +14,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.delivery import DeliveredImage
 from bot.jobs.model import Job, JobState, NewJob
+from tests.data_uri import data_uri_bytes
 from tests.discord_env import (
     BotEnv,
     bot_env,
@@ -21,9 +22,11 @@ from tests.discord_env import (
     embed_fields,
     imagine,
     launch,
+    modal_inputs,
     png,
     replies,
     reply_text,
+    submit_modal,
 )
 
 CANNOT_POST = (
@@ -139,6 +142,90 @@ async def test_repeated_delivery_never_posts_a_second_message(tmp_path: Path) ->
         assert env.result_messages(job) == [result]
         assert len(nonce_posts(env, job.id)) == 3  # every attempt reused the nonce
         assert await env.ledger(job.id) == {"reserve": 2, "charge": 2, "refund": 0}
+
+
+async def open_form(env: BotEnv, opening: Any) -> Any:
+    """Open a form (the menu or the Edit button) and wait until the bot has sent it."""
+    inter = await opening
+    await env.fake.wait_for_ack(inter)
+    await env.fake.settle()
+    assert inter.modal is not None, replies(inter)
+    return inter
+
+
+def expire_forms(env: BotEnv) -> None:
+    """What discord.py does when a Modal's 10-minute timeout passes: it forgets the form."""
+    assert env.bot is not None
+    store = env.bot._connection._view_store
+    for modal in list(store._modals.values()):
+        modal._dispatch_timeout()
+    assert not store._modals
+
+
+async def test_forms_opened_before_a_restart_are_answered_after_it(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        first, second = png(640, 480, (200, 0, 0)), png(480, 640, (0, 200, 0))
+        post = await fake.post_message(
+            w.art, w.alice, "two", attachments=[("a.png", first), ("b.png", second)]
+        )
+        menu = await open_form(env, fake.message_command("Edit with Wan", post, user=w.bob))
+        _, done = await imagine(env, "a mug before the restart", user=w.alice)
+        [result] = env.result_messages(done)
+        button = await open_form(env, fake.click(result, f"wan:job:{done.id}:edit", user=w.alice))
+        doomed = await fake.post_message(w.art, w.alice, "gone", attachments=[("c.png", png())])
+        lost = await open_form(env, fake.message_command("Edit with Wan", doomed, user=w.alice))
+
+        await env.restart_bot()
+
+        # The menu's form: the typed words and the chosen image, read again from the message.
+        typed = {"What should change?": "typed before the restart", "Which images (numbers)": "2"}
+        submitted, job = await launch(env, submit_modal(env, menu, typed))
+        assert (job.user_id, job.params.prompt, job.state) == (
+            w.bob.id,
+            "typed before the restart",
+            JobState.DONE,
+        )
+        [uri] = await env.bot.engine.store.inputs(job.id) if env.bot else []
+        assert data_uri_bytes(uri) == second
+        assert reply_text(submitted).startswith(f"Job #{job.id} is queued:")
+        assert env.status_message(job).channel_id == w.art.id
+
+        # The Edit button's form: the result's image, chained to its job.
+        _, edit = await launch(
+            env, submit_modal(env, button, {"What should change?": "stripes after all"})
+        )
+        assert (edit.parent_job_id, edit.params.prompt) == (done.id, "stripes after all")
+        [uri] = await env.bot.engine.store.inputs(edit.id) if env.bot else []
+        assert data_uri_bytes(uri) == fake.attachment_bytes(result.attachments[0].id)
+
+        # The message was deleted meanwhile: told in words, nothing made or charged.
+        await fake.delete_user_message(doomed)
+        jobs, ledger = await env.job_count(), await env.ledger_rows()
+        gone = await submit_modal(env, lost, {"What should change?": "too late"})
+        await fake.settle()
+        assert reply_text(gone) == (
+            "The message with the images to edit is gone, or I can no longer read it, so "
+            "nothing was made. Nothing was charged."
+        )
+        assert replies(gone)[-1].ephemeral
+        assert (await env.job_count(), await env.ledger_rows()) == (jobs, ledger)
+
+
+async def test_a_form_submitted_after_ten_minutes_is_answered(tmp_path: Path) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        picture = png(500, 500, (9, 9, 200))
+        post = await fake.post_message(w.general, w.alice, "", attachments=[("p.png", picture)])
+        opened = await open_form(env, fake.message_command("Edit with Wan", post, user=w.alice))
+        inputs = modal_inputs(opened.modal or {})
+        assert list(inputs) == ["What should change?", "What to avoid (optional)"]
+        expire_forms(env)
+        typed = {"What should change?": "slow typist", "What to avoid (optional)": "rain"}
+        _, job = await launch(env, submit_modal(env, opened, typed))
+        assert (job.params.prompt, job.params.negative_prompt) == ("slow typist", "rain")
+        [uri] = await env.bot.engine.store.inputs(job.id) if env.bot else []
+        assert data_uri_bytes(uri) == picture
 
 
 # --- the 15-minute interaction token ---------------------------------------------------------

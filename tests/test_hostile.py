@@ -8,8 +8,9 @@ declares what must happen:
   "something went wrong"; no job row and no ledger row.
 * ``ACCEPTED``: the input is legitimate (EXIF rotation, CMYK, 16-bit, animated, mixed scripts…):
   the job completes, is charged normally, and the stored input images are normalised.
-* ``DROPPED``: a malformed payload that discord.py itself discards (unknown component or modal
-  custom_id): no answer can be given; the bot stays up, no job, no charge, no ERROR log.
+* ``DROPPED``: a malformed payload that discord.py itself discards (an unknown component
+  custom_id): no answer can be given; the bot stays up, no job, no charge, no ERROR log. (Form
+  submits are all the bot's to answer: an unknown one is ``REFUSED``.)
 
 After the table, a summary checks the bot is alive, that nothing the bot posted could ping
 @everyone/@here or a role, and records the figures (`hostile_input`).
@@ -610,7 +611,16 @@ CASES: list[Case] = [
         "Choose images by number",
     ),
     Case(
-        "modal-wrong-custom-id", menu_modal({"What should change?": "x"}, custom_id="evil"), DROPPED
+        "modal-wrong-custom-id",
+        menu_modal({"What should change?": "x"}, custom_id="evil"),
+        REFUSED,
+        "don't know this form",
+    ),
+    Case(
+        "modal-forged-edit-form",
+        menu_modal({"What should change?": "x"}, custom_id="wan:edit:1:0:1"),
+        REFUSED,
+        "gone",
     ),
     # Malformed interaction payloads.
     Case("missing-options", raw_command("imagine"), REFUSED, "Reload Discord"),

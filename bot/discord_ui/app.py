@@ -26,6 +26,7 @@ from bot.discord_ui.checks import check_failure_text
 from bot.discord_ui.deletion import finish_pending
 from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
+from bot.discord_ui.repeats import RecentStarts
 from bot.discord_ui.replies import respond, respond_error
 from bot.errors import InputRejected
 from bot.i18n import command_text, lang_for, text
@@ -129,6 +130,7 @@ class WanBot(commands.Bot):
         self.engine = svc.engine
         self.delivery = port
         self.launcher = JobLauncher(svc.engine)
+        self.recent_starts = RecentStarts()  # one click or form, one job
         # From the settings, not from discord.py's Route.BASE (which run_bot points there too).
         self.attachment_origins = AttachmentOrigins.from_settings(svc.settings)
         self.owns_process = False  # set by run_bot when the bot is the process's main job

@@ -20,9 +20,10 @@ from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
 from bot.discord_ui.deletion import delete_for_good
 from bot.discord_ui.launcher import Origin
-from bot.discord_ui.modals import EditModal
+from bot.discord_ui.modals import edit_form
 from bot.discord_ui.render import JOB_BUTTON_TEMPLATE, info_embed, job_custom_id
-from bot.discord_ui.replies import respond, respond_error, tell_queued
+from bot.discord_ui.repeats import start_once
+from bot.discord_ui.replies import respond, respond_error
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job
 
@@ -72,24 +73,32 @@ async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: 
 
 
 async def reroll(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    # One click, one job: a double click is pointed to the job the first click started.
+    key = job_custom_id(job_id, "reroll")
+    await start_once(
+        bot.recent_starts, interaction, key, lambda: start_reroll(bot, interaction, job_id)
+    )
+
+
+async def start_reroll(
+    bot: WanBot, interaction: discord.Interaction, job_id: int
+) -> tuple[Job, discord.Message] | None:
     lang = lang_for(str(interaction.locale))
-    await interaction.response.defer(ephemeral=True, thinking=True)
     job = await bot.engine.store.get(job_id)
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
-        return
+        return None
     if job.deleted_at is not None:  # a button left on a message a restart kept from deletion
         await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
-        return
+        return None
     images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
     if job.kind is Kind.EDIT and not images:
         await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
-        return
+        return None
     request = job.request(images)
     request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
     origin = Origin.of(interaction)
-    new, status = await bot.launcher.launch(origin, request, parent_job_id=job.id)
-    await tell_queued(interaction, lang, new, status)
+    return await bot.launcher.launch(origin, request, parent_job_id=job.id)
 
 
 async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
@@ -99,7 +108,7 @@ async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) 
         await respond(interaction, text("reply.no_images", lang))
         return
     await interaction.response.send_modal(
-        EditModal(bot, lang, list(message.attachments), from_bot=True, parent_job_id=job_id)
+        edit_form(lang, message, interaction.id, from_bot=True, parent_job_id=job_id)
     )
 
 
