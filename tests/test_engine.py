@@ -503,6 +503,26 @@ async def test_a_final_status_that_failed_to_show_is_shown_at_the_next_start(
         assert port.statuses == [(job.id, JobState.DONE, None)]
 
 
+async def test_a_failure_notice_that_failed_to_show_is_told_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        r.port.untold = True  # Discord answered 5xx to the failure notice's edit
+        job = await r.engine.submit_job(new_job("sim:moderate-input"))
+        await wait_until(lambda: r.port.failures, what="the failure notice tried")
+        await r.engine.stop(grace=5)  # the submission (and its failure's telling) ends first
+        row = await r.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job.id,))
+        assert row is not None and row["notified_at"] is None
+        assert r.failure_log() == []
+
+        port = RecordingPort(r.out)
+        engine = r.make_engine(port=port)
+        await engine.start()
+        failed = await r.wait_state(job.id, JobState.FAILED)
+        assert port.failures == [(job.id, failed.error_message)]
+        assert r.failure_log() == [{"job_id": job.id, "message": failed.error_message}]
+
+
 @pytest.mark.parametrize(("locale", "lang"), [("en-GB", "en"), ("zh-TW", "zh")])
 async def test_a_sync_call_cut_by_a_restart_is_refunded_and_retryable(
     tmp_path: Path, locale: str, lang: str

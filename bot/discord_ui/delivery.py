@@ -122,9 +122,11 @@ class DiscordDelivery:
         self._kick(job.channel_id)
         return None
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str) -> bool | None:
+        """False when the notice could not be shown for a passing reason (the engine then
+        shows it again at the next start)."""
         if self.bot is None or job.channel_id is None:
-            return
+            return None
         if job.status_message_id is None:
             try:
                 await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
@@ -133,10 +135,12 @@ class DiscordDelivery:
                 )
             except discord.HTTPException as exc:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
-            return
+            return None
         self._pending.pop(job.id, None)
-        if await self._edit_status(_Pending(job, None, message)) == "gone":
+        shown = await self._edit_status(_Pending(job, None, message))
+        if shown == "gone":
             await self._tell_by_dm(job, message)
+        return shown != "failed"
 
     async def _tell_by_dm(self, job: Job, message: str) -> None:
         """The status message is gone with its channel (or closed to the bot): say it in a DM."""

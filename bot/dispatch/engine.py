@@ -634,10 +634,14 @@ class Engine:
         await self._tell_failure(ended, message)
 
     async def _tell_failure(self, job: Job, message: str) -> None:
+        """Tell the member why the job failed, recorded once told, so a notice cut off by a
+        crash or refused for a passing reason is told again at the next start."""
         try:
-            await self.port.failed(job, message)
+            told = await self.port.failed(job, message)
         except Exception:
             log.exception("telling the user about failed job %s", job.id)
+            return
+        if told is False:
             return
         async with self.db.transaction() as conn:
             await self.store.update(conn, job.id, notified_at=self.clock())
