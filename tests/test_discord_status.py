@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import time
+from typing import Any
 
-from bot import discord_delivery
+from bot.discord_ui import delivery as discord_delivery
 from bot.jobs.model import JobState
 from tests.discord_env import bot_env, imagine
 
@@ -30,3 +32,58 @@ def test_refresh_period_is_gentle_on_discord():
     # Status edits of one channel are spaced at least 1.2 s apart; running jobs refresh every 15 s.
     assert discord_delivery.EDIT_SPACING >= 1.0
     assert discord_delivery.TICK >= 10
+
+
+def spaced(requests: list[Any]) -> list[float]:
+    """The gaps between consecutive edits (recorded by the fake Discord as they arrived)."""
+    return [round(b.time - a.time, 3) for a, b in itertools.pairwise(requests)]
+
+
+async def test_a_failed_job_is_told_in_one_edit_that_keeps_the_spacing(tmp_path):
+    async with bot_env(tmp_path) as env:
+        fake, world = env.fake, env.world
+        _, job = await imagine(env, "refused in the task sim:moderate-output", user=world.alice)
+        assert job.state is JobState.FAILED
+        await fake.wait_idle()
+        route = f"/channels/{job.channel_id}/messages/{job.status_message_id}"
+        edits = fake.requests_to("PATCH", route)
+        told = [r for r in edits if "❌" in r.json["content"]]
+        assert len(told) == 1, [r.json["content"] for r in edits]
+        assert edits[-1] is told[0]  # the failure notice is the last word
+        assert min(spaced(edits)) >= discord_delivery.EDIT_SPACING - 0.05, spaced(edits)
+
+
+async def test_final_edits_of_one_channel_keep_their_distance(tmp_path):
+    """Three jobs in one channel end together: every edit of the channel's status messages,
+    the final ones included, keeps the spacing."""
+    async with bot_env(tmp_path) as env:
+        fake, world = env.fake, env.world
+        jobs = []
+        for k, user in enumerate((world.alice, world.bob, world.alice)):
+            _, job = await imagine(env, f"together {k} sim:slow=1", user=user, wait=False)
+            jobs.append(job)
+        ended = [await env.wait_job(job.id) for job in jobs]
+        assert {job.state for job in ended} == {JobState.DONE}
+        assert all("✅ Done" in env.status_message(job).content for job in ended)
+        edits = fake.requests_to("PATCH", f"/channels/{world.general.id}/messages/*")
+        finals = [r for r in edits if "✅ Done" in r.json.get("content", "")]
+        assert len(finals) == len(jobs)
+        assert min(spaced(edits)) >= discord_delivery.EDIT_SPACING - 0.05, spaced(edits)
+
+
+async def test_a_final_edit_waits_its_turn_but_not_for_ever(tmp_path):
+    async with bot_env(tmp_path) as env:
+        assert env.bot is not None
+        delivery = env.bot.delivery
+        _, job = await imagine(env, "a lighthouse sim:slow=0.5", user=env.world.alice, wait=False)
+        job = await env.wait_job(job.id, JobState.RUNNING)
+        # The channel's next turn is far away (as after a long burst of edits there).
+        assert job.channel_id is not None
+        delivery._channel_next[job.channel_id] = time.monotonic() + 600
+        done = await env.wait_job(job.id)
+        assert "✅ Done" in env.status_message(done).content
+        posts = env.fake.requests_to("POST", "/channels/*/messages")
+        [posted] = [r for r in posts if r.json.get("nonce") == f"wb{done.id}-0"]
+        final = env.fake.requests_to("PATCH", f"/channels/*/messages/{done.status_message_id}")[-1]
+        waited = final.time - posted.time
+        assert discord_delivery.FINAL_WAIT - 0.3 <= waited <= discord_delivery.FINAL_WAIT + 1.0

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 THREAD_ALREADY_CREATED = 160004  # Discord's code: "A thread has already been created here"
 
 EDIT_SPACING = 1.2  # seconds between two status edits in one channel
+FINAL_WAIT = 5.0  # the longest a final status waits for its turn; past it Discord's 429s pace it
 TICK = 15.0  # seconds between refreshes of a running job's elapsed time
 MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -115,16 +116,18 @@ class DiscordDelivery:
                 self._ticker = asyncio.create_task(self._tick(), name="status-ticker")
         else:
             self._running.pop(job.id, None)
-        if job.state in FINAL:  # the last word: now, replacing anything still pending
+        if job.state in FINAL:  # the last word: at its turn, replacing anything still pending
             self._pending.pop(job.id, None)
-            return await self._edit_status(_Pending(job, position)) != "failed"
+            return await self._edit_final(_Pending(job, position)) != "failed"
         self._pending[job.id] = _Pending(job, position)
         self._kick(job.channel_id)
         return None
 
     async def failed(self, job: Job, message: str) -> bool | None:
-        """False when the notice could not be shown for a passing reason (the engine then
-        shows it again at the next start)."""
+        """The failed job's final status, with the reason (the engine sends no status change
+        for it). False when it could not be shown for a passing reason (the engine then shows
+        it again at the next start)."""
+        self._running.pop(job.id, None)
         if self.bot is None or job.channel_id is None:
             return None
         if job.status_message_id is None:
@@ -137,7 +140,7 @@ class DiscordDelivery:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
             return None
         self._pending.pop(job.id, None)
-        shown = await self._edit_status(_Pending(job, None, message))
+        shown = await self._edit_final(_Pending(job, None, message))
         if shown == "gone":
             await self._tell_by_dm(job, message)
         return shown != "failed"
@@ -177,13 +180,29 @@ class DiscordDelivery:
             wait = self._channel_next.get(channel_id, 0.0) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+                continue  # a final edit may have taken the turn meanwhile
             due = [p for p in self._pending.values() if p.job.channel_id == channel_id]
             if not due:
                 return
             item = due[0]
             self._pending.pop(item.job.id, None)
-            self._channel_next[channel_id] = time.monotonic() + EDIT_SPACING
+            self._take_turn(channel_id)
             await self._edit_status(item)
+
+    def _take_turn(self, channel_id: int, at_most: float = 0.0) -> float:
+        """Book the channel's next edit, at most `at_most` seconds from now; return the wait."""
+        now = time.monotonic()
+        booked = self._channel_next.get(channel_id, now)
+        turn = min(max(now, booked), now + at_most)
+        self._channel_next[channel_id] = max(booked, turn + EDIT_SPACING)
+        return turn - now
+
+    async def _edit_final(self, item: _Pending) -> str:
+        """A final status keeps the channel's spacing too, but waits FINAL_WAIT at most."""
+        wait = self._take_turn(item.job.channel_id or 0, FINAL_WAIT)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return await self._edit_status(item)
 
     async def _edit_status(self, item: _Pending) -> str:
         """Edit the job's status message: "shown", "gone" (deleted or closed to the bot) or

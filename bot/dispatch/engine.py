@@ -647,10 +647,13 @@ class Engine:
             await self.store.update(conn, job.id, notified_at=self.clock())
 
     async def _notify_end(self, job: Job) -> None:
-        """The final status of a done or cancelled job, recorded once shown (a failed job's is
-        recorded by `_tell_failure`), so a crash in between is made good at the next start."""
+        """The final status of a done or cancelled job, recorded once shown, so a crash in
+        between is made good at the next start. A failed job's final status is its failure
+        notice (`_tell_failure`): one edit, not the same words twice."""
+        if job.state is JobState.FAILED:
+            return
         shown = await self._notify(job)
-        if job.state in (JobState.DONE, JobState.CANCELLED) and shown is not False:
+        if shown is not False:
             async with self.db.transaction() as conn:
                 await self.store.update(conn, job.id, notified_at=self.clock())
 
