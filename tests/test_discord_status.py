@@ -1,10 +1,14 @@
-"""The live status message: a running job's elapsed time is refreshed while it draws."""
+"""The live status message: a running job's elapsed time is refreshed while it draws, its end
+is one edit, every edit of a channel keeps its spacing, and what is kept per channel goes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from typing import Any
+
+import pytest
 
 from bot.discord_ui import delivery as discord_delivery
 from bot.jobs.model import JobState
@@ -87,3 +91,38 @@ async def test_a_final_edit_waits_its_turn_but_not_for_ever(tmp_path):
         final = env.fake.requests_to("PATCH", f"/channels/*/messages/{done.status_message_id}")[-1]
         waited = final.time - posted.time
         assert discord_delivery.FINAL_WAIT - 0.3 <= waited <= discord_delivery.FINAL_WAIT + 1.0
+
+
+def test_channels_whose_turn_has_passed_are_forgotten(monkeypatch):
+    """A bot that runs for months edits in more channels (threads) than it should remember."""
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(discord_delivery, "time", clock)
+    delivery = discord_delivery.DiscordDelivery()
+    for channel_id in range(1, 10_001):
+        assert delivery._take_turn(channel_id) == 0.0
+        clock.now += 0.5  # a channel edited every half second
+    assert len(delivery._channel_next) < 100  # not one per channel ever edited
+    # Channels still within their spacing keep it, however many there are.
+    for channel_id in range(20_001, 20_201):
+        delivery._take_turn(channel_id)
+    wait = delivery._take_turn(20_001, discord_delivery.FINAL_WAIT)
+    assert wait == pytest.approx(discord_delivery.EDIT_SPACING)
+    assert len(delivery._channel_next) <= 2 * 200
+
+
+async def test_flushers_end_and_are_let_go_once_nothing_is_due(tmp_path):
+    async with bot_env(tmp_path) as env:
+        assert env.bot is not None
+        delivery, world = env.bot.delivery, env.world
+        _, here = await imagine(env, "here", user=world.alice)
+        _, there = await imagine(env, "there", user=world.alice, channel=world.art)
+        assert here.channel_id != there.channel_id
+        await asyncio.sleep(discord_delivery.EDIT_SPACING + 0.3)  # their channels' turns pass
+        assert delivery._flushers == {}

@@ -477,8 +477,6 @@ class Engine:
 
     async def _on_reading(self, tracked: Tracked, result: TaskResult) -> None:
         self._release_slot(tracked.model, tracked.job_id)
-        if result.end_time is not None and tracked.noticed_at is not None:
-            self.metrics.notice_delays.append(tracked.noticed_at - result.end_time.timestamp())
         if result.submit_time and result.end_time:
             seconds = (result.end_time - result.submit_time).total_seconds()
             self.durations.observe(tracked.model, tracked.n, seconds)
