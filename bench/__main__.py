@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("poll", help="engine vs the official SDK watching N edit tasks")
     )
     footprint.add_arguments(
-        commands.add_parser("footprint", help="memory and CPU of a worker with 1,000 jobs")
+        commands.add_parser(
+            "footprint", help="memory and CPU of a worker with 1,000 jobs; memory over 10,000"
+        )
     )
     ack.add_arguments(commands.add_parser("ack", help="acknowledgement delay under a burst"))
     quota.add_arguments(

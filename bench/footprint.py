@@ -1,4 +1,5 @@
-"""`python -m bench footprint`: memory and CPU of the engine process with 1,000 jobs in flight.
+"""`python -m bench footprint`: memory and CPU of the engine process with 1,000 jobs in flight,
+then whether its memory stays flat over a long run of 10,000 jobs (`bench/longrun.py`).
 
 Three processes: a simulator (`python -m bench _simulator`: the simulator with room for every
 task at once and submissions fast enough), this one, and the worker (`python -m bench _worker`:
@@ -8,6 +9,10 @@ input image, half wan2.6-t2i text-to-image; every task runs `--task-seconds` so 
 flight), starts the worker and waits until every job is submitted. After `--settle` seconds it
 samples the worker's resident memory (/proc/PID/status VmRSS) and CPU time (/proc/PID/stat
 utime+stime) for `--window` seconds. The simulator's query counters give the worker's query rate meanwhile.
+
+The long run (`long_run` in the document; `--only long` runs it alone, `--long-jobs 0` skips it)
+pushes `--long-jobs` jobs through the engine and the Discord delivery port in this process,
+against a simulator of its own, sampling memory as it goes.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import EDIT_MODEL, KEY, edit_image_uri, progress
+from bench import longrun
+from bench.common import EDIT_MODEL, KEY, edit_image_uri, progress, rss_mb
 from bot.accounting.quota import Limits, Quota
 from bot.dashscope import ImageRequest, validate
 from bot.jobs.model import NewJob
@@ -59,6 +66,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--submit-rate", type=float, default=100.0, help="worker SUBMIT_RATE")
     parser.add_argument(
         "--task-query-rate", type=float, default=10.0, help="worker TASK_QUERY_RATE"
+    )
+    parser.add_argument("--only", choices=("in-flight", "long"), help="run one part only")
+    parser.add_argument(
+        "--long-jobs", type=int, default=10_000, help="jobs in the long run (default 10000)"
+    )
+    parser.add_argument(
+        "--long-window", type=int, default=100, help="long-run jobs unfinished at once"
+    )
+    parser.add_argument(
+        "--long-warmup", type=int, default=2_000, help="long-run jobs before the first sample"
+    )
+    parser.add_argument(
+        "--long-sample-every", type=int, default=1_000, help="long-run jobs between samples"
+    )
+    parser.add_argument(
+        "--long-task-seconds", type=float, default=0.2, help="how long a long-run task runs"
     )
 
 
@@ -121,13 +144,6 @@ def run_worker_process(args: argparse.Namespace) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def _counts(db_path: Path) -> dict[str, int]:
@@ -193,22 +209,62 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if not key.startswith(("DASHSCOPE_", "DISCORD_", "WANBOT_"))
     }
     env["PYTHONPATH"] = str(ROOT)
+    document: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="wanbot-footprint-") as folder:
-        tmp = Path(folder)
-        db_path = tmp / "wanbot.db"
-        logs = contextlib.ExitStack()
+        if args.only != "long":
+            tmp = Path(folder) / "in-flight"
+            tmp.mkdir()
+            with _simulator(env, tmp, "--max-in-flight", str(2 * args.jobs)) as address:
+                document.update(in_flight(args, env, tmp, address))
+        if args.only != "in-flight" and args.long_jobs > 0:
+            tmp = Path(folder) / "long"
+            tmp.mkdir()
+            room = ("--max-in-flight", str(2 * args.long_window), "--task-query-qps", "5000")
+            with _simulator(env, tmp, *room) as address:
+                document["long_run"] = asyncio.run(
+                    longrun.run(
+                        address["base_url"],
+                        tmp / "wanbot.db",
+                        jobs=args.long_jobs,
+                        window=args.long_window,
+                        sample_every=args.long_sample_every,
+                        warmup=min(args.long_warmup, args.long_jobs),
+                        task_seconds=args.long_task_seconds,
+                    )
+                )
+    return document
+
+
+@contextlib.contextmanager
+def _simulator(env: dict[str, str], tmp: Path, *options: str) -> Iterator[dict[str, str]]:
+    """A simulator process (`python -m bench _simulator`); yields its addresses."""
+    with (tmp / "simulator.log").open("wb") as log:
         sim = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "bench", "_simulator", "--max-in-flight", str(2 * args.jobs)],
+            [sys.executable, "-m", "bench", "_simulator", *options],
             env=env,
             cwd=tmp,
             stdout=subprocess.PIPE,
-            stderr=logs.enter_context((tmp / "simulator.log").open("wb")),
+            stderr=log,
             text=True,
         )
-        worker: subprocess.Popen[Any] | None = None
         try:
             address = json.loads(_read_line(sim.stdout, 30))
             progress(f"simulator at {address['base_url']} (pid {sim.pid})")
+            yield address
+        finally:
+            _stop(sim, "the simulator")
+            if sim.stdout is not None:
+                sim.stdout.close()
+
+
+def in_flight(
+    args: argparse.Namespace, env: dict[str, str], tmp: Path, address: dict[str, str]
+) -> dict[str, Any]:
+    """The worker with `args.jobs` jobs in flight: its memory and CPU over the window."""
+    db_path = tmp / "wanbot.db"
+    with contextlib.ExitStack() as logs:
+        worker: subprocess.Popen[Any] | None = None
+        try:
             started = time.monotonic()
             asyncio.run(_queue_jobs(db_path, args.jobs, args.task_seconds))
             progress(f"{args.jobs} jobs queued in {time.monotonic() - started:.1f} s")
@@ -324,8 +380,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if worker is not None:
                 _stop(worker, "the worker")
-            _stop(sim, "the simulator")
-            if sim.stdout is not None:
-                sim.stdout.close()
-            logs.close()
     return document

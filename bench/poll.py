@@ -20,7 +20,7 @@ Measured the same way for both:
 * peak queries per second: the simulator's highest count of task queries (get, list, cancel)
   in any sliding one-second window.
 
-The engine's own `notice_delays` metric (the moment the list first showed the task finished,
+The engine's own view (the moment the list first showed the task finished, `Tracked.noticed_at`,
 minus the wire end_time) is reported too, as `engine.reported_notice_delay_p50/p95`.
 
 The simulator does not throttle task queries here (task_query_qps is set far above any
@@ -126,6 +126,7 @@ def _delay_figures(seen: dict[str, float], ended: dict[str, float]) -> dict[str,
 async def run_engine(sim: SimulatorThread, durations: list[float], image: str) -> dict[str, Any]:
     tasks = len(durations)
     seen: dict[str, float] = {}
+    reported: list[float] = []
     with tempfile.TemporaryDirectory(prefix="wanbot-bench-") as folder:
         db = await Database.open(Path(folder) / "bench.db")
         try:
@@ -147,6 +148,8 @@ async def run_engine(sim: SimulatorThread, durations: list[float], image: str) -
 
                 async def noticed(tracked: Tracked, result: Any) -> None:
                     seen.setdefault(tracked.task_id, time.time())
+                    if result.end_time is not None and tracked.noticed_at is not None:
+                        reported.append(tracked.noticed_at - result.end_time.timestamp())
                     await handler(tracked, result)
 
                 engine.poller.on_reading = noticed
@@ -171,7 +174,6 @@ async def run_engine(sim: SimulatorThread, durations: list[float], image: str) -
                     await asyncio.sleep(0.2)
                 wall = time.monotonic() - started
                 await engine.stop()
-                reported = engine.metrics.notice_delays
                 figures = {
                     **_query_figures(sim, tasks),
                     **_delay_figures(seen, _ended_at(sim, list(seen))),

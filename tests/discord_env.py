@@ -137,16 +137,26 @@ class BotEnv:
         return job
 
     async def wait_job(self, job_id: int, *states: JobState, timeout: float = 20.0) -> Job:
+        """Wait for one of `states` (an end by default); an end also until it is shown (its
+        final edit waits for the channel's turn, after the state is committed)."""
         wanted = states or (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             job = await self.job(job_id)
-            if job.state in wanted:
+            if job.state in wanted and (not job.state.terminal or await self.shown(job_id)):
                 await self.fake.wait_idle()
                 return job
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job.state}")
             await asyncio.sleep(0.05)
+
+    async def shown(self, job_id: int) -> bool:
+        """Whether the job's end was shown (or the member told why it failed)."""
+        assert self.bot is not None
+        row = await self.bot.engine.db.fetchone(
+            "SELECT notified_at FROM jobs WHERE id = ?", (job_id,)
+        )
+        return row is not None and row["notified_at"] is not None
 
     async def latest_job_id(self) -> int | None:
         assert self.bot is not None

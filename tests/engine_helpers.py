@@ -184,6 +184,7 @@ class RecordingPort:
         self.failures: list[tuple[int, str]] = []
         self.placed_again: list[int] = []
         self.unshown: set[JobState] = set()  # states whose status fails to show (a 5xx)
+        self.untold = False  # failure notices fail to show (a 5xx)
         self.place_again_answer: tuple[int | None, int | None] | None = (None, None)
         self.before_deliver: Hook | None = None  # may raise DeliveryError
         self.after_write: Hook | None = None  # runs after the files exist: a crash point
@@ -206,9 +207,12 @@ class RecordingPort:
         self.delivered.append(job.id)
         return ids
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str) -> bool | None:
         self.failures.append((job.id, message))
+        if self.untold:
+            return False
         await self.files.failed(job, message)
+        return None
 
 
 @dataclass

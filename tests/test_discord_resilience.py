@@ -5,6 +5,7 @@ Each scenario gets its own bot (they restart it, change permissions or create gu
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -544,4 +545,48 @@ async def test_a_status_post_that_keeps_failing_cancels_the_job_refunded(tmp_pat
         assert "nothing was charged" in reply_text(inter)
         assert await env.ledger(job_id) == {"reserve": 1, "charge": 0, "refund": 1}
         assert env.sim.sim.submissions == 0
+        env.take_errors()
+
+
+async def test_a_failure_notice_discord_refused_is_shown_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Discord answers 503 to every status edit, the failure notice's included: the member is
+    not recorded as told, so the next start shows the notice (as it does a done job's end)."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        fake.fail_next("PATCH", "/channels/*/messages/*", 503, times=1000)
+        _, job = await imagine(
+            env, "refused in the task sim:moderate-output", user=w.alice, wait=False
+        )
+
+        def notice_edits() -> list[Any]:
+            route = f"/channels/{job.channel_id}/messages/{job.status_message_id}"
+            return [r for r in fake.requests_to("PATCH", route) if "❌" in r.json["content"]]
+
+        for _ in range(200):  # the failure notice's edit, answered 503
+            job = await env.job(job.id)
+            if job.status_message_id is not None and notice_edits():
+                break
+            await asyncio.sleep(0.05)
+        await fake.wait_idle()
+        refused = [r.status for r in notice_edits()]
+        assert refused and set(refused) == {503}
+        assert job.state is JobState.FAILED
+        fake.clear_faults()
+        assert "❌" not in env.status_message(job).content
+
+        await env.restart_bot()
+        for _ in range(200):
+            if "❌" in env.status_message(job).content:
+                break
+            await asyncio.sleep(0.05)
+        assert "❌ The generated image was blocked by content moderation" in (
+            env.status_message(job).content
+        )
+        assert [r.status for r in notice_edits()] == [*refused, 200]
+        row = await env.bot.engine.db.fetchone(  # type: ignore[union-attr]
+            "SELECT notified_at FROM jobs WHERE id = ?", (job.id,)
+        )
+        assert row is not None and row["notified_at"] is not None
         env.take_errors()

@@ -7,6 +7,8 @@ reserve = charge + refund, and the charge equals the images actually delivered."
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -454,6 +456,50 @@ async def test_a_new_engine_resumes_every_job_after_a_stop(tmp_path: Path) -> No
         assert port.failures == [] and r.port.failures == []
 
 
+class InstantImages(ResultFetcher):
+    """Every result URL answered with the same few bytes, so the simulator draws nothing."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def fetch(self, url: str) -> Download:
+        return Download(url, PNG, "image/png")
+
+
+async def test_the_engine_keeps_nothing_for_the_jobs_it_has_run(tmp_path: Path) -> None:
+    """A bot runs for months: once jobs have ended, what the engine made for them (memory
+    allocated in bot/dispatch and still alive) is let go, whatever their number."""
+    batch, batches = 20, 8
+
+    async def run(name: str) -> None:  # a batch at a time: the same peak as the warm-up's
+        for k in range(batch):
+            await r.engine.submit_job(new_job(f"{name} {k}", user=1 + k % 5))
+        await r.wait_idle()
+        await asyncio.sleep(0.1)  # the last endings' bookkeeping
+
+    def kept() -> int:
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+        ours = snapshot.filter_traces([tracemalloc.Filter(True, "*/bot/dispatch/*")])
+        return sum(stat.size for stat in ours.statistics("filename"))
+
+    wide = replace(FAST, max_in_flight=batch, submit_rate=200.0, task_query_rate=200.0)
+    quick = sim_settings(submit_rps={MODEL: 200}, task_query_qps=1000)  # no 429s to log
+    tracemalloc.start()  # from the start: a table that is merely rebuilt is no growth
+    try:
+        async with rig(tmp_path, config=wide, sim_config=quick) as r:
+            r.engine.fetcher = InstantImages()
+            for w in range(3):  # warm-up: tables at their peak size, durations, counters
+                await run(f"warm-up {w}")
+            before = kept()
+            for b in range(batches):
+                await run(f"batch {b}")
+            after = kept()
+    finally:
+        tracemalloc.stop()
+    assert after - before < batch * batches * 16, (before, after)
+
+
 async def test_a_final_status_cut_off_by_a_crash_is_shown_at_the_next_start(
     tmp_path: Path,
 ) -> None:
@@ -501,6 +547,26 @@ async def test_a_final_status_that_failed_to_show_is_shown_at_the_next_start(
         await engine.start()
         await wait_until(lambda: port.statuses, what="the final status shown again")
         assert port.statuses == [(job.id, JobState.DONE, None)]
+
+
+async def test_a_failure_notice_that_failed_to_show_is_told_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        r.port.untold = True  # Discord answered 5xx to the failure notice's edit
+        job = await r.engine.submit_job(new_job("sim:moderate-input"))
+        await wait_until(lambda: r.port.failures, what="the failure notice tried")
+        await r.engine.stop(grace=5)  # the submission (and its failure's telling) ends first
+        row = await r.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job.id,))
+        assert row is not None and row["notified_at"] is None
+        assert r.failure_log() == []
+
+        port = RecordingPort(r.out)
+        engine = r.make_engine(port=port)
+        await engine.start()
+        failed = await r.wait_state(job.id, JobState.FAILED)
+        assert port.failures == [(job.id, failed.error_message)]
+        assert r.failure_log() == [{"job_id": job.id, "message": failed.error_message}]
 
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-GB", "en"), ("zh-TW", "zh")])

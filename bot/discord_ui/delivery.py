@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 THREAD_ALREADY_CREATED = 160004  # Discord's code: "A thread has already been created here"
 
 EDIT_SPACING = 1.2  # seconds between two status edits in one channel
+FINAL_WAIT = 5.0  # the longest a final status waits for its turn; past it Discord's 429s pace it
 TICK = 15.0  # seconds between refreshes of a running job's elapsed time
+FORGET_AT = 64  # channels remembered before those whose turn has passed are forgotten
 MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 16 * 1024  # below this a 413 is not worth shrinking for any more
@@ -56,7 +58,11 @@ class DiscordDelivery:
         self.bot: discord.Client | None = None
         self.expected: Callable[[Job], float] = lambda job: 0.0
         self._pending: dict[int, _Pending] = {}
+        # Per channel: the next edit's turn (forgotten now and then once passed) and the task
+        # editing (gone once nothing is due). A bot that runs for months sees more channels,
+        # threads above all, than it should remember.
         self._channel_next: dict[int, float] = {}
+        self._forget_at = FORGET_AT
         self._flushers: dict[int, asyncio.Task[None]] = {}
         # Each guild's upload cap per message, as Discord states it in interactions (the gateway's
         # guild object does not carry it) or as learned from a 413.
@@ -116,16 +122,20 @@ class DiscordDelivery:
                 self._ticker = asyncio.create_task(self._tick(), name="status-ticker")
         else:
             self._running.pop(job.id, None)
-        if job.state in FINAL:  # the last word: now, replacing anything still pending
+        if job.state in FINAL:  # the last word: at its turn, replacing anything still pending
             self._pending.pop(job.id, None)
-            return await self._edit_status(_Pending(job, position)) != "failed"
+            return await self._edit_final(_Pending(job, position)) != "failed"
         self._pending[job.id] = _Pending(job, position)
         self._kick(job.channel_id)
         return None
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str) -> bool | None:
+        """The failed job's final status, with the reason (the engine sends no status change
+        for it). False when it could not be shown for a passing reason (the engine then shows
+        it again at the next start)."""
+        self._running.pop(job.id, None)
         if self.bot is None or job.channel_id is None:
-            return
+            return None
         if job.status_message_id is None:
             try:
                 await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
@@ -134,10 +144,12 @@ class DiscordDelivery:
                 )
             except discord.HTTPException as exc:
                 log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
-            return
+            return None
         self._pending.pop(job.id, None)
-        if await self._edit_status(_Pending(job, None, message)) == "gone":
+        shown = await self._edit_final(_Pending(job, None, message))
+        if shown == "gone":
             await self._tell_by_dm(job, message)
+        return shown != "failed"
 
     def forget(self, job_id: int) -> None:
         """Drop the status edits still to come for a job (they would show its prompt again)."""
@@ -175,17 +187,41 @@ class DiscordDelivery:
             )
 
     async def _flush(self, channel_id: int) -> None:
-        while True:
-            wait = self._channel_next.get(channel_id, 0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            due = [p for p in self._pending.values() if p.job.channel_id == channel_id]
-            if not due:
-                return
-            item = due[0]
-            self._pending.pop(item.job.id, None)
-            self._channel_next[channel_id] = time.monotonic() + EDIT_SPACING
-            await self._edit_status(item)
+        try:
+            while True:
+                wait = self._channel_next.get(channel_id, 0.0) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue  # a final edit may have taken the turn meanwhile
+                due = [p for p in self._pending.values() if p.job.channel_id == channel_id]
+                if not due:
+                    return
+                item = due[0]
+                self._pending.pop(item.job.id, None)
+                self._take_turn(channel_id)
+                await self._edit_status(item)
+        finally:
+            if self._flushers.get(channel_id) is asyncio.current_task():
+                del self._flushers[channel_id]
+
+    def _take_turn(self, channel_id: int, at_most: float = 0.0) -> float:
+        """Book the channel's next edit, at most `at_most` seconds from now; return the wait.
+        Now and then, channels whose turn has passed are forgotten (nothing to wait for there)."""
+        now = time.monotonic()
+        if len(self._channel_next) >= self._forget_at:
+            self._channel_next = {c: t for c, t in self._channel_next.items() if t > now}
+            self._forget_at = max(FORGET_AT, 2 * len(self._channel_next))
+        booked = self._channel_next.get(channel_id, now)
+        turn = min(max(now, booked), now + at_most)
+        self._channel_next[channel_id] = max(booked, turn + EDIT_SPACING)
+        return turn - now
+
+    async def _edit_final(self, item: _Pending) -> str:
+        """A final status keeps the channel's spacing too, but waits FINAL_WAIT at most."""
+        wait = self._take_turn(item.job.channel_id or 0, FINAL_WAIT)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return await self._edit_status(item)
 
     async def _edit_status(self, item: _Pending) -> str:
         """Edit the job's status message: "shown", "gone" (deleted or closed to the bot) or

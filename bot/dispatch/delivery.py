@@ -36,13 +36,14 @@ class DeliveryPort(Protocol):
     async def status_changed(self, job: Job, position: int | None = None) -> bool | None:
         """Best effort: the job moved (or its queue position changed). Errors are logged.
         False: a final status could not be shown for a passing reason (shown again at the next
-        start)."""
+        start). Not called when a job fails: `failed` shows that final status."""
 
     async def deliver(self, job: Job, images: list[DeliveredImage]) -> list[int | None]:
         """Post the images; return a message id per image (None where there is none)."""
 
-    async def failed(self, job: Job, message: str) -> None:
-        """Tell the user in words why the job ended without images."""
+    async def failed(self, job: Job, message: str) -> bool | None:
+        """Tell the user in words why the job ended without images (its final status).
+        False: not told for a passing reason (told again at the next start)."""
 
     async def place_again(self, job: Job) -> tuple[int | None, int | None] | None:
         """A queued job a crash left unplaced (accepted, but its status message never

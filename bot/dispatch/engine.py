@@ -482,8 +482,6 @@ class Engine:
 
     async def _on_reading(self, tracked: Tracked, result: TaskResult) -> None:
         self._release_slot(tracked.model, tracked.job_id)
-        if result.end_time is not None and tracked.noticed_at is not None:
-            self.metrics.notice_delays.append(tracked.noticed_at - result.end_time.timestamp())
         if result.submit_time and result.end_time:
             seconds = (result.end_time - result.submit_time).total_seconds()
             self.durations.observe(tracked.model, tracked.n, seconds)
@@ -645,19 +643,26 @@ class Engine:
         await self._tell_failure(ended, message)
 
     async def _tell_failure(self, job: Job, message: str) -> None:
+        """Tell the member why the job failed, recorded once told, so a notice cut off by a
+        crash or refused for a passing reason is told again at the next start."""
         try:
-            await self.port.failed(job, message)
+            told = await self.port.failed(job, message)
         except Exception:
             log.exception("telling the user about failed job %s", job.id)
+            return
+        if told is False:
             return
         async with self.db.transaction() as conn:
             await self.store.update(conn, job.id, notified_at=self.clock())
 
     async def _notify_end(self, job: Job) -> None:
-        """The final status of a done or cancelled job, recorded once shown (a failed job's is
-        recorded by `_tell_failure`), so a crash in between is made good at the next start."""
+        """The final status of a done or cancelled job, recorded once shown, so a crash in
+        between is made good at the next start. A failed job's final status is its failure
+        notice (`_tell_failure`): one edit, not the same words twice."""
+        if job.state is JobState.FAILED:
+            return
         shown = await self._notify(job)
-        if job.state in (JobState.DONE, JobState.CANCELLED) and shown is not False:
+        if shown is not False:
             async with self.db.transaction() as conn:
                 await self.store.update(conn, job.id, notified_at=self.clock())
 

@@ -23,7 +23,6 @@ HELP = {
 class Metrics:
     def __init__(self) -> None:
         self._counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
-        self.notice_delays: list[float] = []  # seconds from a task's end to our noticing it
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         self._counters[name][tuple(sorted(labels.items()))] += amount
