@@ -7,15 +7,15 @@ work on any message, after any restart: the job is looked up in the database on 
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import discord
 
-from bot.dashscope.models import SEED_MAX, Kind
-from bot.dashscope.requests import ImageRequest
+from bot.dashscope.models import Kind
+from bot.dashscope.requests import random_seed
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
 from bot.discord_ui.deletion import delete_for_good
@@ -96,7 +96,7 @@ async def start_reroll(
         await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
         return None
     request = job.request(images)
-    request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
+    request = replace(request, seed=random_seed())
     origin = Origin.of(interaction)
     return await bot.launcher.launch(origin, request, parent_job_id=job.id)
 
