@@ -201,13 +201,26 @@ def status_view(job: Job, lang: Lang) -> discord.ui.View | None:
 
 
 def result_view(job_id: int, lang: Lang) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action, style in (
+    return _job_buttons(
+        job_id,
+        lang,
         ("reroll", discord.ButtonStyle.primary),
         ("edit", discord.ButtonStyle.secondary),
         ("info", discord.ButtonStyle.secondary),
         ("delete", discord.ButtonStyle.danger),
-    ):
+    )
+
+
+def failure_view(job_id: int, lang: Lang) -> discord.ui.View:
+    """Info on a failure notice: the request ids support asks for."""
+    return _job_buttons(job_id, lang, ("info", discord.ButtonStyle.secondary))
+
+
+def _job_buttons(
+    job_id: int, lang: Lang, *buttons: tuple[str, discord.ButtonStyle]
+) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action, style in buttons:
         view.add_item(
             discord.ui.Button(
                 label=text(f"button.{action}", lang),
