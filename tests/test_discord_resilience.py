@@ -335,8 +335,8 @@ async def test_a_thread_deleted_before_the_results_fails_the_job_in_words(
         job = await env.wait_job(job.id)
         assert job.state is JobState.FAILED
         assert env.status_message(job).content.endswith(
-            "❌ The images were made but could not be delivered: the channel is gone "
-            "(Unknown Channel). Nothing was charged."
+            "❌ The images were made but could not be delivered. Please try again. "
+            "Nothing was charged."
         )
         assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
 

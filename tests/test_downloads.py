@@ -255,11 +255,11 @@ async def test_403_says_the_link_expired(http, origin):
     assert error.status == 403
     detail = f"HTTP 403 for {origin.root}/expired (the link has expired)"
     assert error.message == detail
-    assert (
-        describe(error, "en", moment=utc_time)
-        == f"A result image could not be downloaded: {detail}"
+    # The detail is for the log and Info: the public words do not carry it.
+    assert describe(error, "en", moment=utc_time) == (
+        "A result image could not be downloaded. Please try again later."
     )
-    assert describe(error, "zh", moment=utc_time) == f"无法下载结果图片：{detail}"
+    assert describe(error, "zh", moment=utc_time) == "无法下载结果图片，请稍后再试。"
 
 
 async def test_huge_body_without_length_is_cut_off(http, origin):

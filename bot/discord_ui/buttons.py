@@ -56,7 +56,10 @@ async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) 
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return
     results = await bot.engine.store.results(job.id)
-    await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
+    # Anyone may read Info; what went wrong in detail only its owner and moderators.
+    private = job.user_id == interaction.user.id or may_moderate(interaction, job)
+    embed = info_embed(job, results, str(interaction.locale), private=private)
+    await respond(interaction, "", embed=embed)
 
 
 async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:

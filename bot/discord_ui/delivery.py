@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import discord
 from PIL import Image
 
+from bot.backoff import Backoff
 from bot.discord_ui.render import (
     failure_line,
     failure_view,
@@ -44,6 +45,8 @@ MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 16 * 1024  # below this a 413 is not worth shrinking for any more
 FINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+NOTICE_ATTEMPTS = 3  # a failure notice refused by a 5xx is tried again with the same nonce
+NOTICE_BACKOFF = Backoff(initial=1.0, cap=4.0)
 
 
 @dataclass
@@ -151,19 +154,28 @@ class DiscordDelivery:
         lang = lang_for(job.locale)
         places = dict.fromkeys(p for p in (job.thread_id, job.channel_id) if p is not None)
         for place in places:
-            try:
-                await self.bot.get_partial_messageable(place).send(
-                    f"<@{job.user_id}> {failure_line(lang, message)}",
-                    view=failure_view(job.id, lang),
-                    nonce=f"wbf{job.id}",
-                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-                )
-                return True
-            except (discord.NotFound, discord.Forbidden) as exc:  # this place is gone or closed
-                log.warning("job %s: failure notice refused in %s: %s", job.id, place, exc)
-            except Exception as exc:  # 5xx, rate limits given up, timeouts: at the next start
-                log.warning("job %s: could not post its failure notice: %s", job.id, exc)
-                return False
+            for attempt in range(NOTICE_ATTEMPTS):
+                try:
+                    await self.bot.get_partial_messageable(place).send(
+                        f"<@{job.user_id}> {failure_line(lang, message)}",
+                        view=failure_view(job.id, lang),
+                        nonce=f"wbf{job.id}",
+                        allowed_mentions=discord.AllowedMentions(
+                            users=[discord.Object(job.user_id)]
+                        ),
+                    )
+                    return True
+                except discord.HTTPException as exc:
+                    if exc.status < 500:  # gone, closed to the bot or refused: try elsewhere
+                        log.warning("job %s: failure notice refused in %s: %s", job.id, place, exc)
+                        break
+                    failure: Exception = exc
+                except Exception as exc:  # timeouts, dropped connections
+                    failure = exc
+                if attempt + 1 == NOTICE_ATTEMPTS:  # the same nonce at the next start
+                    log.warning("job %s: could not post its failure notice: %s", job.id, failure)
+                    return False
+                await asyncio.sleep(NOTICE_BACKOFF.delay(attempt))
         await self._tell_by_dm(job, message)
         return True
 
