@@ -29,7 +29,7 @@ from bot.dashscope import (
     validate,
 )
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
-from bot.dashscope.requests import require_kind
+from bot.dashscope.requests import require_kind, seeded
 from bot.errors import InputRejected
 from bot.i18n import text
 from bot.logs import setup_logging
@@ -158,17 +158,19 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
     async with httpx.AsyncClient(follow_redirects=False) as http:
         try:
             images = await _load_images(http, args.image, settings) if wanted is Kind.EDIT else []
-            request = validate(
-                ImageRequest(
-                    model=spec.name,
-                    prompt=args.prompt,
-                    negative_prompt=args.negative_prompt,
-                    size=args.size,
-                    n=args.n,
-                    seed=args.seed,
-                    prompt_extend=False if args.no_prompt_extend else None,
-                    watermark=True if args.watermark else None,
-                    images=tuple(images),
+            request = seeded(
+                validate(
+                    ImageRequest(
+                        model=spec.name,
+                        prompt=args.prompt,
+                        negative_prompt=args.negative_prompt,
+                        size=args.size,
+                        n=args.n,
+                        seed=args.seed,
+                        prompt_extend=False if args.no_prompt_extend else None,
+                        watermark=True if args.watermark else None,
+                        images=tuple(images),
+                    )
                 )
             )
         except InputRejected as exc:
@@ -225,10 +227,16 @@ async def _load_images(
 async def _run(client: DashScopeClient, request: ImageRequest, *, sync: bool) -> TaskResult:
     started = time.monotonic()
     if sync:
-        print(f"generating with {request.model} (synchronous call)…", file=sys.stderr)
+        print(
+            f"generating with {request.model}, seed {request.seed} (synchronous call)…",
+            file=sys.stderr,
+        )
         return await client.generate(request)
     submitted = await client.submit(request)
-    print(f"task {submitted.task_id} submitted ({request.model})", file=sys.stderr)
+    print(
+        f"task {submitted.task_id} submitted ({request.model}, seed {request.seed})",
+        file=sys.stderr,
+    )
     last: list[TaskState] = []
 
     def show(result: TaskResult) -> None:

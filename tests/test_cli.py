@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def test_imagine_saves_a_real_png(simulator, tmp_path):
         assert image.format == "PNG" and image.size == (1280, 1280)
     assert "SUCCEEDED" in result.stderr
     assert "simulator" not in result.stderr.lower()  # a configured key: no simulated notice
+    # No --seed: the CLI picks one and says it, so the image can be made again.
+    [seed] = re.findall(r"submitted \(wan[^,]*, seed (\d+)\)", result.stderr)
+    task = simulator.sim.store.tasks[re.findall(r"task (\S+) submitted", result.stderr)[0]]
+    assert task.seed == int(seed)
 
 
 def test_imagine_sync_with_options(simulator, tmp_path):

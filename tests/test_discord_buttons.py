@@ -190,6 +190,30 @@ async def test_info_tells_a_failure_in_the_readers_language(env: BotEnv) -> None
         assert embed_fields(answer)[label] == f"`{job.error_code}` {words}"
 
 
+async def test_a_failure_is_posted_to_the_member_with_an_info_button(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "a told lamp sim:moderate-output", user=w.alice)
+    assert job.state is JobState.FAILED and job.thread_id is not None
+    words = text("error.content.output", "en")
+    [notice] = [
+        m
+        for m in fake.messages_in(job.thread_id)
+        if m.author.id == fake.bot_user.id and not m.ephemeral
+    ]
+    # A new message (an edit never notifies) mentioning the member, and only them.
+    assert notice.content == f"<@{w.alice.id}> ❌ {words}"
+    [post] = fake.requests_to("POST", f"/channels/{job.thread_id}/messages")
+    assert post.json["allowed_mentions"]["users"] == [w.alice.id]
+    assert post.json["allowed_mentions"]["parse"] == []
+    assert post.json["nonce"] == f"wbf{job.id}"
+    assert custom_ids(notice) == [f"wan:job:{job.id}:info"]
+    inter = await click(env, notice, job, "info", w.alice)
+    [answer] = replies(inter)
+    assert answer.ephemeral
+    assert job.submit_request_id
+    assert f"`{job.submit_request_id}`" in embed_fields(answer)["Request ids"]
+
+
 async def test_every_button_drawn_has_an_action(env: BotEnv) -> None:
     w = env.world
     _, job = await imagine(env, "buttons and their actions", user=w.alice)

@@ -232,6 +232,35 @@ async def test_jobs_lists_the_members_recent_jobs(env: BotEnv) -> None:
     assert newest[1] == "> " + ("a fox in the snow " * 5)[:79] + "…"
 
 
+async def test_imagine_without_a_seed_picks_one_sends_it_and_shows_it(env: BotEnv) -> None:
+    fake, w = env.fake, env.world
+    _, job = await imagine(env, "a seedless harbour", user=w.alice)
+    seed = job.params.seed
+    assert seed is not None and 0 <= seed <= 2_147_483_647
+    assert env.sim.sim.store.tasks[job.task_id or ""].seed == seed  # DashScope was sent it
+    [result] = env.result_messages(job)
+    assert embed_fields(result)["Seed"] == str(seed)
+    inter = await fake.click(result, f"wan:job:{job.id}:info", user=w.alice)
+    await fake.wait_for_ack(inter)
+    assert embed_fields(replies(inter)[-1])["Seed"] == str(seed)
+
+    # The seed shown makes the same image again (the simulator draws by prompt and seed).
+    _, again = await imagine(env, "a seedless harbour", user=w.alice, seed=seed)
+    [repeat] = env.result_messages(again)
+    assert fake.attachment_bytes(repeat.attachments[0].id) == fake.attachment_bytes(
+        result.attachments[0].id
+    )
+
+    # A job made before seeds were picked has none: it still shows "—".
+    assert env.bot is not None
+    await env.bot.engine.db.execute(
+        "UPDATE jobs SET params = json_set(params, '$.seed', NULL) WHERE id = ?", (job.id,)
+    )
+    inter = await fake.click(result, f"wan:job:{job.id}:info", user=w.alice)
+    await fake.wait_for_ack(inter)
+    assert embed_fields(replies(inter)[-1])["Seed"] == "—"
+
+
 async def test_show_own_job_others_refused_moderator_allowed(env: BotEnv) -> None:
     fake, w = env.fake, env.world
     _, job = await imagine(env, "a red kite", user=w.alice, seed=3)

@@ -335,8 +335,8 @@ async def test_a_thread_deleted_before_the_results_fails_the_job_in_words(
         job = await env.wait_job(job.id)
         assert job.state is JobState.FAILED
         assert env.status_message(job).content.endswith(
-            "❌ The images were made but could not be delivered: the channel is gone "
-            "(Unknown Channel). Nothing was charged."
+            "❌ The images were made but could not be delivered. Please try again. "
+            "Nothing was charged."
         )
         assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
 
@@ -589,4 +589,69 @@ async def test_a_failure_notice_discord_refused_is_shown_at_the_next_start(
             "SELECT notified_at FROM jobs WHERE id = ?", (job.id,)
         )
         assert row is not None and row["notified_at"] is not None
+        env.take_errors()
+
+
+async def test_a_failure_notice_told_again_after_a_restart_is_posted_once(tmp_path: Path) -> None:
+    """A crash between posting the failure notice and recording it: the next start tells it
+    again, with the same nonce, so Discord hands back the first message instead of a second."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, job = await imagine(env, "told once sim:moderate-output", user=w.alice)
+        assert job.state is JobState.FAILED and job.thread_id is not None
+
+        def notices() -> list[Any]:
+            return [
+                m
+                for m in fake.messages_in(job.thread_id or 0)
+                if m.content.startswith(f"<@{w.alice.id}> ❌")
+            ]
+
+        assert len(notices()) == 1
+        assert env.bot is not None
+        await env.bot.engine.db.execute(  # as if the crash came before the notice was recorded
+            "UPDATE jobs SET notified_at = NULL WHERE id = ?", (job.id,)
+        )
+        await env.restart_bot()
+        for _ in range(200):
+            if await env.shown(job.id):
+                break
+            await asyncio.sleep(0.05)
+        assert await env.shown(job.id)
+        await fake.wait_idle()
+        posts = [
+            r
+            for r in fake.requests_to("POST", f"/channels/{job.thread_id}/messages")
+            if r.json["content"].startswith(f"<@{w.alice.id}> ❌")
+        ]
+        assert [p.json["nonce"] for p in posts] == [f"wbf{job.id}"] * 2  # told again...
+        assert len(notices()) == 1  # ...but shown once
+
+
+async def test_a_failure_notice_discord_refused_is_posted_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        _, job = await imagine(
+            env, "noticed later sim:moderate-output sim:slow=1", user=w.alice, wait=False
+        )
+        assert job.thread_id is not None
+        fake.fail_next("POST", f"/channels/{job.thread_id}/messages", 503, times=1000)
+        for _ in range(200):
+            job = await env.job(job.id)
+            if job.state is JobState.FAILED and job.thread_id is not None:
+                break
+            await asyncio.sleep(0.05)
+        await fake.wait_idle()
+        assert not await env.shown(job.id)
+        fake.clear_faults()
+        await env.restart_bot()
+        job = await env.wait_job(job.id)
+        notices = [
+            m
+            for m in fake.messages_in(job.thread_id or 0)
+            if m.content.startswith(f"<@{w.alice.id}> ❌")
+        ]
+        assert len(notices) == 1
         env.take_errors()

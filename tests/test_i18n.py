@@ -59,13 +59,13 @@ def test_lang_for(locale: str | None, lang: str) -> None:
 
 
 def test_text_formats_in_the_language_asked() -> None:
-    assert text("error.bad_request", "en", detail="bad size") == (
-        "DashScope refused the request as invalid: bad size"
+    assert text("image.fetch", "en", index=2, detail="bad size") == (
+        "Image 2 could not be fetched: bad size"
     )
-    assert text("error.bad_request", "zh", detail="bad size") == "DashScope 认为请求无效：bad size"
+    assert text("image.fetch", "zh", index=2, detail="bad size") == "无法获取第 2 张图片：bad size"
     # A language without a catalogue falls back on the source; an unknown key is a bug.
-    assert text("error.bad_request", "xx", detail="d") == text(
-        "error.bad_request", "en", detail="d"
+    assert text("image.fetch", "xx", index=1, detail="d") == text(
+        "image.fetch", "en", index=1, detail="d"
     )
     with pytest.raises(KeyError):
         text("no.such.key")
@@ -86,15 +86,15 @@ def test_a_third_language_is_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
         "discord_locales = []", 'discord_locales = ["fr"]\n[commands]\nimagine = "imaginer"'
     )
     french = french.replace(
-        "DashScope refused the request as invalid: {detail}",
-        "DashScope a refusé la requête : {detail}",
+        "Image {index} could not be fetched: {detail}",
+        "Image {index} : échec de la récupération ({detail})",
     )
     (tmp_path / "fr.toml").write_text(french, encoding="utf-8")
     loaded = load_catalogues(tmp_path)
     monkeypatch.setattr(i18n, "catalogues", lambda: loaded)
     assert lang_for("fr") == "fr"
-    assert text("error.bad_request", lang_for("fr"), detail="x") == (
-        "DashScope a refusé la requête : x"
+    assert text("image.fetch", lang_for("fr"), index=3, detail="x") == (
+        "Image 3 : échec de la récupération (x)"
     )
     assert command_text("imagine", "fr") == "imaginer"
     assert set(loaded["fr"].messages) == set(loaded[SOURCE].messages)

@@ -65,10 +65,10 @@ CASES: list[tuple[UserError, str, list[str], list[str]]] = [
     (
         ds.BadRequestError(DETAIL, **common()),
         "error.bad_request",
-        [f"invalid: {DETAIL}"],
-        [f"请求无效：{DETAIL}"],
+        ["refused the request as invalid. Change it", "Info"],
+        ["请求无效。请修改后重试", "详情"],
     ),
-    (ds.NotFoundError(DETAIL, **common()), "error.not_found", [DETAIL], ["找不到", DETAIL]),
+    (ds.NotFoundError(DETAIL, **common()), "error.not_found", ["does not know"], ["找不到"]),
     (
         ds.ContentRejectedError("m", subject=ds.CONTENT_INPUT_TEXT, **common()),
         "error.content.input_text",
@@ -131,14 +131,14 @@ CASES: list[tuple[UserError, str, list[str], list[str]]] = [
     (
         ds.DownloadError("HTTP 500", **common()),
         "error.download",
-        ["could not be downloaded: HTTP 500"],
-        ["无法下载结果图片：HTTP 500"],
+        ["could not be downloaded. Please try again later."],
+        ["无法下载结果图片，请稍后再试。"],
     ),
     (
         ds.DownloadRefused("host not allowed", **common()),
         "error.download",
-        ["could not be downloaded: host not allowed"],
-        ["无法下载结果图片：host not allowed"],
+        ["could not be downloaded."],
+        ["无法下载结果图片"],
     ),
     (
         LimitReached("cooldown", allowed=30, used=10, frees_at=FREES),
@@ -196,6 +196,8 @@ def test_each_error_in_words_in_both_languages(
     for fragment in zh:
         assert fragment in chinese
     assert english != chinese
+    if isinstance(error, ds.DashScopeError) and len(error.message) > 6:  # kept out of public
+        assert error.message not in english and error.message not in chinese
 
 
 def _user_error_classes() -> set[type[UserError]]:

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from bot.config import load_settings
 from bot.discord_ui.attachments import AttachmentOrigins
+from bot.discord_ui.render import failure_detail
 from bot.jobs.model import Job, JobState
 from tests.discord_env import (
     BotEnv,
@@ -326,13 +327,62 @@ async def test_a_result_url_off_the_allow_list_is_refused(world: World, case: st
     before = Counter(world.proxy.hits)
     job = await undelivered(world, f"refused result {case}", target)
     status = assert_failed_in_words(env, job)
-    assert "no result image could be downloaded (refused to fetch " in status, status
-    assert "host not allowed). Nothing was charged." in status, status
+    assert "refused to fetch" not in status and "host not allowed" not in status, status
     assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
     assert world.forbidden.hits == []
     assert world.proxy.rewritten and set(world.proxy.rewritten) == {target}
     # Refused means refused once, not retried: a redirect was followed at most once.
     assert world.proxy.hits["redirect"] - before["redirect"] <= 1
+    count()
+
+
+def public_words(env: BotEnv, job: Job) -> list[str]:
+    """Everything anyone in the server reads about the job: its messages and their embeds."""
+    places = {job.channel_id, job.thread_id} - {None}
+    words = []
+    for place in places:
+        for message in env.fake.messages_in(place or 0, include_ephemeral=False):
+            words.append(message.content or "")
+            words += [json.dumps(embed, ensure_ascii=False) for embed in message.embeds]
+    return words
+
+
+async def test_a_refused_result_url_is_told_without_the_url_and_detailed_to_the_owner(
+    world: World,
+) -> None:
+    """The leak seen from outside: "…no result image could be downloaded (refused to fetch
+    http://localhost:…/results/….png: host not allowed)" in public."""
+    env, w = world.env, world.env.world
+    target = f"{world.forbidden.root}/results/leak.png"
+    job = await undelivered(world, "told in public without the url", target)
+    assert_failed_in_words(env, job)
+    host = target.split("/")[2]
+    public = public_words(env, job)
+    assert any(f"<@{w.alice.id}> ❌" in words for words in public)  # the failure notice
+    for words in public:
+        assert host not in words and "/results/" not in words and "host not allowed" not in words
+    [notice] = [
+        m
+        for m in env.fake.messages_in(job.thread_id or 0, include_ephemeral=False)
+        if m.content.startswith(f"<@{w.alice.id}> ❌")
+    ]
+
+    async def info(user: Any) -> dict[str, str]:
+        inter = await env.fake.click(notice, f"wan:job:{job.id}:info", user=user)
+        await env.fake.wait_for_ack(inter)
+        await env.fake.settle()
+        [answer] = replies(inter)
+        assert answer.ephemeral
+        return embed_fields(answer)
+
+    owner = await info(w.alice)
+    assert "refused to fetch" in owner["Detail (shown to you only)"]
+    assert host in owner["Detail (shown to you only)"]
+    moderator = await info(w.moderator)
+    assert host in moderator["Detail (shown to you only)"]
+    other = await info(w.bob)
+    assert "Error" in other and not any(host in value for value in other.values())
+    assert "Detail (shown to you only)" not in other
     count()
 
 
@@ -373,10 +423,12 @@ async def test_a_result_over_the_size_cap_stops_at_the_cap(
     read = consumed[f"/{path}"]
     if path == "huge":
         assert CAP < read <= CAP + READ_SLACK, read
-        assert f"result exceeds {CAP} bytes" in status
+        told = f"result exceeds {CAP} bytes"
     else:  # the declared length is refused before the body is read
         assert read == 0
-        assert f"result is {HUGE_TOTAL} bytes, over the cap" in status
+        told = f"result is {HUGE_TOTAL} bytes, over the cap"
+    # Said in Info to the owner and moderators, not in public.
+    assert told in (failure_detail(job) or "") and told not in status
     # The stream was cut: far from all 64 MiB left the server (socket buffers hold a few MB).
     assert world.proxy.sent[path] < HUGE_TOTAL // 4
     count()

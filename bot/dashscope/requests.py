@@ -5,6 +5,7 @@ Validation happens before anything is sent or charged, and names what to change.
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -47,6 +48,17 @@ class ImageRequest:
         if spec is None:
             raise InputRejected.one("invalid.model", model=self.model, choices=", ".join(MODELS))
         return spec
+
+
+def random_seed() -> int:
+    """A seed in the range DashScope accepts (a Reroll, or a request the member left unseeded)."""
+    return random.randint(0, SEED_MAX)
+
+
+def seeded(request: ImageRequest) -> ImageRequest:
+    """The request with a seed: the member's own, or one picked now, so that the seed a result
+    was made with can be shown and the image made again."""
+    return request if request.seed is not None else replace(request, seed=random_seed())
 
 
 def require_kind(request: ImageRequest, kind: Kind) -> None:

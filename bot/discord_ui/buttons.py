@@ -7,15 +7,15 @@ work on any message, after any restart: the job is looked up in the database on 
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import discord
 
-from bot.dashscope.models import SEED_MAX, Kind
-from bot.dashscope.requests import ImageRequest
+from bot.dashscope.models import Kind
+from bot.dashscope.requests import random_seed
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
 from bot.discord_ui.deletion import delete_for_good
@@ -56,7 +56,10 @@ async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) 
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return
     results = await bot.engine.store.results(job.id)
-    await respond(interaction, "", embed=info_embed(job, results, str(interaction.locale)))
+    # Anyone may read Info; what went wrong in detail only its owner and moderators.
+    private = job.user_id == interaction.user.id or may_moderate(interaction, job)
+    embed = info_embed(job, results, str(interaction.locale), private=private)
+    await respond(interaction, "", embed=embed)
 
 
 async def delete_results(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
@@ -96,7 +99,7 @@ async def start_reroll(
         await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
         return None
     request = job.request(images)
-    request = ImageRequest(**{**request.__dict__, "seed": random.randint(0, SEED_MAX)})
+    request = replace(request, seed=random_seed())
     origin = Origin.of(interaction)
     return await bot.launcher.launch(origin, request, parent_job_id=job.id)
 

@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import discord
 from PIL import Image
 
+from bot.backoff import Backoff
 from bot.discord_ui.render import (
     failure_line,
+    failure_view,
     result_embed,
     result_view,
     status_content,
@@ -43,6 +45,8 @@ MAX_FILES = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 16 * 1024  # below this a 413 is not worth shrinking for any more
 FINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+NOTICE_ATTEMPTS = 3  # a failure notice refused by a 5xx is tried again with the same nonce
+NOTICE_BACKOFF = Backoff(initial=1.0, cap=4.0)
 
 
 @dataclass
@@ -131,25 +135,49 @@ class DiscordDelivery:
 
     async def failed(self, job: Job, message: str) -> bool | None:
         """The failed job's final status, with the reason (the engine sends no status change
-        for it). False when it could not be shown for a passing reason (the engine then shows
-        it again at the next start)."""
+        for it), then a notice mentioning its member. False when either could not be shown for
+        a passing reason (the engine then tells both again at the next start)."""
         self._running.pop(job.id, None)
         if self.bot is None or job.channel_id is None:
             return None
-        if job.status_message_id is None:
-            try:
-                await self.bot.get_partial_messageable(job.thread_id or job.channel_id).send(
-                    f"<@{job.user_id}> {failure_line(lang_for(job.locale), message)}",
-                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-                )
-            except discord.HTTPException as exc:
-                log.warning("job %s: could not tell the user it failed: %s", job.id, exc)
-            return None
-        self._pending.pop(job.id, None)
-        shown = await self._edit_final(_Pending(job, None, message))
-        if shown == "gone":
-            await self._tell_by_dm(job, message)
-        return shown != "failed"
+        if job.status_message_id is not None:
+            self._pending.pop(job.id, None)
+            if await self._edit_final(_Pending(job, None, message)) == "failed":
+                return False
+        return await self._post_failure(job, message)
+
+    async def _post_failure(self, job: Job, message: str) -> bool:
+        """The failure as a new message where the job answers (the thread, else the channel),
+        mentioning only its member: an edit never notifies. Its nonce is the job's, so a notice
+        told again after a restart comes back as the first one instead of a second."""
+        assert self.bot is not None
+        lang = lang_for(job.locale)
+        places = dict.fromkeys(p for p in (job.thread_id, job.channel_id) if p is not None)
+        for place in places:
+            for attempt in range(NOTICE_ATTEMPTS):
+                try:
+                    await self.bot.get_partial_messageable(place).send(
+                        f"<@{job.user_id}> {failure_line(lang, message)}",
+                        view=failure_view(job.id, lang),
+                        nonce=f"wbf{job.id}",
+                        allowed_mentions=discord.AllowedMentions(
+                            users=[discord.Object(job.user_id)]
+                        ),
+                    )
+                    return True
+                except discord.HTTPException as exc:
+                    if exc.status < 500:  # gone, closed to the bot or refused: try elsewhere
+                        log.warning("job %s: failure notice refused in %s: %s", job.id, place, exc)
+                        break
+                    failure: Exception = exc
+                except Exception as exc:  # timeouts, dropped connections
+                    failure = exc
+                if attempt + 1 == NOTICE_ATTEMPTS:  # the same nonce at the next start
+                    log.warning("job %s: could not post its failure notice: %s", job.id, failure)
+                    return False
+                await asyncio.sleep(NOTICE_BACKOFF.delay(attempt))
+        await self._tell_by_dm(job, message)
+        return True
 
     def forget(self, job_id: int) -> None:
         """Drop the status edits still to come for a job (they would show its prompt again)."""
@@ -157,7 +185,8 @@ class DiscordDelivery:
         self._running.pop(job_id, None)
 
     async def _tell_by_dm(self, job: Job, message: str) -> None:
-        """The status message is gone with its channel (or closed to the bot): say it in a DM."""
+        """Neither the thread nor the channel takes the notice (gone, or closed to the bot):
+        say it in a DM."""
         assert self.bot is not None
         content = status_content(
             job, lang_for(job.locale), simulated=self.simulated, message=message

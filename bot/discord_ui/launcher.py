@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.accounting.policy import Place, Policy, apply_policy, check_place
-from bot.dashscope.requests import ImageRequest, validate
+from bot.dashscope.requests import ImageRequest, seeded, validate
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.engine import Engine
 from bot.errors import UserError
@@ -103,7 +103,7 @@ class JobLauncher:
         request = apply_policy(
             policy, request, place_of(channel), model_chosen=model_chosen, size_chosen=size_chosen
         )
-        request = validate(request)
+        request = seeded(validate(request))
         if not can_post(channel):  # before anything is reserved or sent to DashScope
             raise CannotPost()
         in_thread = isinstance(channel, discord.Thread)

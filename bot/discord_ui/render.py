@@ -17,6 +17,7 @@ import discord
 
 from bot.accounting.policy import SETTINGS
 from bot.discord_ui.replies import relative_timestamp
+from bot.errors import Problem
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState, ResultImage
 from bot.presenter import render_all
@@ -201,13 +202,26 @@ def status_view(job: Job, lang: Lang) -> discord.ui.View | None:
 
 
 def result_view(job_id: int, lang: Lang) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action, style in (
+    return _job_buttons(
+        job_id,
+        lang,
         ("reroll", discord.ButtonStyle.primary),
         ("edit", discord.ButtonStyle.secondary),
         ("info", discord.ButtonStyle.secondary),
         ("delete", discord.ButtonStyle.danger),
-    ):
+    )
+
+
+def failure_view(job_id: int, lang: Lang) -> discord.ui.View:
+    """Info on a failure notice: the request ids support asks for."""
+    return _job_buttons(job_id, lang, ("info", discord.ButtonStyle.secondary))
+
+
+def _job_buttons(
+    job_id: int, lang: Lang, *buttons: tuple[str, discord.ButtonStyle]
+) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action, style in buttons:
         view.add_item(
             discord.ui.Button(
                 label=text(f"button.{action}", lang),
@@ -265,7 +279,11 @@ def result_embed(
     return embed
 
 
-def info_embed(job: Job, results: list[ResultImage], locale: str | None) -> discord.Embed:
+def info_embed(
+    job: Job, results: list[ResultImage], locale: str | None, *, private: bool = False
+) -> discord.Embed:
+    """All a job's details; `private` (its owner or a moderator, in an ephemeral answer) adds
+    what went wrong in detail: URLs, hosts and DashScope's own messages stay out of public."""
     lang = lang_for(locale)
     embed = result_embed(job, lang)
     delivered = sum(1 for r in results if r.delivered_message_id is not None)
@@ -289,7 +307,31 @@ def info_embed(job: Job, results: list[ResultImage], locale: str | None) -> disc
             name=text("result.error", lang),
             value=f"`{job.error_code}` {member_words(failure_words(job, lang) or '', FAILURE_MAX)}",
         )
+    detail = failure_detail(job) if private else None
+    if detail:
+        embed.add_field(
+            name=text("result.detail", lang),
+            value=member_words(detail, FAILURE_MAX),
+            inline=False,
+        )
     return embed
+
+
+def failure_detail(job: Job) -> str | None:
+    """The technical side of a failure (exception texts, URLs, DashScope's message), kept with
+    its problems as their `detail` values and never part of the public words."""
+    details: list[str] = []
+
+    def collect(problem: Problem) -> None:
+        for name, value in problem.values.items():
+            if isinstance(value, Problem):
+                collect(value)
+            elif name == "detail" and value:
+                details.append(str(value))
+
+    for problem in job.failure:
+        collect(problem)
+    return "\n".join(dict.fromkeys(details)) or None
 
 
 def failure_words(job: Job, lang: Lang) -> str | None:

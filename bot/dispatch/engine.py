@@ -194,9 +194,9 @@ class Engine:
             await self.store.prune_inputs(conn, self.clock() - INPUT_RETENTION)
         # A failure the user was not told about (a crash came in between): tell them now.
         for job in await self.store.unnotified_failures(self.clock() - RESULT_LIFETIME):
-            await self._tell_failure(
-                job, job.error_message or text("reply.error", lang_for(job.locale))
-            )
+            lang = lang_for(job.locale)
+            told = render_all(job.failure, lang, moment=utc_time) if job.failure else None
+            await self._tell_failure(job, told or job.error_message or text("reply.error", lang))
         # A job that ended but whose status message still shows it running: show the end.
         for job in await self.store.unnotified_endings(self.clock() - RESULT_LIFETIME):
             await self._notify_end(job)
@@ -601,6 +601,8 @@ class Engine:
             log.warning("job %s: delivery failed (%s); retry in %.0f s", job.id, exc, delay)
             self._schedule_delivery(job.id, self.clock() + delay)
             return
+        # The detail (URLs, hosts, Discord's answer) goes to the log and Info, not the words.
+        log.warning("job %s: delivery failed for good: %s", job.id, exc)
         await self._fail(
             job, "DeliveryFailed", Problem("job.delivery_failed", {"detail": str(exc)})
         )
