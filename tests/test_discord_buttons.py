@@ -30,6 +30,8 @@ from tests.discord_env import (
     reply_text,
     submit_modal,
 )
+from tests.fakediscord.constants import Perm
+from tests.fakediscord.state import Overwrite
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -349,6 +351,12 @@ async def test_a_moderators_delete_is_for_good(env: BotEnv) -> None:
         )
         [refusal] = replies(inter)
         assert (refusal.content, refusal.ephemeral, refusal.attachments) == (words, True, [])
+    # Buttons on a message left behind (say a restart kept it) neither show nor edit it.
+    for action in ("info", "edit"):
+        inter = await click(env, result, job, action, w.alice)
+        assert reply_text(inter) == (
+            f"Job #{job.id} was deleted by its owner or a moderator; it can't be shown or remade."
+        )
     # No message of the bot's shows the prompt any more.
     assert not [m for m in fake.state.messages.values() if prompt in m.content and not m.deleted]
 
@@ -382,6 +390,29 @@ async def test_the_owners_delete_does_the_same_and_leaves_a_thread_not_its_own(
     assert [r.status for r in deletes] == [400, 204]  # "Thread is archived", then opened
     assert (thread.name, thread.archived, thread.locked) == (f"Job #{job.id} (deleted)", True, True)
     assert env.status_message(job).content.endswith("\n🗑️ Deleted by its owner.")
+
+
+async def test_a_delete_without_manage_threads_still_renames_and_archives_the_thread(
+    env: BotEnv,
+) -> None:
+    """The bot is not asked for Manage Threads, which locking needs: the thread is renamed and
+    archived all the same (one change per request), only not locked."""
+    fake, w = env.fake, env.world
+    assert fake.state.bot is not None
+    w.general.overwrites.append(Overwrite(fake.state.bot.id, 1, 0, Perm.MANAGE_THREADS))
+    _, job = await imagine(env, "a prompt that must leave the thread name", user=w.alice)
+    [result] = env.result_messages(job)
+    inter = await click(env, result, job, "delete", w.alice)
+    assert reply_text(inter) == "Deleted."
+    assert job.thread_id is not None
+    thread = fake.thread(job.thread_id)
+    assert (thread.name, thread.archived, thread.locked) == (
+        f"Job #{job.id} (deleted)",
+        True,
+        False,
+    )
+    assert fake.get_message(result.id).deleted
+    assert "must leave" not in env.status_message(job).content
 
 
 # --- one click, one job ----------------------------------------------------------------------

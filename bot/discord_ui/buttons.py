@@ -55,6 +55,9 @@ async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) 
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return
+    if job.deleted_at is not None:  # its prompt went with it, even from a message left behind
+        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
+        return
     results = await bot.engine.store.results(job.id)
     # Anyone may read Info; what went wrong in detail only its owner and moderators.
     private = job.user_id == interaction.user.id or may_moderate(interaction, job)
@@ -109,6 +112,10 @@ async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) 
     message = interaction.message
     if message is None or not message.attachments:
         await respond(interaction, text("reply.no_images", lang))
+        return
+    job = await bot.engine.store.get(job_id)
+    if job is not None and job.deleted_at is not None:
+        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
         return
     await interaction.response.send_modal(
         edit_form(lang, message, interaction.id, from_bot=True, parent_job_id=job_id)

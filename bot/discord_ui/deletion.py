@@ -3,7 +3,8 @@
 The deletion is recorded first (`JobStore.delete_for_good`: who and when; the result URLs and
 input images forgotten, so nothing can post the images again), then carried out on Discord:
 every message with the images deleted (the delivery and /show reposts), the status message
-edited to a neutral line, and the job's own thread renamed, archived and locked. The thread is
+edited to a neutral line, and the job's own thread renamed, archived and locked (locked where
+the bot has Manage Threads, which it does not ask for). The thread is
 not deleted: other members' messages and other jobs (a Reroll clicked in it) live there too.
 Each step is harmless to repeat, and the job stays pending until all are done, so what a
 restart interrupts is done at the next start (`finish_pending`).
@@ -139,8 +140,14 @@ async def _close_thread(client: discord.Client, job: Job) -> None:
     name = deleted_thread_name(job)
     if not isinstance(thread, discord.Thread):
         return
-    if thread.name == name and thread.archived and thread.locked:
+    if thread.name == name and thread.archived:
         return
     if thread.archived:  # Discord changes an archived thread only while unarchiving it
         thread = await thread.edit(archived=False)
-    await thread.edit(name=name, archived=True, locked=True)
+    # One change per request: a refused lock must not take the rename and the archive with it.
+    await thread.edit(name=name)
+    try:
+        await thread.edit(locked=True)
+    except discord.Forbidden:  # locking may need Manage Threads, which the bot is not asked for
+        log.info("job %s: thread %s renamed and archived, not locked", job.id, thread.id)
+    await thread.edit(archived=True)

@@ -1591,6 +1591,9 @@ class FakeDiscord(GatewayMixin, InjectMixin):
                     raise ApiError(400, 50083, "Thread is archived")
                 if channel.archived and channel.locked and not perms & Perm.MANAGE_THREADS:
                     raise missing_permissions()
+                # Locking is a moderator's act: even the thread's creator needs Manage Threads.
+                if body.get("locked") and not perms & Perm.MANAGE_THREADS:
+                    raise missing_permissions()
                 for key in (
                     "name",
                     "archived",
