@@ -232,7 +232,10 @@ async def test_moderation_at_submit_is_reported_in_words_and_refunded(env: BotEn
     )
     assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
     assert env.result_messages(job) == []
-    assert job.thread_id is not None and env.fake.messages_in(job.thread_id) == []
+    # The one message in the thread is the failure told to bob, pinging only him.
+    assert job.thread_id is not None
+    [notice] = env.fake.messages_in(job.thread_id)
+    assert notice.content.startswith(f"<@{w.bob.id}> ❌ The request was blocked")
 
 
 async def test_moderation_of_the_output_is_reported_in_words(env: BotEnv) -> None:

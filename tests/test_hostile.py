@@ -30,7 +30,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot.dashscope.models import DEFAULT_EDIT_MODEL, INPUT_MAX_SIDE, INPUT_MIN_SIDE
+from bot.dashscope.models import DEFAULT_EDIT_MODEL, INPUT_MAX_SIDE, INPUT_MIN_SIDE, SEED_MAX
 from bot.i18n import text
 from bot.jobs.model import Job, JobState
 from tests.data_uri import data_uri_bytes
@@ -368,12 +368,13 @@ def prompt_kept(expected: str) -> Check:
 
 
 def edit_defaults(env_n: int = 1) -> Check:
-    """Fields injected into a modal change nothing: default model, n, no seed."""
+    """Fields injected into a modal change nothing: default model, n, and a seed the bot picked
+    (the injected seed is -5, outside the range)."""
 
     async def check(env: BotEnv, job: Job) -> None:
         assert job.model == DEFAULT_EDIT_MODEL
         assert job.n == env_n
-        assert job.params.seed is None
+        assert job.params.seed is not None and 0 <= job.params.seed <= SEED_MAX
         await stored_inputs(env, job)
 
     return check
