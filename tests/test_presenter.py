@@ -206,11 +206,11 @@ def _user_error_classes() -> set[type[UserError]]:
             if not module.name.startswith("bot.simulator"):
                 importlib.import_module(module.name)
     found: set[type[UserError]] = set()
-    todo: list[type[UserError]] = [UserError]
-    while todo:
-        for sub in todo.pop().__subclasses__():
+    unvisited: list[type[UserError]] = [UserError]
+    while unvisited:
+        for sub in unvisited.pop().__subclasses__():
             found.add(sub)
-            todo.append(sub)
+            unvisited.append(sub)
     return found
 
 
