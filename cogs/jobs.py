@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.buttons import JobAction, cancel_job, own_job
+from bot.discord_ui.buttons import JobAction, cancel_job, own_job, refused_as_deleted
 from bot.discord_ui.deletion import record_repost
 from bot.discord_ui.delivery import as_jpeg, upload_batches
 from bot.discord_ui.launcher import Origin
@@ -74,8 +74,7 @@ class Jobs(commands.Cog):
         found = await own_job(self.bot, interaction, job, lang)
         if found is None:
             return
-        if found.deleted_at is not None:
-            await respond(interaction, text("reply.job_deleted", lang, job_id=job))
+        if await refused_as_deleted(interaction, found, lang):
             return
         # Where /imagine is refused, the images are not shown either (InputRejected, in words).
         await self.bot.launcher.check_showing(Origin.of(interaction))

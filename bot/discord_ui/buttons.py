@@ -49,14 +49,22 @@ async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int)
     await respond(interaction, outcome.message(str(interaction.locale)))
 
 
+async def refused_as_deleted(interaction: discord.Interaction, job: Job | None, lang: Lang) -> bool:
+    """Answer that the job was deleted for good, if it was: nothing shows or remakes it, even
+    from a message a restart kept from its deletion."""
+    if job is None or job.deleted_at is None:
+        return False
+    await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
+    return True
+
+
 async def show_info(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
     lang = lang_for(str(interaction.locale))
     job = await bot.engine.store.get(job_id)
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return
-    if job.deleted_at is not None:  # its prompt went with it, even from a message left behind
-        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
+    if await refused_as_deleted(interaction, job, lang):
         return
     results = await bot.engine.store.results(job.id)
     # Anyone may read Info; what went wrong in detail only its owner and moderators.
@@ -94,8 +102,7 @@ async def start_reroll(
     if job is None:
         await respond(interaction, text("reply.job_not_found", lang, job_id=job_id))
         return None
-    if job.deleted_at is not None:  # a button left on a message a restart kept from deletion
-        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
+    if await refused_as_deleted(interaction, job, lang):
         return None
     images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
     if job.kind is Kind.EDIT and not images:
@@ -113,9 +120,7 @@ async def open_edit(bot: WanBot, interaction: discord.Interaction, job_id: int) 
     if message is None or not message.attachments:
         await respond(interaction, text("reply.no_images", lang))
         return
-    job = await bot.engine.store.get(job_id)
-    if job is not None and job.deleted_at is not None:
-        await respond(interaction, text("reply.job_deleted", lang, job_id=job.id))
+    if await refused_as_deleted(interaction, await bot.engine.store.get(job_id), lang):
         return
     await interaction.response.send_modal(
         edit_form(lang, message, interaction.id, from_bot=True, parent_job_id=job_id)
