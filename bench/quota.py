@@ -156,7 +156,7 @@ class Rig:
     async def settle(self, job: Job, tally: Tally, due: float | None = None) -> None:
         delivered = job.n if self.rng.random() < 0.8 else self.rng.randint(0, job.n - 1)
         started = time.perf_counter() if due is None else due
-        await self.db.write(self.quota.end_now, job.id, JobState.DONE, delivered)
+        await self.db.write(self.quota.end, job.id, JobState.DONE, delivered)
         tally.settle_ms.append((time.perf_counter() - started) * 1000)
 
 

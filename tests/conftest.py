@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.simulator import SimulatorConfig, SimulatorThread
+from tests.backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_KEY = "sk-simulator-test-key-0123456789"
@@ -43,3 +44,9 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each storage backend in turn: the store's contract tests take this."""
+    return str(request.param)

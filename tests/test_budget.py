@@ -9,6 +9,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,8 @@ from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.presenter import describe
-from bot.storage.db import Database, call
+from bot.storage.db import Database
+from tests.backends import database_target, end_job
 from tests.engine_helpers import NO_LIMITS, FakeClock, image_request, spent_this_month
 
 GUILD = 700
@@ -78,12 +80,7 @@ class Setup:
 
     async def end(self, job: Job, state: JobState, delivered: int = 0) -> None:
         """End a job the way the engine does: the last transition and the settlement together."""
-        async with self.db.transaction() as conn:
-            if state is JobState.DONE:
-                for step in (JobState.SUBMITTED, JobState.DELIVERING):
-                    job = await self.store.transition(conn, job.id, step)
-            ended = await self.store.transition(conn, job.id, state)
-            await call(conn, self.quota.settle_now, ended, delivered)
+        await self.db.write(end_job, self.store, self.quota, job, state, delivered)
 
     async def spent(self, guild: int = GUILD) -> float:
         return await spent_this_month(self.db, guild, self.clock())
@@ -99,13 +96,19 @@ Make = Callable[..., Awaitable[Setup]]
 
 
 @pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
+async def make(backend: str, tmp_path: Path) -> AsyncIterator[Make]:
+    async with database_target(backend, tmp_path) as target, opener(target) as factory:
+        yield factory
+
+
+@asynccontextmanager
+async def opener(target: str) -> AsyncIterator[Make]:
     opened: list[Database] = []
 
     async def factory(
         limits: Limits = NO_LIMITS, *, start: float | None = None, budget: str | None = None
     ) -> Setup:
-        db = await Database.open(tmp_path / "budget.db")
+        db = await Database.open(target)
         opened.append(db)
         clock = FakeClock(utc(2026, 1, 31, 23, 0) if start is None else start)
         store = JobStore(db, clock=clock)
@@ -114,9 +117,11 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
             await quota.policy.set(GUILD, "monthly_budget", budget, by_user=ADMIN)
         return Setup(db, store, quota, clock)
 
-    yield factory
-    for db in opened:
-        await db.close()
+    try:
+        yield factory
+    finally:
+        for db in opened:
+            await db.close()
 
 
 # --- calendar months ---------------------------------------------------------------------------
@@ -282,8 +287,7 @@ async def test_reserve_the_estimate_and_keep_only_what_was_delivered(make: Make)
     await s.end(third, JobState.FAILED)
     assert await s.spent() == pytest.approx(0.40)
     # Settling again changes nothing.
-    async with s.db.transaction() as conn:
-        await call(conn, s.quota.settle_now, third, 2)
+    await s.db.write(s.quota.settle, third, 2)
     assert await s.spent() == pytest.approx(0.40)
 
 

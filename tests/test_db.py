@@ -12,6 +12,7 @@ import pytest
 
 import bot.storage.db
 from bot.storage.db import Database, DatabaseError, migrations
+from tests.backends import execute
 
 TABLES = {"jobs", "job_inputs", "results", "ledger", "limit_settings"}
 
@@ -36,8 +37,8 @@ async def test_wal_and_foreign_keys_are_on(tmp_path: Path) -> None:
         assert keys is not None and keys[0] == 1
         # Foreign keys are enforced, not just declared: an input for no job is refused.
         with pytest.raises(sqlite3.IntegrityError):
-            await db.execute(
-                "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (999, 0, 'data:x')"
+            await execute(
+                db, "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (999, 0, 'data:x')"
             )
     finally:
         await db.close()
@@ -53,9 +54,10 @@ async def test_migrations_are_applied_once_and_set_user_version(tmp_path: Path) 
     db = await Database.open(path)
     try:
         assert await db.schema_version() == len(shipped)
-        await db.execute(
+        await execute(
+            db,
             "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
-            " VALUES (1, 'cooldown_seconds', '9', 0)"
+            " VALUES (1, 'cooldown_seconds', '9', 0)",
         )
     finally:
         await db.close()
@@ -151,15 +153,15 @@ async def test_transaction_commits_or_rolls_back(tmp_path: Path) -> None:
             " VALUES (?, 'cooldown_seconds', '1', 0)"
         )
         async with db.transaction() as conn:
-            await conn.execute(insert, (1,))
+            await execute(conn, insert, (1,))
         with pytest.raises(RuntimeError):
             async with db.transaction() as conn:
-                await conn.execute(insert, (2,))
+                await execute(conn, insert, (2,))
                 raise RuntimeError("boom")
         rows = await db.fetchall("SELECT guild_id FROM limit_settings ORDER BY guild_id")
         assert [row["guild_id"] for row in rows] == [1]
         # The connection is usable again after the rollback.
-        await db.execute(insert, (3,))
+        await execute(db, insert, (3,))
         rows = await db.fetchall("SELECT guild_id FROM limit_settings ORDER BY guild_id")
         assert [row["guild_id"] for row in rows] == [1, 3]
     finally:
@@ -236,7 +238,8 @@ async def test_the_wal_is_checkpointed_off_the_writers_path(tmp_path: Path) -> N
         base = path.stat().st_size
         blob = "x" * 4000
         for guild in range(300):  # ~1.2 MB, past SQLite's own 1,000-page autocheckpoint
-            await db.execute(
+            await execute(
+                db,
                 "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
                 " VALUES (?, 0, 'blob', ?, 0)",
                 (guild, blob),
@@ -287,7 +290,7 @@ async def test_a_transaction_cancelled_at_its_begin_leaves_nothing_open(tmp_path
 
             async def use() -> None:
                 async with db.transaction() as conn:
-                    await conn.execute("SELECT 1")
+                    await execute(conn, "SELECT 1")
                     await asyncio.sleep(1)
 
             task = asyncio.create_task(use())
@@ -296,7 +299,7 @@ async def test_a_transaction_cancelled_at_its_begin_leaves_nothing_open(tmp_path
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert await db.write(_insert_setting, 1, False) == 1
-            await db.execute("DELETE FROM limit_settings")
+            await execute(db, "DELETE FROM limit_settings")
     finally:
         await db.close()
 
@@ -309,7 +312,7 @@ async def test_a_transaction_left_open_does_not_block_later_writes(tmp_path: Pat
         )  # a stray one
         assert await db.write(_insert_setting, 5, False) == 5
         async with db.transaction() as conn:
-            await conn.execute("DELETE FROM limit_settings")
+            await execute(conn, "DELETE FROM limit_settings")
         assert await db.fetchall("SELECT * FROM limit_settings") == []
     finally:
         await db.close()
@@ -339,28 +342,29 @@ async def test_settings_changes_change_the_servers_policy_version(tmp_path: Path
         return {row[0]: row[1] for row in found}
 
     try:
-        await db.execute(
+        await execute(
+            db,
             "INSERT INTO limit_settings (guild_id, setting, value, updated_at)"
-            " VALUES (1, 'max_n', '2', 0), (2, 'max_n', '3', 0)"
+            " VALUES (1, 'max_n', '2', 0), (2, 'max_n', '3', 0)",
         )
         first = await versions()
         assert set(first) == {1, 2}
-        await db.execute("UPDATE limit_settings SET value = '4' WHERE guild_id = 1")
+        await execute(db, "UPDATE limit_settings SET value = '4' WHERE guild_id = 1")
         second = await versions()
         assert second[1] != first[1] and second[2] == first[2]
         with pytest.raises(RuntimeError):
             async with db.transaction() as conn:
-                await conn.execute("UPDATE limit_settings SET value = '1' WHERE guild_id = 1")
+                await execute(conn, "UPDATE limit_settings SET value = '1' WHERE guild_id = 1")
                 rolled_back = (await versions_in(conn))[1]
                 raise RuntimeError("undo")
         assert await versions() == second
-        await db.execute("UPDATE limit_settings SET value = '3' WHERE guild_id = 1")
+        await execute(db, "UPDATE limit_settings SET value = '3' WHERE guild_id = 1")
         third = await versions()
         assert third[1] not in (second[1], rolled_back)
-        await db.execute("UPDATE limit_settings SET guild_id = 3 WHERE guild_id = 2")
+        await execute(db, "UPDATE limit_settings SET guild_id = 3 WHERE guild_id = 2")
         fourth = await versions()
         assert fourth[2] != third[2] and set(fourth) == {1, 2, 3}
-        await db.execute("DELETE FROM limit_settings")
+        await execute(db, "DELETE FROM limit_settings")
         last = await versions()
         assert all(last[g] != fourth[g] for g in (1, 3)) and last[2] == fourth[2]
     finally:
@@ -368,7 +372,7 @@ async def test_settings_changes_change_the_servers_policy_version(tmp_path: Path
 
 
 async def versions_in(conn: Any) -> dict[int, int]:
-    cursor = await conn.execute("SELECT guild_id, version FROM policy_versions")
+    cursor = await execute(conn, "SELECT guild_id, version FROM policy_versions")
     return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
@@ -416,7 +420,7 @@ async def test_a_write_that_fills_the_disk_reports_that_not_a_rollback_error(
     and later writes work once there is room."""
     db = await Database.open(tmp_path / "full.db")
     try:
-        await db.execute("CREATE TABLE blobs (tag INTEGER, data TEXT)")
+        await execute(db, "CREATE TABLE blobs (tag INTEGER, data TEXT)")
         pages = (await db.fetchone("PRAGMA page_count"))[0]
         await db.fetchone(f"PRAGMA max_page_count = {pages + 5}")
         with pytest.raises(sqlite3.OperationalError, match="full"):
@@ -458,19 +462,22 @@ async def test_a_version_5_database_with_settings_and_jobs_moves_to_lean_writes(
     path = tmp_path / "v5.db"
     db = await open_migrated(path, monkeypatch, 5)
     async with db.transaction() as conn:
-        await conn.execute(
+        await execute(
+            conn,
             "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
-            " VALUES (1, 0, 'max_n', '2', 0), (1, 9, 'max_n', '4', 0), (2, 0, 'max_n', '3', 0)"
+            " VALUES (1, 0, 'max_n', '2', 0), (1, 9, 'max_n', '4', 0), (2, 0, 'max_n', '3', 0)",
         )
         for job in (1, 2):
-            await conn.execute(
+            await execute(
+                conn,
                 "INSERT INTO jobs (id, state, kind, model, params, n, user_id, guild_id,"
                 " created_at, updated_at, finished_at) VALUES (?, 'done', 'text-to-image',"
                 " 'wan2.6-t2i', '{\"prompt\": \"x\"}', 2, 7, 1, ?, ?, ?)",
                 (job, 100.0 * job, 100.0 * job, 100.0 * job + 5),
             )
             for entry, images in (("reserve", 2), ("charge", 1), ("refund", 1)):
-                await conn.execute(
+                await execute(
+                    conn,
                     "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at)"
                     " VALUES (?, 7, 1, ?, ?, ?)",
                     (job, entry, images, 100.0 * job + (entry != "reserve") * 5),
@@ -513,7 +520,7 @@ async def test_a_version_6_database_with_results_moves_to_deletions_for_good(
         " VALUES (1, 0, 'https://dashscope.example/1.png', 9e9, 12)",
         "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (1, 0, 'data:,x')",
     ):
-        await db.execute(row)
+        await execute(db, row)
     await db.close()
     assert user_version(path) == 6
 

@@ -23,6 +23,7 @@ from bot.accounting.policy import SETTINGS
 from bot.accounting.quota import next_month_start
 from bot.dashscope.models import MODELS
 from bot.jobs.model import JobState
+from tests.backends import execute
 from tests.discord_env import BotEnv, bot_env, imagine, replies, reply_text
 from tests.fakediscord.constants import Perm
 from tests.fakediscord.payloads import role as role_payload
@@ -65,8 +66,7 @@ async def undo_settings(env: BotEnv) -> AsyncIterator[None]:
     """Each test starts from the bot's defaults (the audit log is kept)."""
     yield
     assert env.bot is not None
-    async with env.bot.engine.db.transaction() as conn:
-        await conn.execute("DELETE FROM limit_settings")
+    await execute(env.bot.engine.db, "DELETE FROM limit_settings")
 
 
 async def ask(

@@ -14,6 +14,7 @@ import pytest_asyncio
 from bot.dashscope.models import MODELS, Kind, models_of
 from bot.i18n import text
 from bot.jobs.model import JobState
+from tests.backends import execute
 from tests.discord_env import (
     HELD_MODEL,
     BotEnv,
@@ -253,8 +254,10 @@ async def test_imagine_without_a_seed_picks_one_sends_it_and_shows_it(env: BotEn
 
     # A job made before seeds were picked has none: it still shows "—".
     assert env.bot is not None
-    await env.bot.engine.db.execute(
-        "UPDATE jobs SET params = json_set(params, '$.seed', NULL) WHERE id = ?", (job.id,)
+    await execute(
+        env.bot.engine.db,
+        "UPDATE jobs SET params = json_set(params, '$.seed', NULL) WHERE id = ?",
+        (job.id,),
     )
     inter = await fake.click(result, f"wan:job:{job.id}:info", user=w.alice)
     await fake.wait_for_ack(inter)

@@ -15,6 +15,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.delivery import DeliveredImage
 from bot.jobs.model import Job, JobState, NewJob
+from tests.backends import execute
 from tests.data_uri import data_uri_bytes
 from tests.discord_env import (
     BotEnv,
@@ -134,8 +135,10 @@ async def test_repeated_delivery_never_posts_a_second_message(tmp_path: Path) ->
         assert env.result_messages(job) == [result]
 
         # A process that died after posting but before committing: the row says delivering.
-        await env.bot.engine.db.execute(
-            "UPDATE jobs SET state = 'delivering', finished_at = NULL WHERE id = ?", (job.id,)
+        await execute(
+            env.bot.engine.db,
+            "UPDATE jobs SET state = 'delivering', finished_at = NULL WHERE id = ?",
+            (job.id,),
         )
         await env.restart_bot()
         job = await env.wait_job(job.id)
@@ -609,8 +612,10 @@ async def test_a_failure_notice_told_again_after_a_restart_is_posted_once(tmp_pa
 
         assert len(notices()) == 1
         assert env.bot is not None
-        await env.bot.engine.db.execute(  # as if the crash came before the notice was recorded
-            "UPDATE jobs SET notified_at = NULL WHERE id = ?", (job.id,)
+        await execute(
+            env.bot.engine.db,  # as if the crash came before the notice was recorded
+            "UPDATE jobs SET notified_at = NULL WHERE id = ?",
+            (job.id,),
         )
         await env.restart_bot()
         for _ in range(200):

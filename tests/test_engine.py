@@ -21,6 +21,7 @@ from bot.dispatch.engine import EngineStopping
 from bot.i18n import text
 from bot.jobs.model import Job, JobState
 from bot.media.downloads import Download, ResultFetcher
+from tests.backends import execute
 from tests.engine_helpers import (
     DIRECT,
     FAST,
@@ -513,7 +514,7 @@ async def test_a_final_status_cut_off_by_a_crash_is_shown_at_the_next_start(
         cut = await r.engine.submit_job(new_job("its end was never shown"))
         await r.wait_idle()
         await r.engine.stop(grace=0.1)
-        await r.db.execute("UPDATE jobs SET notified_at = NULL WHERE id = ?", (cut.id,))
+        await execute(r.db, "UPDATE jobs SET notified_at = NULL WHERE id = ?", (cut.id,))
 
         port = RecordingPort(r.out)
         engine = r.make_engine(port=port)

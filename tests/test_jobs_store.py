@@ -4,7 +4,6 @@ columns, results and inputs."""
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from bot.jobs.model import (
 )
 from bot.jobs.store import JobStore
 from bot.storage.db import Database
+from tests.backends import INTEGRITY_ERRORS, execute, fresh_database
 from tests.engine_helpers import FakeClock, image_request, new_job
 
 Q, S, R, D = JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING
@@ -58,10 +58,9 @@ TIME_COLUMNS = ("submitted_at", "running_at", "delivering_at", "finished_at")
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "jobs.db")
-    yield database
-    await database.close()
+async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    async with fresh_database(backend, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture
@@ -75,12 +74,12 @@ def store(db: Database, clock: FakeClock) -> JobStore:
 
 
 async def insert(store: JobStore, new: NewJob | None = None) -> int:
-    job = await store.db.write(store.insert_now, new or new_job())
+    job = await store.db.write(store.insert, new or new_job())
     return job.id
 
 
 async def force_state(store: JobStore, job_id: int, state: JobState) -> None:
-    await store.db.execute("UPDATE jobs SET state = ? WHERE id = ?", (state.value, job_id))
+    await execute(store.db, "UPDATE jobs SET state = ? WHERE id = ?", (state.value, job_id))
 
 
 async def row(store: JobStore, job_id: int) -> dict[str, Any]:
@@ -107,8 +106,7 @@ async def test_every_allowed_transition_works_and_records_its_time(
     await force_state(store, job_id, source)
     before = await row(store, job_id)
     clock.advance(42.5)
-    async with store.db.transaction() as conn:
-        job = await store.transition(conn, job_id, target, error_code="X")
+    job = await store.db.write(store.transition, job_id, target, error_code="X")
     assert job.state is target
     after = await row(store, job_id)
     assert after["state"] == target.value
@@ -131,8 +129,7 @@ async def test_every_other_transition_is_refused_and_changes_nothing(
     before = await row(store, job_id)
     clock.advance(10)
     with pytest.raises(IllegalTransition) as caught:
-        async with store.db.transaction() as conn:
-            await store.transition(conn, job_id, target, error_code="should not be written")
+        await store.db.write(store.transition, job_id, target, error_code="should not be written")
     assert caught.value.job_id == job_id
     assert caught.value.current is source
     assert caught.value.target is target
@@ -145,8 +142,7 @@ async def test_terminal_states_are_final(store: JobStore) -> None:
         await force_state(store, job_id, terminal)
         for target in JobState:
             with pytest.raises(IllegalTransition):
-                async with store.db.transaction() as conn:
-                    await store.transition(conn, job_id, target)
+                await store.db.write(store.transition, job_id, target)
         assert (await store.get(job_id)).state is terminal  # type: ignore[union-attr]
 
 
@@ -156,8 +152,7 @@ async def test_a_whole_life_records_each_moment(store: JobStore, clock: FakeCloc
     moments = {}
     for target in (S, R, D, DONE):
         clock.advance(3)
-        async with store.db.transaction() as conn:
-            await store.transition(conn, job_id, target)
+        await store.db.write(store.transition, job_id, target)
         moments[TIME_COLUMN[target]] = clock.now
     job = await store.get(job_id)
     assert job is not None
@@ -178,31 +173,27 @@ async def test_a_transition_with_an_unknown_column_raises_and_changes_nothing(
     before = await row(store, job_id)
     for bad in ({"state": "done"}, {"user_id": 5}, {"no_such_column": 1}, {"created_at": 0}):
         with pytest.raises(ValueError, match="cannot set"):
-            async with store.db.transaction() as conn:
-                await store.transition(conn, job_id, S, **bad)
+            await store.db.write(store.transition, job_id, S, **bad)
     assert await row(store, job_id) == before
 
 
 async def test_a_missing_job_cannot_move(store: JobStore) -> None:
     with pytest.raises(IllegalTransition) as caught:
-        async with store.db.transaction() as conn:
-            await store.transition(conn, 12345, S)
+        await store.db.write(store.transition, 12345, S)
     assert caught.value.current is None
 
 
 async def test_update_changes_bookkeeping_only(store: JobStore, clock: FakeClock) -> None:
     job_id = await insert(store)
     clock.advance(5)
-    async with store.db.transaction() as conn:
-        await store.update(conn, job_id, submit_attempts=2, next_delivery_at=99.0)
+    await store.db.write(store.update, job_id, submit_attempts=2, next_delivery_at=99.0)
     job = await store.get(job_id)
     assert job is not None
     assert (job.state, job.submit_attempts, job.next_delivery_at) == (Q, 2, 99.0)
     assert job.updated_at == clock.now
     for bad in ({}, {"state": "done"}, {"n": 4}):
         with pytest.raises(ValueError, match="cannot set"):
-            async with store.db.transaction() as conn:
-                await store.update(conn, job_id, **bad)
+            await store.db.write(store.update, job_id, **bad)
     assert (await store.get(job_id)).state is Q  # type: ignore[union-attr]
 
 
@@ -239,14 +230,11 @@ async def test_inputs_are_pruned_only_after_the_job_ended_long_enough_ago(
     images = ("data:image/png;base64,AAAA",)
     ended = await insert(store, NewJob(replace(image_request(), images=images), user_id=1))
     active = await insert(store, NewJob(replace(image_request(), images=images), user_id=1))
-    async with store.db.transaction() as conn:
-        await store.transition(conn, ended, CANCELLED)
+    await store.db.write(store.transition, ended, CANCELLED)
     finished_at = clock.now
-    async with store.db.transaction() as conn:
-        await store.prune_inputs(conn, finished_at)  # not before the cut-off: kept
+    await store.db.write(store.prune_inputs, finished_at)  # not before the cut-off: kept
     assert await store.inputs(ended) == images
-    async with store.db.transaction() as conn:
-        await store.prune_inputs(conn, finished_at + 1)
+    await store.db.write(store.prune_inputs, finished_at + 1)
     assert await store.inputs(ended) == ()
     assert await store.inputs(active) == images  # an active job keeps its inputs
 
@@ -263,8 +251,7 @@ async def test_results_are_saved_once_and_marked_delivered(store: JobStore) -> N
         end_time=datetime.now(UTC),
     )
     for _ in range(2):  # saving again (a re-poll after a crash) adds nothing
-        async with store.db.transaction() as conn:
-            await store.save_results(conn, job_id, result, expires_at=500.0)
+        await store.db.write(store.save_results, job_id, result, expires_at=500.0)
     results = await store.results(job_id)
     assert [(r.position, r.url, r.failure_code) for r in results] == [
         (0, "https://a/0.png", None),
@@ -272,8 +259,8 @@ async def test_results_are_saved_once_and_marked_delivered(store: JobStore) -> N
         (2, None, "DataInspectionFailed"),
     ]
     assert results[0].expires_at == 500.0 and results[2].expires_at is None
-    await store.db.write(store.mark_delivered_now, job_id, 0, 777)
-    await store.db.write(store.mark_delivered_now, job_id, 1, None)  # no message ids
+    await store.db.write(store.mark_delivered, job_id, 0, 777)
+    await store.db.write(store.mark_delivered, job_id, 1, None)  # no message ids
     delivered = [r.delivered_message_id for r in await store.results(job_id)]
     assert delivered == [777, 0, None]
 
@@ -291,25 +278,21 @@ async def test_jobs_by_state_and_counts(store: JobStore) -> None:
 
 async def test_the_state_column_refuses_unknown_states(store: JobStore) -> None:
     job_id = await insert(store)
-    with pytest.raises(sqlite3.IntegrityError):
-        await store.db.execute("UPDATE jobs SET state = 'lost' WHERE id = ?", (job_id,))
+    with pytest.raises(INTEGRITY_ERRORS):
+        await execute(store.db, "UPDATE jobs SET state = 'lost' WHERE id = ?", (job_id,))
 
 
-async def test_the_job_returned_by_insert_is_the_row_written(tmp_path: Path) -> None:
-    """`insert_now` builds the queued Job without reading it back: it must equal the row."""
-    db = await Database.open(tmp_path / "q.db")
-    try:
-        store = JobStore(db)
-        new = NewJob(
-            validate(ImageRequest(model="wan2.6-t2i", prompt="a kite", n=3, seed=5)),
-            user_id=8,
-            guild_id=9,
-            channel_id=10,
-            thread_id=11,
-            locale="zh",
-            parent_job_id=None,
-        )
-        built = await db.write(store.insert_now, new)
-        assert built == await store.get(built.id)
-    finally:
-        await db.close()
+async def test_the_job_returned_by_insert_is_the_row_written(db: Database) -> None:
+    """`insert` builds the queued Job without reading it back: it must equal the row."""
+    store = JobStore(db)
+    new = NewJob(
+        validate(ImageRequest(model="wan2.6-t2i", prompt="a kite", n=3, seed=5)),
+        user_id=8,
+        guild_id=9,
+        channel_id=10,
+        thread_id=11,
+        locale="zh",
+        parent_job_id=None,
+    )
+    built = await db.write(store.insert, new)
+    assert built == await store.get(built.id)

@@ -7,6 +7,7 @@ import asyncio
 import random
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from bot.accounting.quota import DAY, Limits, Quota, QuotaExceeded, micros
 from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
 from bot.presenter import describe, utc_time
-from bot.storage.db import Database, call
+from bot.storage.db import Database
+from tests.backends import database_target, end_job
 from tests.engine_helpers import (
     NO_LIMITS,
     FakeClock,
@@ -41,12 +43,7 @@ class Setup:
 
     async def end(self, job: Job, state: JobState = JobState.CANCELLED, charged: int = 0) -> None:
         """End a job the way the engine does: transition and settle in one transaction."""
-        async with self.db.transaction() as conn:
-            if state is JobState.DONE:
-                for step in (JobState.SUBMITTED, JobState.DELIVERING):
-                    job = await self.store.transition(conn, job.id, step)
-            ended = await self.store.transition(conn, job.id, state)
-            await call(conn, self.quota.settle_now, ended, charged)
+        await self.db.write(end_job, self.store, self.quota, job, state, charged)
 
     async def refused(self, **kw: object) -> QuotaExceeded:
         before = await self.db.fetchone("SELECT COUNT(*) AS k FROM ledger")
@@ -59,19 +56,27 @@ class Setup:
 
 
 @pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator:
+async def make(backend: str, tmp_path: Path) -> AsyncIterator:
+    async with database_target(backend, tmp_path) as target, opener(target) as factory:
+        yield factory
+
+
+@asynccontextmanager
+async def opener(target: str) -> AsyncIterator:
     opened: list[Database] = []
 
     async def factory(limits: Limits = NO_LIMITS, **overrides: int) -> Setup:
-        db = await Database.open(tmp_path / "quota.db")
+        db = await Database.open(target)
         opened.append(db)
         clock = FakeClock()
         store = JobStore(db, clock=clock)
         return Setup(db, store, Quota(db, store, replace(limits, **overrides), clock), clock)
 
-    yield factory
-    for db in opened:
-        await db.close()
+    try:
+        yield factory
+    finally:
+        for db in opened:
+            await db.close()
 
 
 def at(moment: float) -> str:
@@ -96,9 +101,8 @@ async def test_reserve_then_settle_charges_k_and_refunds_the_rest(make, delivere
 async def test_settling_twice_is_a_no_op(make) -> None:
     s = await make()
     job = await s.quota.reserve(new_job(n=3))
-    async with s.db.transaction() as conn:
-        for delivered in (2, 0, 3):
-            await call(conn, s.quota.settle_now, job, delivered)
+    for delivered in (2, 0, 3):
+        await s.db.write(s.quota.settle, job, delivered)
     assert await s.ledger(job.id) == {"reserve": 3, "charge": 2, "refund": 1}
     row = await s.db.fetchone("SELECT COUNT(*) AS k FROM ledger WHERE job_id = ?", (job.id,))
     assert row is not None and row["k"] == 3
@@ -108,8 +112,7 @@ async def test_settling_twice_is_a_no_op(make) -> None:
 async def test_settle_clamps_to_the_reservation(make, delivered: int, charge: int) -> None:
     s = await make()
     job = await s.quota.reserve(new_job(n=2))
-    async with s.db.transaction() as conn:
-        await call(conn, s.quota.settle_now, job, delivered)
+    await s.db.write(s.quota.settle, job, delivered)
     assert await s.ledger(job.id) == {"reserve": 2, "charge": charge, "refund": 2 - charge}
 
 

@@ -33,7 +33,8 @@ from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.launcher import place_of
 from bot.errors import InputRejected
 from bot.presenter import describe, utc_time
-from bot.storage.db import Database
+from bot.storage.db import Conn, Database
+from tests.backends import execute, fresh_database
 from tests.engine_helpers import FakeClock
 
 GUILD = 500
@@ -259,10 +260,9 @@ def test_unknown_defaults_are_a_programming_error() -> None:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "policy.db")
-    yield database
-    await database.close()
+async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    async with fresh_database(backend, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture
@@ -372,12 +372,12 @@ async def test_role_rows_of_server_only_settings_are_ignored(
     store: PolicyStore, db: Database
 ) -> None:
     """Written by hand (or by an older version): a role cannot loosen a server-wide setting."""
-    async with db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
-            " VALUES (?, ?, 'images_per_guild_day', '0', 0), (?, ?, 'retired_setting', '1', 0)",
-            (GUILD, ROLE_A, GUILD, SERVER),
-        )
+    await execute(
+        db,
+        "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+        " VALUES (?, ?, 'images_per_guild_day', '0', 0), (?, ?, 'retired_setting', '1', 0)",
+        (GUILD, ROLE_A, GUILD, SERVER),
+    )
     policy = await effective(store, ROLE_A)
     assert policy.values["images_per_guild_day"] == Effective("200", "default")
     assert "retired_setting" not in policy.values
@@ -721,8 +721,7 @@ async def test_a_cached_policy_follows_changes_made_outside_the_admin_commands(
     assert await effective(store, ROLE_A) is await effective(store, ROLE_A)  # reused
 
     async def by_hand(sql: str, *params: object) -> None:
-        async with db.transaction() as conn:
-            await conn.execute(sql, params)
+        await execute(db, sql, params)
 
     await by_hand(
         "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
@@ -760,6 +759,12 @@ async def test_members_share_a_policy_only_when_their_relevant_roles_match(
     assert (await effective(store, ROLE_B)).values["max_n"].value == "2"
 
 
+def change_then_fail(conn: Conn, store: PolicyStore) -> None:
+    conn.execute("UPDATE limit_settings SET value = '4' WHERE setting = 'max_n'")
+    assert store.effective(conn, GUILD).values["max_n"].value == "4"
+    raise RuntimeError("undo")
+
+
 async def test_a_policy_read_inside_a_rolled_back_change_is_never_reused(
     store: PolicyStore, db: Database
 ) -> None:
@@ -767,9 +772,6 @@ async def test_a_policy_read_inside_a_rolled_back_change_is_never_reused(
     so what was read inside that transaction cannot pass for current afterwards."""
     await store.set(GUILD, "max_n", "3", by_user=ADMIN)
     with pytest.raises(RuntimeError):
-        async with db.transaction() as conn:
-            await conn.execute("UPDATE limit_settings SET value = '4' WHERE setting = 'max_n'")
-            assert (await store.effective(conn, GUILD)).values["max_n"].value == "4"
-            raise RuntimeError("undo")
+        await db.write(change_then_fail, store)
     await store.set(GUILD, "max_n", "1", by_user=ADMIN)
     assert (await effective(store)).values["max_n"].value == "1"

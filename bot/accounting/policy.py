@@ -15,18 +15,15 @@ and new value to the audit log in the same transaction, and can be reset to fall
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiosqlite
-
 from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest, parse_size, size_problem
 from bot.errors import InputRejected, Problem
-from bot.storage.db import Database, call, first
+from bot.storage.db import Conn, Database
 
 SERVER = 0  # role_id of a server-wide value
 _GUILD_ROWS = "SELECT role_id, setting, value FROM limit_settings WHERE guild_id = ?"
@@ -227,15 +224,8 @@ class PolicyStore:
         self._no_guild = self.resolve([])
         self._cache: dict[int, _GuildPolicies] = {}  # touched on the database thread only
 
-    async def effective(
-        self, conn: aiosqlite.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
-    ) -> Policy:
-        return await call(conn, self.effective_now, guild_id, tuple(role_ids))
-
-    def effective_now(
-        self, raw: sqlite3.Connection, guild_id: int | None, role_ids: Iterable[int] = ()
-    ) -> Policy:
-        """`effective` on the database thread (inside a `Database.write` or `call`).
+    def effective(self, conn: Conn, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
+        """A member's policy (inside a `Database.write`).
 
         A reservation asks for this every time, so the resolved policies of a server are kept
         per combination of the roles that have rows there, and reused while the server's
@@ -243,11 +233,11 @@ class PolicyStore:
         one indexed look-up instead of reading and resolving every setting."""
         if guild_id is None:
             return self._no_guild
-        row = raw.execute(_VERSION, (guild_id,)).fetchone()
+        row = conn.execute(_VERSION, (guild_id,)).fetchone()
         version = row[0] if row else None
         cached = self._cache.get(guild_id)
         if cached is None or cached.version != version:
-            stored = raw.execute(_GUILD_ROWS, (guild_id,)).fetchall()
+            stored = conn.execute(_GUILD_ROWS, (guild_id,)).fetchall()
             cached = self._cache[guild_id] = _GuildPolicies(version, stored)
             if not stored:  # most servers: every member gets the one default policy
                 cached.policies[frozenset()] = self._no_guild
@@ -293,17 +283,22 @@ class PolicyStore:
         value = validate_value(spec, raw)
         if spec.kind == "size":
             self._check_size(value)
-        async with self.db.transaction() as conn:
-            old = await self._current(conn, guild_id, role_id, name)
-            await conn.execute(
-                "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_by,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id, setting)"
-                " DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,"
-                " updated_at = excluded.updated_at",
-                (guild_id, role_id, name, value, by_user, self.clock()),
-            )
-            await self._audit(conn, guild_id, by_user or 0, role_id, name, old, value)
+        old = await self.db.write(self._set, guild_id, role_id, name, value, by_user)
         return old, value
+
+    def _set(
+        self, conn: Conn, guild_id: int, role_id: int, name: str, value: str, by_user: int | None
+    ) -> str | None:
+        old = self._current(conn, guild_id, role_id, name)
+        conn.execute(
+            "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_by,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id, setting)"
+            " DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,"
+            " updated_at = excluded.updated_at",
+            (guild_id, role_id, name, value, by_user, self.clock()),
+        )
+        self._audit(conn, guild_id, by_user or 0, role_id, name, old, value)
+        return old
 
     async def reset(
         self, guild_id: int, name: str, *, by_user: int, role_id: int = SERVER
@@ -312,19 +307,22 @@ class PolicyStore:
             raise InputRejected.one(
                 "admin.unknown_setting", setting=name, choices=", ".join(SETTINGS)
             )
-        async with self.db.transaction() as conn:
-            old = await self._current(conn, guild_id, role_id, name)
-            await conn.execute(
-                "DELETE FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
-                (guild_id, role_id, name),
-            )
-            if old is not None:
-                await self._audit(conn, guild_id, by_user, role_id, name, old, None)
+        return await self.db.write(self._reset, guild_id, role_id, name, by_user)
+
+    def _reset(
+        self, conn: Conn, guild_id: int, role_id: int, name: str, by_user: int
+    ) -> str | None:
+        old = self._current(conn, guild_id, role_id, name)
+        conn.execute(
+            "DELETE FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
+            (guild_id, role_id, name),
+        )
+        if old is not None:
+            self._audit(conn, guild_id, by_user, role_id, name, old, None)
         return old
 
     async def for_member(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
-        async with self.db.transaction() as conn:
-            return await self.effective(conn, guild_id, role_ids)
+        return await self.db.write(self.effective, guild_id, tuple(role_ids))
 
     async def overrides(self, guild_id: int) -> list[Any]:
         """Every stored value of the server: (role_id, setting, value)."""
@@ -356,19 +354,16 @@ class PolicyStore:
                 expected=Problem("admin.expected.size_fit"),
             )
 
-    async def _current(
-        self, conn: aiosqlite.Connection, guild_id: int, role_id: int, name: str
-    ) -> str | None:
-        row = await first(
-            conn,
+    def _current(self, conn: Conn, guild_id: int, role_id: int, name: str) -> str | None:
+        row = conn.execute(
             "SELECT value FROM limit_settings WHERE guild_id = ? AND role_id = ? AND setting = ?",
             (guild_id, role_id, name),
-        )
+        ).fetchone()
         return row["value"] if row else None
 
-    async def _audit(
+    def _audit(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         guild_id: int,
         user_id: int,
         role_id: int,
@@ -376,7 +371,7 @@ class PolicyStore:
         old: str | None,
         new: str | None,
     ) -> None:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (guild_id, user_id, role_id, name, old, new, self.clock()),

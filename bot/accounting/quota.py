@@ -12,7 +12,6 @@ in flight already counts against the limit, and a refund frees its images at onc
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from bot.accounting.policy import LIMIT_SETTINGS, SETTINGS, Policy, PolicyStore
 from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.storage.db import Database
+from bot.storage.db import Conn, Database
 
 DAY = 24 * 3600.0
 
@@ -173,30 +172,34 @@ class Quota:
         return self.prices.get(model, 0.0)
 
     async def reserve(self, new: NewJob) -> Job:
-        """Check every limit and accept the job (queued, n images reserved) in one transaction
-        and one round trip to the database thread."""
-        return await self.db.write(self._reserve_now, new)
+        """Check every limit and accept the job (queued, n images reserved) in one transaction.
+        The member's and the server's locks come first, so two processes cannot both pass a
+        check that only one of them may (SQLite's writers are alone anyway)."""
+        return await self.db.write(self._reserve, new)
 
-    def _reserve_now(self, raw: sqlite3.Connection, new: NewJob) -> Job:
+    def _reserve(self, conn: Conn, new: NewJob) -> Job:
+        conn.lock("user", new.user_id)
+        if new.guild_id is not None:
+            conn.lock("guild", new.guild_id)
         now = self.clock()
-        policy = self.policy.effective_now(raw, new.guild_id, new.role_ids)
-        self._check(raw, new, limits_of(policy), now)
+        policy = self.policy.effective(conn, new.guild_id, new.role_ids)
+        self._check(conn, new, limits_of(policy), now)
         unit_price = self.price(new.request.model)
-        self._check_budget(raw, new, policy.money("monthly_budget"), unit_price, now)
-        job = self.store.insert_now(raw, new)
+        self._check_budget(conn, new, policy.money("monthly_budget"), unit_price, now)
+        job = self.store.insert(conn, new)
         n = new.request.n
-        raw.execute(
+        conn.execute(
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
             " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
             (job.id, new.user_id, new.guild_id, n, now, unit_price, new.request.model),
         )
-        _add_held(raw, new.user_id, new.guild_id, now, n, n * micros(unit_price))
+        _add_held(conn, new.user_id, new.guild_id, now, n, n * micros(unit_price))
         return job
 
-    def _check(self, raw: sqlite3.Connection, new: NewJob, limits: Limits, now: float) -> None:
+    def _check(self, conn: Conn, new: NewJob, limits: Limits, now: float) -> None:
         n = new.request.n
         if limits.cooldown_seconds:
-            last = raw.execute(_LAST_JOB_SQL, (new.user_id,)).fetchone()[0]
+            last = conn.execute(_LAST_JOB_SQL, (new.user_id,)).fetchone()[0]
             if last is not None and now - last < limits.cooldown_seconds:
                 raise LimitReached(
                     "cooldown",
@@ -205,7 +208,7 @@ class Quota:
                     frees_at=last + limits.cooldown_seconds,
                 )
         if limits.concurrent_jobs_per_user:
-            active = raw.execute(_ACTIVE_SQL, (new.user_id,)).fetchone()[0]
+            active = conn.execute(_ACTIVE_SQL, (new.user_id,)).fetchone()[0]
             if active >= limits.concurrent_jobs_per_user:
                 raise LimitReached(
                     "concurrent",
@@ -215,28 +218,28 @@ class Quota:
                 )
         if limits.images_per_user_day:
             _check_window(
-                raw, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
+                conn, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
             )
         if limits.images_per_guild_day and new.guild_id is not None:
             _check_window(
-                raw, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
+                conn, "guild_day", "guild_id", new.guild_id, limits.images_per_guild_day, n, now
             )
 
     def _check_budget(
-        self, raw: sqlite3.Connection, new: NewJob, budget: float, unit_price: float, now: float
+        self, conn: Conn, new: NewJob, budget: float, unit_price: float, now: float
     ) -> None:
         if budget <= 0 or new.guild_id is None:
             return
-        spent = _spent_micros(raw, new.guild_id, now)
+        spent = _spent_micros(conn, new.guild_id, now)
         if spent + new.request.n * micros(unit_price) > micros(budget):
             raise BudgetExceeded(
                 budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
             )
 
-    def settle_now(self, raw: sqlite3.Connection, job: Job, delivered: int) -> None:
-        """Charge `delivered` images and refund the rest of the reservation, once per job (on
-        the database thread, inside a `Database.write` or `call`)."""
-        reserved = raw.execute(
+    def settle(self, conn: Conn, job: Job, delivered: int) -> None:
+        """Charge `delivered` images and refund the rest of the reservation, once per job
+        (inside a `Database.write`)."""
+        reserved = conn.execute(
             "SELECT created_at, unit_price, model FROM ledger WHERE job_id = ? AND entry = 'reserve'",
             (job.id,),
         ).fetchone()
@@ -252,35 +255,35 @@ class Quota:
             " ON CONFLICT (job_id, entry) DO NOTHING"
         )
         owner = (job.id, job.user_id, job.guild_id)
-        raw.execute(sql, (*owner, "charge", delivered, now, unit_price, model))
-        added = raw.execute(sql, (*owner, "refund", refunded, now, unit_price, model)).rowcount
+        conn.execute(sql, (*owner, "charge", delivered, now, unit_price, model))
+        added = conn.execute(sql, (*owner, "refund", refunded, now, unit_price, model)).rowcount
         if added and refunded:
-            _add_held(raw, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price))
+            _add_held(
+                conn, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price)
+            )
 
-    def end_now(
-        self, raw: sqlite3.Connection, job_id: int, state: JobState, charged: int, **fields: Any
-    ) -> Job:
-        """A job's last transition and its settlement, together (on the database thread)."""
-        ended = self.store.transition_now(raw, job_id, state, **fields)
-        self.settle_now(raw, ended, charged)
+    def end(self, conn: Conn, job_id: int, state: JobState, charged: int, **fields: Any) -> Job:
+        """A job's last transition and its settlement, together (inside a `Database.write`)."""
+        ended = self.store.transition(conn, job_id, state, **fields)
+        self.settle(conn, ended, charged)
         return ended
 
     async def standing(
         self, user_id: int, guild_id: int | None, role_ids: Iterable[int] = ()
     ) -> Standing:
-        return await self.db.write(self._standing_now, user_id, guild_id, role_ids)
+        return await self.db.write(self._standing, user_id, guild_id, role_ids)
 
-    def _standing_now(
-        self, raw: sqlite3.Connection, user_id: int, guild_id: int | None, role_ids: Iterable[int]
+    def _standing(
+        self, conn: Conn, user_id: int, guild_id: int | None, role_ids: Iterable[int]
     ) -> Standing:
         now = self.clock()
-        policy = self.policy.effective_now(raw, guild_id, role_ids)
+        policy = self.policy.effective(conn, guild_id, role_ids)
         limits = limits_of(policy)
-        spent = _spent_micros(raw, guild_id, now) / 1_000_000 if guild_id else 0.0
-        user_window = _window(raw, "user_id", user_id, now)
-        guild_window = _window(raw, "guild_id", guild_id, now) if guild_id is not None else []
-        active = raw.execute(_ACTIVE_SQL, (user_id,)).fetchone()[0]
-        last = raw.execute(_LAST_JOB_SQL, (user_id,)).fetchone()[0]
+        spent = _spent_micros(conn, guild_id, now) / 1_000_000 if guild_id else 0.0
+        user_window = _window(conn, "user_id", user_id, now)
+        guild_window = _window(conn, "guild_id", guild_id, now) if guild_id is not None else []
+        active = conn.execute(_ACTIVE_SQL, (user_id,)).fetchone()[0]
+        last = conn.execute(_LAST_JOB_SQL, (user_id,)).fetchone()[0]
         cooldown_until = (
             last + limits.cooldown_seconds
             if last is not None and now - last < limits.cooldown_seconds
@@ -302,21 +305,19 @@ class Quota:
         )
 
 
-def _window(
-    raw: sqlite3.Connection, column: str, owner: int, now: float
-) -> list[tuple[float, int]]:
+def _window(conn: Conn, column: str, owner: int, now: float) -> list[tuple[float, int]]:
     """(reserved at, images still counted) for each reservation in the last 24 h."""
-    return [(row[0], row[1]) for row in raw.execute(_WINDOW_SQL[column], (owner, now - DAY))]
+    return [(row[0], row[1]) for row in conn.execute(_WINDOW_SQL[column], (owner, now - DAY))]
 
 
-def _held(raw: sqlite3.Connection, column: str, owner: int, now: float) -> int:
+def _held(conn: Conn, column: str, owner: int, now: float) -> int:
     """Images held in the owner's last 24 h, from the running total: one look-up, plus a write
     when reservations left the window since the last check (they are subtracted once)."""
     cutoff = now - DAY
-    row = raw.execute(_MOVE_SQL[column], (owner, column, cutoff)).fetchone()
+    row = conn.execute(_MOVE_SQL[column], (owner, column, cutoff)).fetchone()
     if row is None or cutoff < row[0]:  # first use, or the clock went back: rebuild
-        held = raw.execute(_HELD_SQL[column], (owner, cutoff, _FOREVER)).fetchone()[0]
-        raw.execute(
+        held = conn.execute(_HELD_SQL[column], (owner, cutoff, _FOREVER)).fetchone()[0]
+        conn.execute(
             "INSERT INTO quota_windows (scope, owner, cutoff, held) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (scope, owner) DO UPDATE SET cutoff = excluded.cutoff,"
             " held = excluded.held",
@@ -326,7 +327,7 @@ def _held(raw: sqlite3.Connection, column: str, owner: int, now: float) -> int:
     _, held, leaving, leaving_images = row
     if leaving:
         held -= leaving_images
-        raw.execute(
+        conn.execute(
             "UPDATE quota_windows SET cutoff = ?, held = ? WHERE scope = ? AND owner = ?",
             (cutoff, held, column, owner),
         )
@@ -334,7 +335,7 @@ def _held(raw: sqlite3.Connection, column: str, owner: int, now: float) -> int:
 
 
 def _check_window(
-    raw: sqlite3.Connection,
+    conn: Conn,
     limit_name: str,
     column: str,
     owner: int,
@@ -342,33 +343,34 @@ def _check_window(
     n: int,
     now: float,
 ) -> None:
-    if _held(raw, column, owner, now) + n <= allowed:
+    if _held(conn, column, owner, now) + n <= allowed:
         return
-    window = _window(raw, column, owner, now)
+    window = _window(conn, column, owner, now)
     used = sum(held for _, held in window)
     raise LimitReached(
         limit_name, allowed=allowed, used=used, frees_at=_frees_at(window, used + n - allowed)
     )
 
 
-def _spent_micros(raw: sqlite3.Connection, guild_id: int, now: float) -> int:
+def _spent_micros(conn: Conn, guild_id: int, now: float) -> int:
     """Money held or charged this month by the server, from the running total."""
     month = month_start(now)
-    row = raw.execute(
+    row = conn.execute(
         "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?", (guild_id, month)
     ).fetchone()
     if row is not None:
         return int(row[0])
-    spent = raw.execute(_SPENT_MICROS_SQL, (guild_id, month, next_month_start(now))).fetchone()[0]
-    raw.execute(
-        "INSERT INTO quota_spend (guild_id, month, micros) VALUES (?, ?, ?)",
+    spent = conn.execute(_SPENT_MICROS_SQL, (guild_id, month, next_month_start(now))).fetchone()[0]
+    conn.execute(
+        "INSERT INTO quota_spend (guild_id, month, micros) VALUES (?, ?, ?)"
+        " ON CONFLICT (guild_id, month) DO NOTHING",
         (guild_id, month, spent),
     )
     return int(spent)
 
 
 def _add_held(
-    raw: sqlite3.Connection,
+    conn: Conn,
     user_id: int,
     guild_id: int | None,
     reserved_at: float,
@@ -377,13 +379,13 @@ def _add_held(
 ) -> None:
     """Keep the running totals in step with a reservation (or a refund: negative amounts) made
     at `reserved_at`; totals not built yet are left to be rebuilt from the ledger."""
-    raw.executemany(
+    conn.executemany(
         "UPDATE quota_windows SET held = held + ? WHERE scope = ? AND owner = ? AND cutoff < ?",
         [(images, "user_id", user_id, reserved_at)]
         + ([(images, "guild_id", guild_id, reserved_at)] if guild_id is not None else []),
     )
     if guild_id is not None and money:
-        raw.execute(
+        conn.execute(
             "UPDATE quota_spend SET micros = micros + ? WHERE guild_id = ? AND month = ?",
             (money, guild_id, month_start(reserved_at)),
         )

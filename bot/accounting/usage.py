@@ -56,12 +56,12 @@ async def usage_report(
         "SELECT j.user_id, l.images, l.images * l.unit_price AS cost, r.created_at FROM ledger l"
         " JOIN ledger r ON r.job_id = l.job_id AND r.entry = 'reserve'"
         " JOIN jobs j ON j.id = l.job_id WHERE l.entry = 'charge' AND j.guild_id = ?"
-        " AND r.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?)",
+        " AND r.created_at BETWEEN ? AND ? AND (CAST(? AS BIGINT) IS NULL OR j.user_id = ?)",
         args,
     )
     outcomes = await db.fetchall(
         "SELECT j.state, COUNT(*) AS n FROM jobs j WHERE j.guild_id = ?"
-        " AND j.created_at BETWEEN ? AND ? AND (? IS NULL OR j.user_id = ?) GROUP BY j.state",
+        " AND j.created_at BETWEEN ? AND ? AND (CAST(? AS BIGINT) IS NULL OR j.user_id = ?) GROUP BY j.state",
         args,
     )
     by_state = {row["state"]: row["n"] for row in outcomes}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from bot.i18n import lang_for, text
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
 from bot.media.downloads import ResultFetcher
 from bot.presenter import render, render_all, utc_time
-from bot.storage.db import Database
+from bot.storage.db import Conn, Database
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +188,8 @@ class Engine:
 
     async def recover(self) -> None:
         """Rebuild the in-memory state from the database after a start or a crash."""
-        async with self.db.transaction() as conn:
-            # Inputs are kept a while after a job ends, so Reroll can redo an edit.
-            await self.store.prune_inputs(conn, self.clock() - INPUT_RETENTION)
+        # Inputs are kept a while after a job ends, so Reroll can redo an edit.
+        await self.db.write(self.store.prune_inputs, self.clock() - INPUT_RETENTION)
         # A failure the user was not told about (a crash came in between): tell them now.
         for job in await self.store.unnotified_failures(self.clock() - RESULT_LIFETIME):
             lang = lang_for(job.locale)
@@ -235,10 +233,9 @@ class Engine:
             return
         status_message_id, thread_id = where
         if status_message_id is not None:
-            async with self.db.transaction() as conn:
-                await self.store.update(
-                    conn, job.id, status_message_id=status_message_id, thread_id=thread_id
-                )
+            await self.db.write(
+                self.store.update, job.id, status_message_id=status_message_id, thread_id=thread_id
+            )
         self.queue.push(job.model, job.user_id, job.id)
 
     async def adopt_queued(self) -> int:
@@ -282,10 +279,9 @@ class Engine:
     ) -> Job:
         """Record where a front end shows the job (its status message and thread), and let a
         job submitted with `start=False` go."""
-        async with self.db.transaction() as conn:
-            await self.store.update(
-                conn, job_id, status_message_id=status_message_id, thread_id=thread_id
-            )
+        await self.db.write(
+            self.store.update, job_id, status_message_id=status_message_id, thread_id=thread_id
+        )
         job = await self.store.get(job_id)
         assert job is not None
         if job.state is JobState.QUEUED:
@@ -392,8 +388,7 @@ class Engine:
         if job is None or job.state is not JobState.QUEUED:  # cancelled meanwhile
             self._release_slot(model, job_id)
             return
-        async with self.db.transaction() as conn:
-            await self.store.update(conn, job.id, submit_attempts=job.submit_attempts + 1)
+        await self.db.write(self.store.update, job.id, submit_attempts=job.submit_attempts + 1)
         images = await self.store.inputs(job.id) if job.kind is Kind.EDIT else ()
         request = job.request(images)
         if job.sync:
@@ -408,14 +403,13 @@ class Engine:
             return
         self.metrics.inc("wanbot_submissions_total", model=model)
         try:
-            async with self.db.transaction() as conn:
-                job = await self.store.transition(
-                    conn,
-                    job.id,
-                    JobState.SUBMITTED,
-                    task_id=submitted.task_id,
-                    submit_request_id=submitted.request_id,
-                )
+            job = await self.db.write(
+                self.store.transition,
+                job.id,
+                JobState.SUBMITTED,
+                task_id=submitted.task_id,
+                submit_request_id=submitted.request_id,
+            )
         except IllegalTransition:  # cancelled while the request was on its way
             log.info("job %s was cancelled during submission; cancelling its task", job_id)
             self._release_slot(model, job_id)
@@ -440,8 +434,7 @@ class Engine:
         await self._fail(job, exc.code or type(exc).__name__, *exc.problems)
 
     async def _run_sync(self, job: Job, request: ImageRequest) -> None:
-        async with self.db.transaction() as conn:
-            job = await self.store.transition(conn, job.id, JobState.SUBMITTED)
+        job = await self.db.write(self.store.transition, job.id, JobState.SUBMITTED)
         await self._notify(job)
         started = self.clock()
         try:
@@ -474,8 +467,7 @@ class Engine:
         if state is not TaskState.RUNNING:
             return
         try:
-            async with self.db.transaction() as conn:
-                job = await self.store.transition(conn, tracked.job_id, JobState.RUNNING)
+            job = await self.db.write(self.store.transition, tracked.job_id, JobState.RUNNING)
         except IllegalTransition:
             return
         await self._notify(job)
@@ -498,17 +490,7 @@ class Engine:
 
     async def _finished(self, job: Job, result: TaskResult) -> None:
         """A task succeeded: keep its result URLs and hand the job to delivery."""
-        async with self.db.transaction() as conn:
-            await self.store.save_results(conn, job.id, result, self.clock() + RESULT_LIFETIME)
-            job = await self.store.transition(
-                conn,
-                job.id,
-                JobState.DELIVERING,
-                result_request_id=result.request_id,
-                image_count=result.billed_images,
-                actual_prompt=result.actual_prompt,
-                result_size=result.size,
-            )
+        job = await self.db.write(self._save_result, job.id, result)
         await self._notify(job)
         self._schedule_delivery(job.id, self.clock())
 
@@ -583,7 +565,7 @@ class Engine:
             (image.position, message_id)
             for image, message_id in zip(images, message_ids, strict=False)
         ]
-        job = await self.db.write(self._deliver_now, job, delivered)
+        job = await self.db.write(self._record_delivery, job, delivered)
         self._count_charge(job, len(images))
         await self._notify_end(job)
 
@@ -591,13 +573,12 @@ class Engine:
         attempts = job.delivery_attempts + 1
         if exc.retryable and attempts < self.config.max_delivery_attempts:
             delay = DELIVERY_BACKOFF.delay(job.delivery_attempts)
-            async with self.db.transaction() as conn:
-                await self.store.update(
-                    conn,
-                    job.id,
-                    delivery_attempts=attempts,
-                    next_delivery_at=self.clock() + delay,
-                )
+            await self.db.write(
+                self.store.update,
+                job.id,
+                delivery_attempts=attempts,
+                next_delivery_at=self.clock() + delay,
+            )
             log.warning("job %s: delivery failed (%s); retry in %.0f s", job.id, exc, delay)
             self._schedule_delivery(job.id, self.clock() + delay)
             return
@@ -609,19 +590,31 @@ class Engine:
 
     # --- endings -------------------------------------------------------------------------------
 
-    def _deliver_now(
-        self, raw: sqlite3.Connection, job: Job, delivered: list[tuple[int, int | None]]
+    def _save_result(self, conn: Conn, job_id: int, result: TaskResult) -> Job:
+        self.store.save_results(conn, job_id, result, self.clock() + RESULT_LIFETIME)
+        return self.store.transition(
+            conn,
+            job_id,
+            JobState.DELIVERING,
+            result_request_id=result.request_id,
+            image_count=result.billed_images,
+            actual_prompt=result.actual_prompt,
+            result_size=result.size,
+        )
+
+    def _record_delivery(
+        self, conn: Conn, job: Job, delivered: list[tuple[int, int | None]]
     ) -> Job:
         for position, message_id in delivered:
-            self.store.mark_delivered_now(raw, job.id, position, message_id)
-        return self.quota.end_now(raw, job.id, JobState.DONE, len(delivered))
+            self.store.mark_delivered(conn, job.id, position, message_id)
+        return self.quota.end(conn, job.id, JobState.DONE, len(delivered))
 
     def _count_charge(self, job: Job, charged: int) -> None:
         self.metrics.inc("wanbot_images_charged_total", charged)
         self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
 
     async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
-        ended = await self.db.write(self.quota.end_now, job.id, state, charged, **fields)
+        ended = await self.db.write(self.quota.end, job.id, state, charged, **fields)
         self._count_charge(job, charged)
         await self._notify_end(ended)
         return ended
@@ -654,8 +647,7 @@ class Engine:
             return
         if told is False:
             return
-        async with self.db.transaction() as conn:
-            await self.store.update(conn, job.id, notified_at=self.clock())
+        await self.db.write(self.store.update, job.id, notified_at=self.clock())
 
     async def _notify_end(self, job: Job) -> None:
         """The final status of a done or cancelled job, recorded once shown, so a crash in
@@ -665,8 +657,7 @@ class Engine:
             return
         shown = await self._notify(job)
         if shown is not False:
-            async with self.db.transaction() as conn:
-                await self.store.update(conn, job.id, notified_at=self.clock())
+            await self.db.write(self.store.update, job.id, notified_at=self.clock())
 
     async def _notify(self, job: Job) -> bool | None:
         """The port's answer (False: a final status was not shown), False if it raised."""

@@ -183,7 +183,7 @@ class Job:
 
     @classmethod
     def queued(cls, job_id: int, new: NewJob, now: float) -> Job:
-        """The row `JobStore.insert_now` has just written, without reading it back."""
+        """The row `JobStore.insert` has just written, without reading it back."""
         return cls(
             id=job_id,
             state=JobState.QUEUED,

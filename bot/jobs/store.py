@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-
-import aiosqlite
 
 from bot.dashscope.results import TaskResult
 from bot.jobs.model import (
@@ -19,7 +16,7 @@ from bot.jobs.model import (
     ResultImage,
     check_transition,
 )
-from bot.storage.db import Database, call
+from bot.storage.db import Conn, Database, as_dict
 
 # Columns a transition may set besides the state and its timestamp.
 _UPDATABLE = {
@@ -43,14 +40,20 @@ _UPDATABLE = {
 
 
 # Ended jobs whose final status was never shown, through the small partial index of exactly
-# those (the unary + keeps SQLite from preferring the index of every job by state or by id).
+# those (on SQLite the unary + keeps the planner from preferring the index of every job by
+# state or by id; PostgreSQL needs no hint, and has no unary + for text).
 UNNOTIFIED_SQL = (
     "SELECT * FROM jobs WHERE notified_at IS NULL AND finished_at >= ?"
-    " AND +state IN {states} ORDER BY +id"
+    " AND {plus}state IN {states} ORDER BY {plus}id"
 )
 
 
 _BY_ID = "SELECT * FROM jobs WHERE id = ?"
+_DELETION_DONE = "UPDATE jobs SET deletion_done_at = ? WHERE id = ? AND deleted_at IS NOT NULL"
+_ADD_REPOST = (
+    "INSERT INTO reposts (message_id, job_id, channel_id) VALUES (?, ?, ?)"
+    " ON CONFLICT (message_id) DO NOTHING"
+)
 
 
 class JobStore:
@@ -58,13 +61,13 @@ class JobStore:
         self.db = db
         self.clock = clock
 
-    def insert_now(self, raw: sqlite3.Connection, new: NewJob) -> Job:
-        """Insert a queued job, on the database thread (inside a `Database.write` or `call`)."""
+    def insert(self, conn: Conn, new: NewJob) -> Job:
+        """Insert a queued job (inside a `Database.write`)."""
         now = self.clock()
-        cursor = raw.execute(
+        row = conn.execute(
             "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
             " thread_id, locale, parent_job_id, created_at, updated_at)"
-            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 new.kind.value,
                 new.request.model,
@@ -80,11 +83,10 @@ class JobStore:
                 now,
                 now,
             ),
-        )
-        job_id = cursor.lastrowid
-        assert job_id is not None
+        ).fetchone()
+        job_id = int(row[0])
         if new.request.images:
-            raw.executemany(
+            conn.executemany(
                 "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
                 [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
             )
@@ -118,7 +120,9 @@ class JobStore:
         return await self._unnotified("('done', 'cancelled')", since)
 
     async def _unnotified(self, states: str, since: float) -> list[Job]:
-        rows = await self.db.fetchall(UNNOTIFIED_SQL.format(states=states), (since,))
+        plus = "+" if self.db.dialect == "sqlite" else ""
+        sql = UNNOTIFIED_SQL.format(states=states, plus=plus)
+        rows = await self.db.fetchall(sql, (since,))
         return [Job.from_row(row) for row in rows]
 
     async def job_for_message(self, message_id: int) -> Job | None:
@@ -168,21 +172,9 @@ class JobStore:
             for r in rows
         ]
 
-    async def transition(
-        self,
-        conn: aiosqlite.Connection,
-        job_id: int,
-        target: JobState,
-        **fields: Any,
-    ) -> Job:
-        """Move a job to `target` inside the caller's transaction; raise if not allowed."""
-        return await call(conn, self.transition_now, job_id, target, **fields)
-
-    def transition_now(
-        self, raw: sqlite3.Connection, job_id: int, target: JobState, **fields: Any
-    ) -> Job:
-        """`transition` on the database thread (inside a `Database.write` or `call`)."""
-        row = raw.execute(_BY_ID, (job_id,)).fetchone()
+    def transition(self, conn: Conn, job_id: int, target: JobState, **fields: Any) -> Job:
+        """Move a job to `target` (inside a `Database.write`); raise if not allowed."""
+        row = conn.execute(_BY_ID, (job_id,)).fetchone()
         if row is None:
             raise IllegalTransition(job_id, None, target)
         state = JobState(row["state"])
@@ -195,30 +187,28 @@ class JobStore:
         if target in STATE_TIME_COLUMN:
             columns[STATE_TIME_COLUMN[target]] = now
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        cursor = raw.execute(
+        cursor = conn.execute(
             f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
             (*columns.values(), job_id, state.value),
         )
         if cursor.rowcount != 1:
             raise IllegalTransition(job_id, state, target)
-        written = dict(zip(row.keys(), row, strict=True))
+        written = as_dict(row)
         written.update(columns)
         return Job.from_row(written)  # what a second read would return, without the read
 
-    async def update(self, conn: aiosqlite.Connection, job_id: int, **fields: Any) -> None:
-        """Change bookkeeping columns without changing the state."""
+    def update(self, conn: Conn, job_id: int, **fields: Any) -> None:
+        """Change bookkeeping columns without changing the state (inside a `Database.write`)."""
         unknown = set(fields) - _UPDATABLE
         if unknown or not fields:
             raise ValueError(f"cannot set {sorted(unknown) or 'nothing'}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        await conn.execute(
+        conn.execute(
             f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
             (*fields.values(), self.clock(), job_id),
         )
 
-    async def save_results(
-        self, conn: aiosqlite.Connection, job_id: int, result: TaskResult, expires_at: float
-    ) -> None:
+    def save_results(self, conn: Conn, job_id: int, result: TaskResult, expires_at: float) -> None:
         rows: list[tuple[int, int, str | None, float | None, str | None, str | None]] = [
             (job_id, i, image.url, expires_at, None, None) for i, image in enumerate(result.images)
         ]
@@ -227,23 +217,23 @@ class JobStore:
             (job_id, offset + i, None, None, failure.code, failure.message)
             for i, failure in enumerate(result.failures)
         ]
-        await conn.executemany(
+        conn.executemany(
             "INSERT INTO results (job_id, position, url, expires_at, failure_code, failure_message)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, position) DO NOTHING",
             rows,
         )
 
-    def mark_delivered_now(
-        self, raw: sqlite3.Connection, job_id: int, position: int, message_id: int | None
+    def mark_delivered(
+        self, conn: Conn, job_id: int, position: int, message_id: int | None
     ) -> None:
-        raw.execute(
+        conn.execute(
             "UPDATE results SET delivered_message_id = ? WHERE job_id = ? AND position = ?",
             (message_id if message_id is not None else 0, job_id, position),
         )
 
-    async def prune_inputs(self, conn: aiosqlite.Connection, ended_before: float) -> None:
+    def prune_inputs(self, conn: Conn, ended_before: float) -> None:
         """Forget the input images of jobs that ended before `ended_before`."""
-        await conn.execute(
+        conn.execute(
             "DELETE FROM job_inputs WHERE job_id IN"
             " (SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?)",
             (ended_before,),
@@ -255,26 +245,23 @@ class JobStore:
         """Record the deletion (the first one's time and author stand) and forget what could
         post the images again: the result URLs and the input images. Done on Discord later
         (`deletion_done`); until then it counts as pending, also across a restart."""
-        return await self.db.write(self._delete_now, job_id, by)
+        return await self.db.write(self._delete, job_id, by)
 
-    def _delete_now(self, raw: sqlite3.Connection, job_id: int, by: int) -> Job | None:
+    def _delete(self, conn: Conn, job_id: int, by: int) -> Job | None:
         now = self.clock()
-        raw.execute(
+        conn.execute(
             "UPDATE jobs SET deleted_at = COALESCE(deleted_at, ?),"
             " deleted_by = COALESCE(deleted_by, ?), deletion_done_at = NULL, updated_at = ?"
             " WHERE id = ?",
             (now, by, now, job_id),
         )
-        raw.execute("UPDATE results SET url = NULL, expires_at = NULL WHERE job_id = ?", (job_id,))
-        raw.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
-        row = raw.execute(_BY_ID, (job_id,)).fetchone()
+        conn.execute("UPDATE results SET url = NULL, expires_at = NULL WHERE job_id = ?", (job_id,))
+        conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+        row = conn.execute(_BY_ID, (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
     async def deletion_done(self, job_id: int) -> None:
-        await self.db.execute(
-            "UPDATE jobs SET deletion_done_at = ? WHERE id = ? AND deleted_at IS NOT NULL",
-            (self.clock(), job_id),
-        )
+        await self.db.write(self._run, _DELETION_DONE, (self.clock(), job_id))
 
     async def deletions_pending(self) -> list[Job]:
         """Deleted jobs not yet carried out on Discord (a restart came in between)."""
@@ -287,11 +274,7 @@ class JobStore:
     async def add_repost(self, job_id: int, channel_id: int, message_id: int) -> None:
         """A message besides the delivery with the job's images: a /show repost, or one that
         Delete was clicked on (say a repost from before reposts were recorded)."""
-        await self.db.execute(
-            "INSERT INTO reposts (message_id, job_id, channel_id) VALUES (?, ?, ?)"
-            " ON CONFLICT (message_id) DO NOTHING",
-            (message_id, job_id, channel_id),
-        )
+        await self.db.write(self._run, _ADD_REPOST, (message_id, job_id, channel_id))
 
     async def reposts(self, job_id: int) -> list[tuple[int, int]]:
         """(channel id, message id) of every message recorded by `add_repost`."""
@@ -300,6 +283,10 @@ class JobStore:
             (job_id,),
         )
         return [(row["channel_id"], row["message_id"]) for row in rows]
+
+    @staticmethod
+    def _run(conn: Conn, sql: str, params: tuple[Any, ...]) -> None:
+        conn.execute(sql, params)
 
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

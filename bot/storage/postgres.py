@@ -1,0 +1,290 @@
+"""The PostgreSQL backend (`DATABASE_URL=postgresql://…`), for several bot processes.
+
+Driver: psycopg 3 (with its pool). It has both a blocking and an asyncio API over the same
+connection objects: the store's functions (`Conn` -> result) run unchanged here as on SQLite,
+each whole transaction on one worker thread (one hop from the event loop per transaction, not
+one per statement), and the lease and LISTEN/NOTIFY use its asyncio connections
+(`bot.storage.cluster`). It is maintained by PostgreSQL's driver maintainers, ships libpq in its
+binary wheel, and speaks the server's own types and errors.
+
+Nothing of SQLite's speed machinery is here: concurrent transactions on pooled connections, and
+PostgreSQL's row locks and transaction-scoped advisory locks (`Conn.lock`) for the checks that
+must not race another process. A transaction that PostgreSQL aborts as a deadlock or a
+serialization failure is run again (the functions are plain database work, safe to repeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.adapt import Loader
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from bot.storage import db as base
+from bot.storage.db import Conn, Cursor, Database, DatabaseError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+POOL_SIZE = 8  # connections (and worker threads) per process
+CONNECT_TIMEOUT = 10.0  # seconds to wait for a first connection
+RETRIES = 5  # runs of a transaction aborted by a deadlock or a serialization failure
+MIGRATION_LOCK = 0x77616E626F74  # "wanbot": one process migrates, the others wait
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+# `?` or `?N` outside quotes become `%s`; every `%` is doubled (psycopg reads them in quotes too).
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?(\d+)?|%")
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """The query with psycopg's placeholders, and (for `?N` placeholders) which parameter each
+    `%s` takes, in order; None when they are taken in order."""
+    order: list[int] = []
+    numbered = False
+    position = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal numbered, position
+        found = match.group(0)
+        if found.startswith("'"):
+            return found.replace("%", "%%")
+        if found == "%":
+            return "%%"
+        if match.group(1):
+            numbered = True
+            order.append(int(match.group(1)) - 1)
+        else:
+            order.append(position)
+            position += 1
+        return "%s"
+
+    translated = _TOKEN.sub(replace, sql)
+    return translated, tuple(order) if numbered else None
+
+
+def bind(sql: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    translated, order = translate(sql)
+    if order is None:
+        return translated, params
+    return translated, [params[i] for i in order]
+
+
+class PgRow:
+    """A row by position or by column name, as sqlite3.Row is."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, values: Sequence[Any], names: dict[str, int]) -> None:
+        self._values = values
+        self._names = names
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return self._values[self._names[key]]
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], PgRow]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: PgRow(values, names)
+
+
+class _NumberLoader(Loader):
+    """NUMERIC (what SUM of integers gives) as int when whole, else float, as SQLite gives."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        return float(text) if "." in text or "e" in text.lower() else int(text)
+
+
+class PgConn:
+    """A `Conn` over one psycopg connection inside its transaction."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
+        query, args = bind(sql, params)
+        return self.raw.execute(query, args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
+        translated, order = translate(sql)
+        if order is not None:
+            rows = [[row[i] for i in order] for row in rows]
+        with self.raw.cursor() as cursor:
+            cursor.executemany(translated, list(rows))
+
+    def lock(self, scope: str, key: int) -> None:
+        self.raw.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{scope}:{key}",)
+        )
+
+
+def safe_name(url: str) -> str:
+    """`postgresql://user@host:port/db`: the URL without its password or options."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unreadable DATABASE_URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def _configure(raw: psycopg.Connection[Any]) -> None:
+    raw.row_factory = _rows
+    raw.adapters.register_loader("numeric", _NumberLoader)
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool: ConnectionPool[Any], executor: ThreadPoolExecutor) -> None:
+        self._url = url  # holds the password: never logged, never in repr
+        self._name = safe_name(url)
+        self._pool = pool
+        self._executor = executor
+
+    def __repr__(self) -> str:
+        return f"PostgresDatabase({self._name})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def url(self) -> str:
+        """The full URL (with its password), for a connection of the caller's own."""
+        return self._url
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresDatabase:  # type: ignore[override]
+        name = safe_name(url)
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise DatabaseError(
+                f"DATABASE_URL is not a PostgreSQL URL psycopg can read ({name}); write it as "
+                "postgresql://user:password@host:5432/database"
+            ) from None
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            configure=_configure,
+            kwargs={"autocommit": True},
+            name="wanbot",
+        )
+        executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="postgres")
+        db = cls(url, pool, executor)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, db._connect)
+            await loop.run_in_executor(executor, db._migrate)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    def _connect(self) -> None:
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except Exception as exc:  # PoolTimeout: the first connection failed; say why
+            try:
+                with psycopg.connect(self._url, connect_timeout=5):
+                    pass
+            except psycopg.Error as reason:
+                detail = str(reason).replace(self._url, self._name).strip()
+            else:
+                detail = type(exc).__name__
+            raise DatabaseError(
+                f"cannot connect to the database at {self._name}: {detail}. Check DATABASE_URL "
+                "and that PostgreSQL is running and reachable."
+            ) from None
+
+    def _migrate(self) -> None:
+        known = base.migrations("postgresql")
+        latest = known[-1][0] if known else 0
+        with self._pool.connection() as raw:
+            raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                raw.execute("CREATE TABLE IF NOT EXISTS wanbot_schema (version INTEGER NOT NULL)")
+                row = raw.execute("SELECT MAX(version) FROM wanbot_schema").fetchone()
+                current = int(row[0]) if row and row[0] is not None else 0
+                if current > latest:
+                    raise base.newer_schema(self._name, current, latest, "DATABASE_URL")
+                for version, name, sql in known:
+                    if version <= current:
+                        continue
+                    try:
+                        with raw.transaction():
+                            raw.execute(sql)
+                            raw.execute("INSERT INTO wanbot_schema VALUES (%s)", (version,))
+                    except psycopg.Error as exc:
+                        raise DatabaseError(f"migration {name} failed: {exc}") from None
+            finally:
+                raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._pool.close)
+        self._executor.shutdown(wait=False)
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT MAX(version) FROM wanbot_schema")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _transact(self, fn: Callable[[Conn], T]) -> T:
+        for attempt in range(RETRIES):
+            try:
+                with self._pool.connection() as raw, raw.transaction():
+                    return fn(PgConn(raw))
+            except _RETRYABLE as exc:
+                if attempt + 1 == RETRIES:
+                    raise
+                log.info("transaction retried after %s", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    async def write(
+        self, fn: Callable[Concatenate[Conn, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        def bound(conn: Conn) -> T:
+            return fn(conn, *args, **kwargs)
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transact, bound)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        args = tuple(params)
+        return await self.write(lambda conn: conn.execute(sql, args).fetchone())
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        args = tuple(params)
+        return await self.write(lambda conn: conn.execute(sql, args).fetchall())
