@@ -32,6 +32,8 @@ EXPECTS: dict[str, str] = {
     "dashscope_base_url": "an http(s) URL ending in /api/v1, e.g. " + BEIJING_BASE_URL,
     "dashscope_workspace": "a Model Studio workspace id, or unset",
     "database_path": "a file path for the SQLite database, e.g. ./data/wanbot.db",
+    "database_url": "a PostgreSQL URL, postgresql://user:password@host:5432/database (unset: "
+    "SQLite at DATABASE_PATH)",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "simulator_speed": "a number > 0 by which the built-in simulator shortens task durations",
     "download_max_bytes": "a whole number of bytes between 1 MiB and 200 MiB",
@@ -74,6 +76,8 @@ class Settings(BaseSettings):
     dashscope_base_url: str = Field(default=BEIJING_BASE_URL)
     dashscope_workspace: str | None = None
     database_path: Path = Path("./data/wanbot.db")
+    # PostgreSQL for several processes; it may hold a password, so it is a secret.
+    database_url: SecretStr | None = Field(default=None, description=EXPECTS["database_url"])
     log_level: str = "INFO"
     simulator_speed: float = Field(default=10.0, gt=0, le=10_000)
     download_max_bytes: int = Field(default=30 * 1024 * 1024, ge=1024 * 1024, le=200 * 1024 * 1024)
@@ -181,6 +185,24 @@ class Settings(BaseSettings):
         if not str(value).strip() or value.is_dir():
             raise ValueError("not a file path")
         return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _postgres_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or not str(raw).strip():
+            return None
+        parts = urlsplit(str(raw).strip())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("not a postgresql:// URL with a host")
+        return str(raw).strip()
+
+    @property
+    def database_target(self) -> str:
+        """Where the rows are: the PostgreSQL URL when set, else the SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return str(self.database_path)
 
     @property
     def simulated(self) -> bool:

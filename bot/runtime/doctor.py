@@ -82,9 +82,9 @@ async def _check_dashscope(settings: Settings) -> list[tuple[str, str]]:
 
 async def _check_database(settings: Settings) -> tuple[str, str]:
     try:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_target)
     except DatabaseError as exc:
         return PROBLEM, str(exc)
     version = await db.schema_version()
     await db.close()
-    return OK, f"database {settings.database_path} is at schema version {version}"
+    return OK, f"database {db.name} ({db.dialect}) is at schema version {version}"

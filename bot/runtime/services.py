@@ -56,7 +56,7 @@ def engine_config_from(settings: Settings) -> EngineConfig:
 
 @contextlib.asynccontextmanager
 async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Services]:
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     try:
         async with (
             httpx.AsyncClient(follow_redirects=False) as http,
