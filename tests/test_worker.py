@@ -151,7 +151,7 @@ def test_worker_runs_queued_jobs_serves_health_and_exits_when_idle(
                     return None
 
             health = wait_for(healthz, 15, "/healthz", process)
-            assert (health.status_code, health.text) == (200, "ok\n")
+            assert (health.status_code, health.text) == (200, "ok\nrole: single\n")
 
             def metrics_when_three_ended() -> str | None:
                 body = http.get("/metrics").text

@@ -30,6 +30,7 @@ from bot.discord_ui.repeats import RecentStarts
 from bot.discord_ui.replies import respond, respond_error
 from bot.errors import InputRejected
 from bot.i18n import command_text, lang_for, text
+from bot.runtime.health import start_health
 from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class WanBot(commands.Bot):
         await self.tree.set_translator(WanTranslator())
         for name in COGS:
             await self.load_extension(name)
-        await self.engine.start()
+        await self.svc.dispatch.start()
         # Deletions a restart interrupted: their prompt must not stay on show.
         await finish_pending(self, self.delivery, self.engine.store)
         if self.owns_process:
@@ -156,7 +157,7 @@ class WanBot(commands.Bot):
         for name in list(self.extensions):
             await self.unload_extension(name)
         log.info("closing: stopping the engine")
-        await self.engine.stop()
+        await self.svc.dispatch.stop()
         await self.delivery.close()
         log.info("closing: disconnecting from Discord")
         await super().close()
@@ -215,11 +216,23 @@ async def run_bot(
         if on_bot is not None:
             on_bot(bot)
         closing: list[asyncio.Task[None]] = []
+        exit_code = 0
 
         def stop() -> None:
             if not closing:
                 log.info("stopping: finishing in-flight work")
                 closing.append(asyncio.get_running_loop().create_task(bot.close()))
+
+        def lease_lost() -> None:  # come back as a standby: the supervisor restarts us
+            nonlocal exit_code
+            exit_code = 1
+            stop()
+
+        svc.dispatch.on_lost = lease_lost
+        health = None
+        if settings.health_port:
+            health = await start_health(svc.dispatch, settings.health_host, settings.health_port)
+            log.info("health endpoint on http://%s:%d", settings.health_host, settings.health_port)
 
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,5 +243,8 @@ async def run_bot(
         except discord.LoginFailure:
             log.error("Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token)")
             return 2
+        finally:
+            if health is not None:
+                await health.cleanup()
         log.info("stopped")
-    return 0
+    return exit_code

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.accounting.quota import Quota
 from bot.backoff import Backoff
@@ -78,6 +78,22 @@ class CancelOutcome:
         return render(Problem(self.key, self.values), lang_for(lang), moment=utc_time)
 
 
+class Handover(Protocol):
+    """How a process that does not dispatch (a standby of a cluster) hands work to the one that
+    does: at once, by a message the dispatcher listens for."""
+
+    async def job_queued(self, job_id: int) -> None: ...
+
+    async def cancel(self, job_id: int, user_id: int, moderator: bool) -> None: ...
+
+
+# A job accepted by a front end is placed (its status message recorded) within moments; one
+# still unplaced after this long lost its front end, and the dispatcher shows it again.
+PLACE_GRACE = 30.0
+CANCEL_WAIT = 5.0  # seconds a standby waits for the dispatcher to carry out a forwarded cancel
+CANCEL_LOOK = 0.25  # seconds between its looks at the job meanwhile
+
+
 class EngineStopping(UserError):
     """The engine is shutting down and takes no new jobs."""
 
@@ -96,8 +112,11 @@ class Engine:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        handover: Handover | None = None,
     ) -> None:
         self.db = db
+        # In a cluster: how this process reaches the dispatcher while it is not the one.
+        self.handover = handover
         self.store = quota.store
         self.client = client
         self.fetcher = fetcher
@@ -134,7 +153,6 @@ class Engine:
         self._work: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._claimed: set[int] = set()  # popped from the queue, submission under way
-        self._adopted_up_to = 0  # jobs up to this id were queued here or seen by adopt_queued
 
     # --- life ----------------------------------------------------------------------------
 
@@ -146,6 +164,11 @@ class Engine:
             ("delivery", self._delivery_loop()),
         ):
             self._loops.append(asyncio.create_task(loop, name=f"engine-{name}"))
+
+    @property
+    def dispatching(self) -> bool:
+        """This process submits, polls and delivers (it was started and is not stopping)."""
+        return bool(self._loops) and not self._stopping
 
     @property
     def healthy(self) -> bool:
@@ -204,10 +227,8 @@ class Engine:
         for job in await self.store.in_states(
             [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
         ):
-            if job.state is JobState.QUEUED and job.status_message_id is None and job.channel_id:
-                await self._place_again(job)
-            elif job.state is JobState.QUEUED:
-                self.queue.push(job.model, job.user_id, job.id)
+            if job.state is JobState.QUEUED:
+                await self._adopt(job)
             elif job.state is JobState.DELIVERING:
                 self._schedule_delivery(job.id, self.clock())
             elif job.sync:
@@ -241,14 +262,25 @@ class Engine:
     async def adopt_queued(self) -> int:
         """Queue jobs another process inserted (queued rows this engine does not know yet)."""
         adopted = 0
-        for job in await self.store.queued_after(self._adopted_up_to):
-            self._adopted_up_to = max(self._adopted_up_to, job.id)
+        for job in await self.store.in_states([JobState.QUEUED]):
             if job.id not in self.queue and job.id not in self._claimed:
-                self.queue.push(job.model, job.user_id, job.id)
-                adopted += 1
+                adopted += await self._adopt(job)
         if adopted:
             self._wake_scheduler.set()
         return adopted
+
+    async def _adopt(self, job: Job) -> int:
+        """Queue a queued job found in the rows (1), or leave it (0): a job accepted for a
+        front end but not shown yet is its front end's to place, for `PLACE_GRACE` seconds in
+        a cluster (none alone: a restart means its front end is gone); then it is shown again."""
+        if job.status_message_id is None and job.channel_id:
+            grace = PLACE_GRACE if self.handover is not None else 0.0
+            if self.clock() - job.created_at < grace:
+                return 0
+            await self._place_again(job)
+            return 1
+        self.queue.push(job.model, job.user_id, job.id)
+        return 1
 
     # --- accepting and cancelling ------------------------------------------------------------
 
@@ -262,12 +294,14 @@ class Engine:
             raise EngineStopping("the bot is restarting; try again in a minute")
         job = await self.quota.reserve(new)
         if start:
-            self._enqueue(job)
+            await self._enqueue(job)
         await self._notify(job)
         return job
 
-    def _enqueue(self, job: Job) -> None:
-        if job.id not in self.queue and job.id not in self._claimed:
+    async def _enqueue(self, job: Job) -> None:
+        if self.handover is not None and not self.dispatching:
+            await self.handover.job_queued(job.id)
+        elif job.id not in self.queue and job.id not in self._claimed:
             self.queue.push(job.model, job.user_id, job.id)
             self._wake_scheduler.set()
 
@@ -285,7 +319,7 @@ class Engine:
         job = await self.store.get(job_id)
         assert job is not None
         if job.state is JobState.QUEUED:
-            self._enqueue(job)
+            await self._enqueue(job)
         await self._notify(job)
         return job
 
@@ -309,6 +343,8 @@ class Engine:
             except IllegalTransition:  # it was being submitted this very moment
                 return await self.cancel(job_id, user_id, moderator=moderator)
             return CancelOutcome(True, "job.cancel.done", values)
+        if job.state is JobState.SUBMITTED and self.handover is not None and not self.dispatching:
+            return await self._forward_cancel(job, user_id, moderator, values)
         if job.state is JobState.SUBMITTED and not job.sync and job.task_id:
             try:
                 await self.client.cancel_task(job.task_id)
@@ -320,6 +356,22 @@ class Engine:
             self._release_slot(job.model, job.id)
             await self._end(job, JobState.CANCELLED, charged=0)
             return CancelOutcome(True, "job.cancel.done", values)
+        return CancelOutcome(False, "job.cancel.running", values)
+
+    async def _forward_cancel(
+        self, job: Job, user_id: int, moderator: bool, values: dict[str, Any]
+    ) -> CancelOutcome:
+        """A standby cannot talk to DashScope: the dispatcher cancels the task, and the
+        outcome is read from the row (still submitted after `CANCEL_WAIT`: it started)."""
+        assert self.handover is not None
+        await self.handover.cancel(job.id, user_id, moderator)
+        for _ in range(int(CANCEL_WAIT / CANCEL_LOOK)):
+            await asyncio.sleep(CANCEL_LOOK)
+            now = await self.store.get(job.id)
+            if now is not None and now.state is JobState.CANCELLED:
+                return CancelOutcome(True, "job.cancel.done", values)
+            if now is None or now.state is not JobState.SUBMITTED:
+                break
         return CancelOutcome(False, "job.cancel.running", values)
 
     # --- scheduling --------------------------------------------------------------------------
@@ -545,6 +597,7 @@ class Engine:
                 transient = exc
                 break
             images.append(DeliveredImage(result.position, download.content, download.content_type))
+        await self._still_dispatching()
         try:
             if transient is not None:
                 raise DeliveryError(f"download failed: {transient.message}")
@@ -608,6 +661,12 @@ class Engine:
         for position, message_id in delivered:
             self.store.mark_delivered(conn, job.id, position, message_id)
         return self.quota.end(conn, job.id, JobState.DONE, len(delivered))
+
+    async def _still_dispatching(self) -> None:
+        """In a cluster, before posting: a write, so the lease's fence refuses (LeaseLost) if
+        another process has taken over. A submission is preceded by a write of its own."""
+        if self.handover is not None:
+            await self.db.write(_nothing)
 
     def _count_charge(self, job: Job, charged: int) -> None:
         self.metrics.inc("wanbot_images_charged_total", charged)
@@ -684,3 +743,7 @@ class Engine:
             return False
         counts = await self.store.count_by_state()
         return all(counts[state] == 0 for state in JobState if state.active)
+
+
+def _nothing(conn: Conn) -> None:
+    """A write with nothing in it: what it checks is the fence around every write."""

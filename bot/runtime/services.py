@@ -20,8 +20,11 @@ from bot.dispatch.delivery import DeliveryPort
 from bot.dispatch.engine import Engine, EngineConfig
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
+from bot.runtime.dispatcher import Dispatch, NotifyHandover, holder_name
 from bot.runtime.target import dashscope_target
+from bot.storage.cluster import FencedDatabase, Lease
 from bot.storage.db import Database
+from bot.storage.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class Services:
     quota: Quota
     engine: Engine
     simulated: bool
+    dispatch: Dispatch
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -71,8 +75,24 @@ async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Serv
             )
             quota = Quota(db, JobStore(db), limits_from(settings), prices=settings.price_table)
             fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
-            engine = Engine(db, client, fetcher, port, quota, engine_config_from(settings))
-            yield Services(settings, db, http, client, quota, engine, target.simulated)
+            config = engine_config_from(settings)
+            if isinstance(db, PostgresDatabase):  # a cluster: dispatch by lease, fenced
+                lease: Lease | None = Lease(db.url, holder_name())
+                assert lease is not None
+                engine = Engine(
+                    FencedDatabase(db, lease),
+                    client,
+                    fetcher,
+                    port,
+                    quota,
+                    config,
+                    handover=NotifyHandover(db),
+                )
+            else:
+                lease = None
+                engine = Engine(db, client, fetcher, port, quota, config)
+            dispatch = Dispatch(engine, db, lease)
+            yield Services(settings, db, http, client, quota, engine, target.simulated, dispatch)
             log.info("closing the DashScope connections")
     finally:
         log.info("closing the database")

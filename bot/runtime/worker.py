@@ -31,21 +31,22 @@ async def run_worker(settings: Settings, out_dir: Path, *, exit_when_idle: bool 
         loop.add_signal_handler(sig, stop.set)
     async with services(settings, FileDelivery(out_dir)) as svc:
         engine = svc.engine
-        await engine.start()
+        await svc.dispatch.start()
         health = None
         if settings.health_port:
-            health = await start_health(engine, settings.health_host, settings.health_port)
+            health = await start_health(svc.dispatch, settings.health_host, settings.health_port)
             log.info("health endpoint on http://%s:%d", settings.health_host, settings.health_port)
         log.info("worker running; delivering to %s", out_dir)
         try:
             while not stop.is_set():
-                await engine.adopt_queued()
+                if engine.dispatching:  # on SQLite, jobs other processes queued
+                    await engine.adopt_queued()
                 if exit_when_idle and await engine.idle():
                     break
                 await wait_for_event(stop, ADOPT_INTERVAL)
         finally:
             log.info("stopping: finishing in-flight calls")
-            await engine.stop()
+            await svc.dispatch.stop()
             if health is not None:
                 await health.cleanup()
     log.info("worker stopped")
