@@ -1,0 +1,265 @@
+"""Several processes on one PostgreSQL database: exact quotas whichever process reserves, one
+dispatcher at a time under a lease, jobs and cancels handed over by notification, fail-over, and
+the fence that stops a dispatcher which lost its lease.
+
+Each "process" here is a full set of its own (connection pool, store, quota, engine, lease) in
+this test's event loop, against a real PostgreSQL and the simulator; the end-to-end cluster with
+real processes killed by SIGKILL is in `tests/test_cluster_soak.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.accounting.quota import LimitReached, Limits, Quota
+from bot.dashscope.client import DashScopeClient
+from bot.dispatch.engine import Engine
+from bot.jobs.model import JobState
+from bot.jobs.store import JobStore
+from bot.media.downloads import ResultFetcher
+from bot.runtime.dispatcher import Dispatch, NotifyHandover
+from bot.simulator import RunningSimulator, start_simulator
+from bot.storage.cluster import FencedDatabase, Lease, LeaseLost
+from bot.storage.db import Database
+from tests.backends import postgres_schema
+from tests.engine_helpers import (
+    FAST,
+    KEY,
+    MODEL,
+    NO_LIMITS,
+    RecordingPort,
+    assert_ledger_balanced,
+    new_job,
+    sim_settings,
+    train,
+    wait_until,
+)
+
+
+@dataclass
+class Process:
+    """One bot process's parts, as `bot.runtime.services` wires them on PostgreSQL."""
+
+    name: str
+    db: Database
+    quota: Quota
+    engine: Engine
+    lease: Lease
+    dispatch: Dispatch
+    port: RecordingPort
+
+    async def die(self) -> None:
+        """As SIGKILL would: the loops stop where they are and the connections close (so
+        PostgreSQL releases the lease); nothing is tidied up or handed over."""
+        for task in [*self.dispatch._tasks, *self.engine._loops, *self.engine._work]:
+            task.cancel()
+        await asyncio.gather(
+            *self.dispatch._tasks,
+            *self.engine._loops,
+            *self.engine._work,
+            return_exceptions=True,
+        )
+        self.dispatch._tasks.clear()
+        self.engine._loops.clear()
+        await self.lease._drop()
+
+
+@asynccontextmanager
+async def cluster_of(
+    tmp_path: Path, count: int = 2, limits: Limits = NO_LIMITS, **sim: Any
+) -> AsyncIterator[tuple[list[Process], RunningSimulator, str]]:
+    running = await start_simulator(sim_settings(**sim))
+    async with AsyncExitStack() as stack, postgres_schema() as url:
+        http = await stack.enter_async_context(httpx.AsyncClient())
+        client = DashScopeClient(KEY, running.base_url, http=http)
+        processes = []
+        for index in range(count):
+            db = await Database.open(url)
+            stack.push_async_callback(db.close)
+            store = JobStore(db)
+            quota = Quota(db, store, limits)
+            lease = Lease(url, f"p{index}")
+            port = RecordingPort(tmp_path / f"out{index}")
+            engine = Engine(
+                FencedDatabase(db, lease),
+                client,
+                ResultFetcher(http, running.base_url),
+                port,
+                quota,
+                FAST,
+                handover=NotifyHandover(db),
+            )
+            train(engine)
+            dispatch = Dispatch(engine, db, lease)
+            stack.push_async_callback(dispatch.stop)
+            processes.append(Process(f"p{index}", db, quota, engine, lease, dispatch, port))
+        try:
+            yield processes, running, url
+        finally:
+            await running.stop()
+
+
+async def dispatcher_of(processes: list[Process], timeout: float = 10.0) -> Process:
+    def one() -> Process | None:
+        holding = [p for p in processes if p.dispatch.role == "dispatcher"]
+        assert len(holding) <= 1, "two dispatchers at once"
+        return holding[0] if holding else None
+
+    return await wait_until(one, timeout=timeout, what="a dispatcher")
+
+
+async def test_reservations_racing_from_two_processes_accept_exactly_the_limit(
+    tmp_path: Path,
+) -> None:
+    limits = Limits(
+        images_per_user_day=5,
+        concurrent_jobs_per_user=0,
+        cooldown_seconds=0,
+        images_per_guild_day=0,
+    )
+    async with cluster_of(tmp_path, limits=limits) as (processes, _, _):
+        a, b = processes
+
+        async def one(process: Process) -> bool:
+            try:
+                await process.quota.reserve(new_job(user=42, guild=7))
+            except LimitReached:
+                return False
+            return True
+
+        outcomes = await asyncio.gather(*(one(a if i % 2 else b) for i in range(200)))
+        assert sum(outcomes) == 5
+        row = await a.db.fetchone(
+            "SELECT COUNT(*), SUM(images) FROM ledger WHERE user_id = 42 AND entry = 'reserve'"
+        )
+        assert tuple(row) == (5, 5)
+
+
+async def test_money_budgets_hold_across_processes(tmp_path: Path) -> None:
+    async with cluster_of(tmp_path) as (processes, _, _):
+        a, b = processes
+        for process in processes:
+            process.quota.prices["wan2.6-t2i"] = 0.2
+        await a.quota.policy.set(7, "monthly_budget", "1.0", by_user=1)
+
+        async def one(process: Process, user: int) -> bool:
+            try:
+                await process.quota.reserve(new_job(user=user, guild=7))
+            except Exception:
+                return False
+            return True
+
+        outcomes = await asyncio.gather(*(one(a if i % 2 else b, 100 + i) for i in range(60)))
+        assert sum(outcomes) == 5  # 5 x 0.2 = the whole budget, from 60 members at once
+
+
+async def test_one_dispatcher_and_jobs_from_a_standby_reach_it_at_once(tmp_path: Path) -> None:
+    async with cluster_of(tmp_path) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        await asyncio.sleep(1.0)  # the standby keeps trying, and keeps failing
+        assert standby.dispatch.role == "standby" and leader.dispatch.role == "dispatcher"
+        started = time.monotonic()
+        jobs = [await standby.engine.submit_job(new_job(user=5 + i)) for i in range(3)]
+        for job in jobs:
+            await wait_until(
+                lambda job=job: job.id in leader.port.delivered, timeout=10, what="delivered"
+            )
+        # Notified at once: far sooner than the dispatcher's safety sweep (15 s) would find them.
+        assert time.monotonic() - started < 10
+        assert standby.port.delivered == []  # only the dispatcher posts results
+        await wait_until(leader.engine.idle, timeout=10, what="idle")
+        await assert_ledger_balanced(leader.db)
+
+
+async def test_when_the_dispatcher_dies_a_standby_takes_over_and_finishes_its_jobs(
+    tmp_path: Path,
+) -> None:
+    async with cluster_of(tmp_path, speed=20.0) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        first_epoch = leader.lease.epoch
+        jobs = [await leader.engine.submit_job(new_job(user=20 + i)) for i in range(4)]
+        await wait_until(
+            lambda: any(job_id in leader.engine.poller.tracked for job_id in (j.id for j in jobs)),
+            timeout=10,
+            what="a task in flight",
+        )
+        died = time.monotonic()
+        await leader.die()
+        await wait_until(lambda: standby.dispatch.role == "dispatcher", timeout=5, what="takeover")
+        took_over = time.monotonic() - died
+        assert took_over <= 5.0
+        assert standby.lease.epoch is not None and first_epoch is not None
+        assert standby.lease.epoch > first_epoch
+        for job in jobs:
+            done = await wait_until(
+                lambda job=job: _ended(standby, job.id), timeout=30, what=f"job {job.id} ended"
+            )
+            assert done is JobState.DONE
+        await wait_until(standby.engine.idle, timeout=10, what="idle")
+        await assert_ledger_balanced(standby.db)
+
+
+async def _ended(process: Process, job_id: int) -> JobState | None:
+    job = await process.engine.store.get(job_id)
+    return job.state if job is not None and job.state.terminal else None
+
+
+async def test_a_dispatcher_that_lost_its_lease_cannot_write(tmp_path: Path) -> None:
+    async with cluster_of(tmp_path) as (processes, _, _url):
+        a, b = processes
+        assert await a.lease.acquire()
+        job = await a.engine.submit_job(new_job(user=3), start=False)
+        # A pause or a cut network: PostgreSQL ends a's session (and its lock); a does not know.
+        assert a.lease._conn is not None
+        await a.lease._conn.close()
+        assert a.lease.held
+        assert await b.lease.acquire()
+        with pytest.raises(LeaseLost):
+            await a.engine.db.write(a.engine.store.update, job.id, submit_attempts=1)
+        assert not a.lease.held  # and it knows now: no further step is tried
+        with pytest.raises(LeaseLost):
+            await a.engine._still_dispatching()
+        assert (await b.engine.store.get(job.id)).submit_attempts == 0  # type: ignore[union-attr]
+        # The new holder's writes pass.
+        await b.engine.db.write(b.engine.store.update, job.id, submit_attempts=1)
+
+
+async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: Path) -> None:
+    # DashScope runs one task of the model at a time: the second waits, pending, cancellable.
+    async with cluster_of(tmp_path, max_in_flight={MODEL: 1}) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        await standby.engine.submit_job(new_job("sim:slow=0.6 first", user=8))
+        job = await standby.engine.submit_job(new_job("sim:slow=0.6 pending", user=9))
+        await wait_until(lambda: _state(standby, job.id, JobState.SUBMITTED), timeout=10)
+        outcome = await standby.engine.cancel(job.id, 9)
+        assert outcome.cancelled, outcome.key
+        ledger = await standby.db.fetchall(
+            "SELECT entry, images FROM ledger WHERE job_id = ?", (job.id,)
+        )
+        assert {row["entry"]: row["images"] for row in ledger} == {
+            "reserve": 1,
+            "charge": 0,
+            "refund": 1,
+        }
+
+
+async def _state(process: Process, job_id: int, state: JobState) -> bool:
+    job = await process.engine.store.get(job_id)
+    return job is not None and job.state is state
