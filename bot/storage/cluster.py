@@ -214,3 +214,19 @@ async def listen(
             failures += 1
             log.warning("listener: %s; reconnecting in %.1f s", exc, delay)
             await asyncio.sleep(delay)
+
+
+def take_identify_turn(conn: Conn, bucket: int, interval: float, now: float) -> float:
+    """Take the bucket's turn to IDENTIFY if its last one, by any process, was at least
+    `interval` seconds ago (0.0: taken); else the seconds left to wait. The bucket's lock keeps
+    two processes from taking one turn."""
+    conn.lock("identify", bucket)
+    row = conn.execute("SELECT last_at FROM identify_turns WHERE bucket = ?", (bucket,)).fetchone()
+    if row is not None and now - float(row[0]) < interval:
+        return interval - (now - float(row[0]))
+    conn.execute(
+        "INSERT INTO identify_turns (bucket, last_at) VALUES (?, ?)"
+        " ON CONFLICT (bucket) DO UPDATE SET last_at = excluded.last_at",
+        (bucket, now),
+    )
+    return 0.0
