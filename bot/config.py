@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.accounting.quota import DEFAULT_LIMITS
 from bot.dashscope.models import DEFAULT_PRICES, MODELS
@@ -23,6 +23,8 @@ BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 _ENGINE = EngineConfig()  # its defaults are the account limits' defaults
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A bound on SHARD_COUNT, so a typing slip cannot make a process open a million sessions.
+MAX_SHARDS = 65_536
 
 # What each variable expects, in the words of the one-line start-up error.
 EXPECTS: dict[str, str] = {
@@ -51,6 +53,10 @@ EXPECTS: dict[str, str] = {
     "dev_guild_id": "a Discord server id (commands are synced there on start)",
     "owner_ids": "Discord user ids separated by commas",
     "allow_dms": "true or false",
+    "shard_count": f"the number of shards in all, a whole number from 1 to {MAX_SHARDS} (unset: "
+    "the number Discord recommends)",
+    "shard_ids": "the ids of the shards this process runs, below SHARD_COUNT, as a list like 0,1 "
+    "or a range like 0-3",
     "prices": "model=price pairs separated by commas, e.g. wan2.6-t2i=0.2,wan2.5-i2i-preview=0.2",
     "currency": "a currency code of up to 5 letters, e.g. CNY or USD",
 }
@@ -58,6 +64,11 @@ EXPECTS: dict[str, str] = {
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is one line fit to print."""
+
+
+class ValueRefused(ValueError):
+    """A validator's refusal whose reason is shown after what the variable expects (a reason
+    that names no secret: which shard is out of range, say)."""
 
 
 class Settings(BaseSettings):
@@ -103,6 +114,9 @@ class Settings(BaseSettings):
     dev_guild_id: int | None = None
     owner_ids: str = ""
     allow_dms: bool = False
+    # Shards: gateway sessions in all, and those this process runs (unset: every one of them).
+    shard_count: int | None = Field(default=None, ge=1, le=MAX_SHARDS)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None
 
     # Money: the price of one image per model (over the built-in list) and the currency.
     prices: str = ""
@@ -143,11 +157,33 @@ class Settings(BaseSettings):
                 raise ValueError("not a list of ids")
         return value
 
-    @field_validator("discord_application_id", "dev_guild_id", mode="before")
+    @field_validator("discord_application_id", "dev_guild_id", "shard_count", mode="before")
     @classmethod
     def _blank_id_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(item) for item in value)
+        return parse_shard_ids(value) if isinstance(value, str) else value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_of_the_count(
+        cls, value: list[int] | None, info: ValidationInfo
+    ) -> list[int] | None:
+        if value is None or "shard_count" not in info.data:  # unset, or the count was refused
+            return value
+        count = info.data["shard_count"]
+        if count is None:
+            raise ValueRefused("SHARD_IDS needs SHARD_COUNT, the number of shards in all")
+        beyond = [shard for shard in value if shard >= count]
+        if beyond:
+            raise ValueRefused(f"shard {beyond[0]} is not below SHARD_COUNT={count}")
         return value
 
     @field_validator("prices")
@@ -238,6 +274,29 @@ def parse_prices(text: str) -> dict[str, float]:
     return table
 
 
+def parse_shard_ids(text: str) -> list[int] | None:
+    """ "0,1" or "0-3" or "0-3,8" → the sorted shard ids; blank → None (every shard)."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        bounds = (first.strip(), last.strip()) if dash else (part, part)
+        if not all(b.isascii() and b.isdigit() for b in bounds):
+            raise ValueRefused(f"{part!r} is neither a shard id nor a range like 0-3")
+        low, high = int(bounds[0]), int(bounds[1])
+        if low > high:
+            raise ValueRefused(f"the range {low}-{high} runs backwards")
+        if high >= MAX_SHARDS:
+            raise ValueRefused(f"shard {high} is beyond the {MAX_SHARDS} shards allowed")
+        listed = ids.intersection(range(low, high + 1))
+        if listed:
+            raise ValueRefused(f"shard {min(listed)} is listed twice")
+        ids.update(range(low, high + 1))
+    return sorted(ids) if ids else None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning any validation failure into one clear `ConfigError` line."""
     try:
@@ -251,5 +310,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
         expects = EXPECTS.get(field, error["msg"])
-        lines.append(f"{field.upper()}: expected {expects}")
+        reason = (error.get("ctx") or {}).get("error")
+        why = f" ({reason})" if isinstance(reason, ValueRefused) else ""
+        lines.append(f"{field.upper()}: expected {expects}{why}")
     return "invalid configuration: " + "; ".join(lines)

@@ -2,6 +2,8 @@
 
 `BotEnv` starts both stand-ins on loopback, runs `run_bot(settings)` as production does (login,
 gateway, setup_hook, command sync to the dev guild), and offers helpers to wait for the engine.
+`bot_envs` runs several bots against the same stand-ins, as several processes (one per shard,
+say) would, each with its own database.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import gc
 import io
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot, run_bot
 from bot.jobs.model import Job, JobState, NewJob
+from bot.runtime.identify import IdentifyGate
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.fakediscord import FakeDiscord, Message, format_records
 
@@ -82,6 +85,7 @@ class BotEnv:
     bot: WanBot | None = None
     task: asyncio.Task[int] | None = None
     errors: list[logging.LogRecord] | None = None
+    identify_gate: IdentifyGate | None = None  # run_bot's own when None
 
     async def start_bot(self, timeout: float = 15.0) -> WanBot:
         holder: list[WanBot] = []
@@ -91,7 +95,13 @@ class BotEnv:
             train(bot)
 
         self.task = asyncio.create_task(
-            run_bot(self.settings, install_signals=False, on_bot=made), name="run_bot"
+            run_bot(
+                self.settings,
+                install_signals=False,
+                on_bot=made,
+                identify_gate=self.identify_gate,
+            ),
+            name="run_bot",
         )
         deadline = asyncio.get_running_loop().time() + timeout
         while not holder or not holder[0].is_ready():
@@ -236,36 +246,70 @@ class BotEnv:
 async def bot_env(
     tmp_path: Path, *, speed: float = 300.0, **settings: Any
 ) -> AsyncIterator[BotEnv]:
-    fake = FakeDiscord()
+    async with bot_envs(tmp_path, speed=speed, **settings) as (env,):
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def bot_envs(
+    tmp_path: Path,
+    *own: dict[str, Any],
+    speed: float = 300.0,
+    fake_options: dict[str, Any] | None = None,
+    prepare: Callable[[FakeDiscord, Any], None] | None = None,
+    identify_gate: IdentifyGate | None = None,
+    **settings: Any,
+) -> AsyncIterator[list[BotEnv]]:
+    """One bot per dict of `own` settings (over `settings`; one bot if none), all against one
+    fake Discord (made with `fake_options`, its world then given to `prepare`) and one
+    simulator, each with its own database, started together (as processes would be) and
+    sharing `identify_gate` if one is given."""
+    fake = FakeDiscord(**(fake_options or {}))
     await fake.start()
     world = fake.standard_world()
+    if prepare is not None:
+        prepare(fake, world)
     sim = await start_simulator(SimulatorConfig(api_keys={SIM_KEY}, speed=speed, seed=7))
-    values: dict[str, Any] = {
-        "discord_token": fake.token,
-        "discord_api_base_url": fake.api_base,
-        "discord_gateway_url": fake.gateway_url,
-        "dev_guild_id": world.guild.id,
-        "dashscope_api_key": SIM_KEY,
-        "dashscope_base_url": sim.base_url,
-        "database_path": tmp_path / "wanbot.db",
-        "limit_cooldown_seconds": 0,
-        "limit_concurrent_jobs_per_user": 0,
-        "_env_file": None,
-    }
-    values.update(settings)
-    env = BotEnv(fake, sim, load_settings(**values), world)
+    envs = []
+    for index, bot_settings in enumerate(own or ({},)):
+        values: dict[str, Any] = {
+            "discord_token": fake.token,
+            "discord_api_base_url": fake.api_base,
+            "discord_gateway_url": fake.gateway_url,
+            "dev_guild_id": world.guild.id,
+            "dashscope_api_key": SIM_KEY,
+            "dashscope_base_url": sim.base_url,
+            "database_path": tmp_path / ("wanbot.db" if index == 0 else f"wanbot-{index}.db"),
+            "limit_cooldown_seconds": 0,
+            "limit_concurrent_jobs_per_user": 0,
+            "_env_file": None,
+        }
+        values.update(settings)
+        values.update(bot_settings)
+        envs.append(BotEnv(fake, sim, load_settings(**values), world, identify_gate=identify_gate))
     # Garbage an earlier test left (say an unclosed HTTP session) is collected, and logged by
     # asyncio, before this bot's errors are captured, not in the middle of them.
     gc.collect()
     with capture_errors("discord", "bot", "cogs", "asyncio") as errors:
-        env.errors = errors
+        for env in envs:
+            env.errors = errors
         try:
-            await env.start_bot()
-            yield env
-            env.check_clean()
+            started = await asyncio.gather(
+                *(env.start_bot() for env in envs), return_exceptions=True
+            )
+            for outcome in started:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            yield envs
+            for env in envs:
+                env.check_clean()
         finally:
-            if env.bot is not None:
-                await env.stop_bot()
+            for env in envs:
+                if env.bot is not None:
+                    await env.stop_bot()
+                elif env.task is not None and not env.task.done():  # never became ready
+                    env.task.cancel()
+                    await asyncio.wait([env.task])
             await sim.stop()
             await fake.stop()
         assert not leftover_tasks(), leftover_tasks()

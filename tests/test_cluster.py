@@ -26,6 +26,7 @@ from bot.jobs.model import JobState
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
 from bot.runtime.dispatcher import Dispatch, NotifyHandover
+from bot.runtime.identify import DatabaseIdentifyGate
 from bot.simulator import RunningSimulator, start_simulator
 from bot.storage.cluster import FencedDatabase, Lease, LeaseLost
 from bot.storage.db import Database
@@ -263,3 +264,19 @@ async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: 
 async def _state(process: Process, job_id: int, state: JobState) -> bool:
     job = await process.engine.store.get(job_id)
     return job is not None and job.state is state
+
+
+async def test_the_identify_gate_spaces_one_bucket_across_processes(tmp_path: Path) -> None:
+    async with postgres_schema() as url:
+        first, second = await Database.open(url), await Database.open(url)
+        try:
+            gates = [DatabaseIdentifyGate(db, interval=0.4) for db in (first, second)]
+            started = time.monotonic()
+            await gates[0].wait_turn(0, 2)  # bucket 0
+            await gates[1].wait_turn(1, 2)  # bucket 1: at once
+            assert time.monotonic() - started < 0.3
+            await gates[1].wait_turn(2, 2)  # bucket 0 again, from the other process: waits
+            assert time.monotonic() - started >= 0.4
+        finally:
+            await first.close()
+            await second.close()

@@ -12,13 +12,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.accounting.quota import DEFAULT_LIMITS, Limits
 from bot.config import (
     BEIJING_BASE_URL,
+    MAX_SHARDS,
     ConfigError,
     Settings,
+    ValueRefused,
     load_settings,
+    parse_shard_ids,
 )
 from bot.dispatch.engine import EngineConfig
 from bot.runtime.services import engine_config_from, limits_from
@@ -62,6 +67,9 @@ def test_defaults():
     assert settings.simulated is True
     assert settings.simulator_speed == 10.0
     assert settings.download_max_bytes == 30 * 1024 * 1024
+    # One process, every shard Discord recommends.
+    assert settings.shard_count is None
+    assert settings.shard_ids is None
 
 
 def test_default_limits_are_read_from_the_layers_that_use_them():
@@ -231,3 +239,133 @@ def test_secrets_never_show_in_repr_str_or_dumps(monkeypatch):
         assert TOKEN not in text
         assert "0123456789abcdef" not in text
     assert "**********" in settings.model_dump_json()
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+SHARD_IDS_EXPECTS = (
+    "SHARD_IDS: expected the ids of the shards this process runs, below SHARD_COUNT, as a list "
+    "like 0,1 or a range like 0-3"
+)
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "expected"),
+    [
+        ("2", "0,1", [0, 1]),
+        ("4", "0-3", [0, 1, 2, 3]),
+        ("8", " 6 , 0-2 ,", [0, 1, 2, 6]),  # spaces, order and a trailing comma do not matter
+        ("4", "2 - 3", [2, 3]),
+        ("1", "0", [0]),
+        ("16", "", None),  # a count alone: this process runs all 16
+        ("", "  ", None),
+    ],
+)
+def test_shards_from_the_environment(monkeypatch, count, ids, expected):
+    monkeypatch.setenv("SHARD_COUNT", count)
+    monkeypatch.setenv("SHARD_IDS", ids)
+    settings = load_settings()
+    assert settings.shard_count == (int(count) if count else None)
+    assert settings.shard_ids == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"SHARD_IDS": "0,1"}, "SHARD_IDS needs SHARD_COUNT, the number of shards in all"),
+        (
+            {"SHARD_IDS": "0", "SHARD_COUNT": ""},
+            "SHARD_IDS needs SHARD_COUNT, the number of shards in all",
+        ),
+        ({"SHARD_IDS": "2", "SHARD_COUNT": "2"}, "shard 2 is not below SHARD_COUNT=2"),
+        ({"SHARD_IDS": "0-4", "SHARD_COUNT": "4"}, "shard 4 is not below SHARD_COUNT=4"),
+        ({"SHARD_IDS": "3-1", "SHARD_COUNT": "4"}, "the range 3-1 runs backwards"),
+        ({"SHARD_IDS": "0,1,1", "SHARD_COUNT": "4"}, "shard 1 is listed twice"),
+        ({"SHARD_IDS": "0-2,2-3", "SHARD_COUNT": "4"}, "shard 2 is listed twice"),
+        (
+            {"SHARD_IDS": "-1", "SHARD_COUNT": "4"},
+            "'-1' is neither a shard id nor a range like 0-3",
+        ),
+        (
+            {"SHARD_IDS": "a,b", "SHARD_COUNT": "4"},
+            "'a' is neither a shard id nor a range like 0-3",
+        ),
+        (
+            {"SHARD_IDS": "[0, 1]", "SHARD_COUNT": "4"},
+            "'[0' is neither a shard id nor a range like 0-3",
+        ),
+        (
+            {"SHARD_IDS": "0-1-2", "SHARD_COUNT": "4"},
+            "'0-1-2' is neither a shard id nor a range like 0-3",
+        ),
+        ({"SHARD_IDS": "١", "SHARD_COUNT": "4"}, "'١' is neither a shard id nor a range like 0-3"),
+        (
+            {"SHARD_IDS": "0-99999999999", "SHARD_COUNT": "4"},
+            f"shard 99999999999 is beyond the {MAX_SHARDS} shards allowed",
+        ),
+    ],
+)
+def test_bad_shard_ids_say_why(monkeypatch, env, reason):
+    message = config_error(monkeypatch, **env)
+    assert message == f"invalid configuration: {SHARD_IDS_EXPECTS} ({reason})"
+
+
+COUNT_EXPECTS = (
+    f"SHARD_COUNT: expected the number of shards in all, a whole number from 1 to {MAX_SHARDS} "
+    "(unset: the number Discord recommends)"
+)
+
+
+@pytest.mark.parametrize("count", ["0", "-2", "two", "1.5", str(MAX_SHARDS + 1)])
+def test_bad_shard_count_is_named_alone(monkeypatch, count):
+    """A refused count is the one problem named: its ids are not also called out of range."""
+    message = config_error(monkeypatch, SHARD_COUNT=count, SHARD_IDS="0-3")
+    assert message == f"invalid configuration: {COUNT_EXPECTS}"
+
+
+def test_shard_ids_given_as_a_list():
+    settings = load_settings(shard_count=4, shard_ids=[3, 1], _env_file=None)
+    assert settings.shard_ids == [1, 3]
+
+
+def test_shards_in_dotenv(clean_env):
+    (clean_env / ".env").write_text("SHARD_COUNT=4\nSHARD_IDS=2-3\n", encoding="utf-8")
+    settings = load_settings()
+    assert (settings.shard_count, settings.shard_ids) == (4, [2, 3])
+
+
+def spelled(ids: list[int], ranges: list[bool]) -> str:
+    """Sorted ids written with runs as ranges where `ranges` says so, out of order."""
+    runs: list[list[int]] = []
+    for shard in ids:
+        if runs and runs[-1][-1] == shard - 1:
+            runs[-1].append(shard)
+        else:
+            runs.append([shard])
+    parts = []
+    for run, as_range in zip(runs, ranges + [False] * len(runs), strict=False):
+        if as_range and len(run) > 1:
+            parts.append(f"{run[0]}-{run[-1]}")
+        else:
+            parts.extend(str(shard) for shard in run)
+    return ",".join(reversed(parts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sets(st.integers(0, 200), min_size=1, max_size=40),
+    st.lists(st.booleans(), max_size=40),
+)
+def test_shard_ids_round_trip(ids, ranges):
+    assert parse_shard_ids(spelled(sorted(ids), ranges)) == sorted(ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_any_shard_ids_text_is_parsed_or_refused_with_a_reason(text):
+    try:
+        ids = parse_shard_ids(text)
+    except ValueRefused as exc:
+        assert str(exc)
+    else:
+        assert ids is None or (ids == sorted(set(ids)) and all(0 <= i < MAX_SHARDS for i in ids))

@@ -785,3 +785,124 @@ async def test_groups_attachment_options_user_command_select(fake: FakeDiscord, 
         )
         assert thread.type is discord.ChannelType.private_thread
         assert fake.thread(thread.id).parent_id == world.general.id
+
+
+# ----- shards -------------------------------------------------------------------------------------
+# (id >> 22) % 2 picks the shard of 2: these land on 0 and 1.
+GUILD_ON_SHARD_0 = (1000 << 22) | 7
+GUILD_ON_SHARD_1 = (1001 << 22) | 7
+
+
+class QuickShards(commands.AutoShardedBot):
+    """discord.py sleeps 5 s before every IDENTIFY but a client's first; the fake's spacing is
+    checked by `identifies_too_soon`, so these clients skip the wait."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+
+def shard_guilds(fake: FakeDiscord, world: Any) -> tuple[Any, Any]:
+    guilds = []
+    for guild_id in (GUILD_ON_SHARD_0, GUILD_ON_SHARD_1):
+        guild = fake.create_guild(f"guild {guild_id}", id=guild_id)
+        fake.add_member(guild, world.alice)
+        guilds.append(guild)
+    assert [fake.shard_of(g.id, 2) for g in guilds] == [0, 1]
+    return guilds[0], guilds[1]
+
+
+async def test_one_client_runs_the_shards_gateway_bot_recommends(
+    fake: FakeDiscord, world: Any
+) -> None:
+    fake.shard_count, fake.max_concurrency = 2, 2
+    even, odd = shard_guilds(fake, world)
+    bot = QuickShards(
+        command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05
+    )
+    async with run_client(bot, fake):
+        (gateway_bot,) = fake.requests_to("GET", "/gateway/bot")
+        limit = gateway_bot.response["session_start_limit"]
+        assert gateway_bot.response["shards"] == 2 and limit["max_concurrency"] == 2
+        assert bot.shard_count == 2 and sorted(bot.shards) == [0, 1]
+        assert sorted(i["shard"] for i in fake.identifies) == [[0, 2], [1, 2]]
+        assert [len(fake.identify_times(shard)) for shard in (0, 1)] == [1, 1]
+        # Each session's READY lists only its shard's guilds, each GUILD_CREATE goes to one.
+        ready = {
+            fake.sessions[sid].shard: {int(g["id"]) for g in data["guilds"]}
+            for sid, event, data in fake.gateway_log
+            if event == "READY"
+        }
+        assert ready[(0, 2)] >= {even.id} and odd.id not in ready[(0, 2)]
+        assert ready[(1, 2)] >= {odd.id} and even.id not in ready[(1, 2)]
+        assert fake.shards_sent("GUILD_CREATE", world.guild.id) == [
+            (fake.shard_of(world.guild.id), 2)
+        ]
+        on_even, on_odd = bot.get_guild(even.id), bot.get_guild(odd.id)
+        assert on_even is not None and on_even.shard_id == 0
+        assert on_odd is not None and on_odd.shard_id == 1
+        assert fake.identifies_too_soon() == []  # two buckets: both may start at once
+
+
+async def test_each_shard_gets_its_guilds_events_and_dms_go_to_shard_0(
+    fake: FakeDiscord, world: Any
+) -> None:
+    """Two clients share the work (shards 0 and 1 of 2), as two processes would."""
+    fake.shard_count = 2
+    even, odd = shard_guilds(fake, world)
+    bots: dict[str, commands.AutoShardedBot] = {}
+    seen: dict[str, list[int]] = {"A": [], "B": []}
+    for name, shard in (("A", 0), ("B", 1)):
+        bot = QuickShards(
+            command_prefix="!",
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            shard_count=2,
+            shard_ids=[shard],
+        )
+
+        @bot.tree.command(name="where", description="Which client answers")
+        async def where(interaction: discord.Interaction, name: str = name) -> None:
+            await interaction.response.send_message(name)
+
+        async def on_message(message: discord.Message, name: str = name) -> None:
+            if message.author.id == world.alice.id:
+                seen[name].append(message.id)
+
+        bot.add_listener(on_message)
+        bots[name] = bot
+
+    async with run_client(bots["A"], fake), run_client(bots["B"], fake):
+        assert [i["shard"] for i in fake.identifies] == [[0, 2], [1, 2]]
+        assert bots["A"].get_guild(even.id) is not None and bots["A"].get_guild(odd.id) is None
+        assert bots["B"].get_guild(odd.id) is not None and bots["B"].get_guild(even.id) is None
+        answers = {}
+        for where, channel in (
+            ("even", fake.channel(even, "general")),
+            ("odd", fake.channel(odd, "general")),
+            ("dm", fake.open_dm(world.alice)),
+        ):
+            inter = await fake.slash("where", user=world.alice, channel=channel)
+            await fake.wait_for_ack(inter)
+            assert inter.original is not None
+            answers[where] = (
+                inter.original.content,
+                fake.shards_sent("INTERACTION_CREATE", inter.id),
+            )
+        assert answers == {
+            "even": ("A", [(0, 2)]),
+            "odd": ("B", [(1, 2)]),
+            "dm": ("A", [(0, 2)]),
+        }
+        in_odd = await fake.post_message(fake.channel(odd, "general"), world.alice, "hello")
+        in_dm = await fake.post_message(fake.open_dm(world.alice), world.alice, "hi")
+        await fake.settle()
+        assert fake.shards_sent("MESSAGE_CREATE", in_odd.id) == [(1, 2)]
+        assert fake.shards_sent("MESSAGE_CREATE", in_dm.id) == [(0, 2)]
+        assert seen == {"A": [in_dm.id], "B": [in_odd.id]}
+        # Each client started its first shard at once: one bucket (max_concurrency 1), two
+        # identifies closer than 5 s, which real Discord refuses. Nothing in discord.py spaces
+        # identifies of different clients; the bot's identify gate does.
+        (too_soon,) = fake.identifies_too_soon()
+        assert [i.shard for i in too_soon] == [(0, 2), (1, 2)]
+        fake.max_concurrency = 2  # two buckets: shards 0 and 1 may start together
+        assert fake.identifies_too_soon() == []

@@ -58,8 +58,9 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotEnv]
         # `settle()` asks for a heartbeat per round (its barrier) and discord.py answers within
         # its 110 frames a minute; ~70 cases ask for more than real Discord ever would.
         assert env.bot is not None
-        limiter = env.bot.ws._rate_limiter
-        limiter.max = limiter.remaining = 100_000
+        for shard in env.bot.shards:
+            limiter = env.bot._get_websocket(shard_id=shard)._rate_limiter
+            limiter.max = limiter.remaining = 100_000
         yield env
 
 

@@ -1,9 +1,11 @@
-"""The Discord bot: a `commands.Bot` that owns the services, loads the cogs, routes errors.
+"""The Discord bot: a `commands.AutoShardedBot` that owns the services, loads the cogs, routes
+errors.
 
 `run_bot(settings)` is the main job (`python -m bot`). Long-lived resources (database, HTTP
 pool, DashScope client, engine) are made in `services()` before the bot and passed in; the bot
 starts the engine in `setup_hook` (after login, so REST works, and never waiting on the gateway)
-and stops it in `close()`.
+and stops it in `close()`. The process runs the shards SHARD_IDS of SHARD_COUNT (unset: every
+shard Discord recommends); each IDENTIFY waits its turn at the identify gate.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.discord_ui.replies import respond, respond_error
 from bot.errors import InputRejected
 from bot.i18n import command_text, lang_for, text
 from bot.runtime.health import start_health
+from bot.runtime.identify import DatabaseIdentifyGate, IdentifyGate, LocalIdentifyGate
 from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -111,8 +114,10 @@ class WanTree(app_commands.CommandTree["WanBot"]):
         await respond_error(interaction, original)
 
 
-class WanBot(commands.Bot):
-    def __init__(self, svc: Services, port: DiscordDelivery) -> None:
+class WanBot(commands.AutoShardedBot):
+    def __init__(
+        self, svc: Services, port: DiscordDelivery, *, identify_gate: IdentifyGate | None = None
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True  # replies that mention the bot carry their content
@@ -125,7 +130,11 @@ class WanBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             owner_ids=svc.settings.owner_id_set or None,
             guild_ready_timeout=1.0,
+            shard_count=svc.settings.shard_count,
         )
+        # Set here, not passed: discord.py's options type it as a list, though None (every
+        # shard) is its default. The settings checked that ids come with a count.
+        self.shard_ids = svc.settings.shard_ids
         self.svc = svc
         self.settings = svc.settings
         self.engine = svc.engine
@@ -135,7 +144,42 @@ class WanBot(commands.Bot):
         # From the settings, not from discord.py's Route.BASE (which run_bot points there too).
         self.attachment_origins = AttachmentOrigins.from_settings(svc.settings)
         self.owns_process = False  # set by run_bot when the bot is the process's main job
+        # Shared with other processes when they share a database; this process's own otherwise.
+        self.identify_gate = identify_gate or default_identify_gate(svc)
+        self.max_concurrency = 1  # sessions Discord lets start per 5 s (from GET /gateway/bot)
         port.attach(self, svc.engine.expected_seconds)
+
+    async def launch_shards(self) -> None:
+        await self.read_session_start_limit()
+        # With the count known, discord.py connects to DISCORD_GATEWAY_URL, not the URL
+        # /gateway/bot names (a proxy or a stand-in stays in the path).
+        await super().launch_shards()
+
+    async def read_session_start_limit(self) -> None:
+        """GET /gateway/bot, once per start: the shard count when none is set, and how many
+        sessions may start per 5 s. discord.py reads it only without a count, and keeps only
+        the count."""
+        try:
+            shards, _, limit = await self.http.get_bot_gateway()
+        except (discord.GatewayNotFound, OSError):
+            if self.shard_count is None:
+                raise
+            log.warning("GET /gateway/bot failed: starting one session per 5 s")
+            return
+        if self.shard_count is None:
+            self.shard_count = shards
+        self.max_concurrency = max(1, int(limit.get("max_concurrency") or 1))
+        log.info(
+            "starting shards %s of %d, %d at a time",
+            self.shard_ids or f"0-{self.shard_count - 1}",
+            self.shard_count,
+            self.max_concurrency,
+        )
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """The gate spaces identifies across processes (discord.py only sleeps 5 s before
+        each but the first of its own)."""
+        await self.identify_gate.wait_turn(shard_id or 0, self.max_concurrency)
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(WanTranslator())
@@ -171,12 +215,29 @@ class WanBot(commands.Bot):
         (cogs.edit listens for it), not a command. `commands.Bot` would otherwise look up its
         first word as a command and log CommandNotFound as an error for every such reply."""
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("shard %d of %s ready", shard_id, self.shard_count)
+
     async def on_ready(self) -> None:
         assert self.user is not None
-        log.info("logged in as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+        log.info(
+            "logged in as %s (%s) in %d servers on shards %s of %s",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            sorted(self.shards),
+            self.shard_count,
+        )
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("error in %s", event_method)
+
+
+def default_identify_gate(svc: Services) -> IdentifyGate:
+    """Shared through PostgreSQL by the processes of a cluster; this process's own on SQLite."""
+    if svc.dispatch.lease is not None:
+        return DatabaseIdentifyGate(svc.db)
+    return LocalIdentifyGate()
 
 
 def freeze_heap() -> None:
@@ -201,8 +262,10 @@ async def run_bot(
     *,
     install_signals: bool = True,
     on_bot: Callable[[WanBot], None] | None = None,
+    identify_gate: IdentifyGate | None = None,
 ) -> int:
-    """The main job: run the bot until SIGTERM/SIGINT (or `bot.close()`); exit code."""
+    """The main job: run the bot until SIGTERM/SIGINT (or `bot.close()`); exit code.
+    `identify_gate` is shared by the processes that share a database (default: this process's)."""
     if settings.discord_token is None:
         print(SETUP_HELP.format(invite=invite_url(settings.discord_application_id)))
         return 2
@@ -211,7 +274,7 @@ async def run_bot(
     async with services(settings, port) as svc:
         if svc.simulated:
             log.warning("no DASHSCOPE_API_KEY: every result is simulated")
-        bot = WanBot(svc, port)
+        bot = WanBot(svc, port, identify_gate=identify_gate)
         bot.owns_process = install_signals
         if on_bot is not None:
             on_bot(bot)

@@ -82,7 +82,9 @@ class ServerAdminGroup(app_commands.Group):
 
 async def _is_owner(interaction: discord.Interaction) -> bool:
     client = interaction.client
-    if not isinstance(client, commands.Bot) or not await client.is_owner(interaction.user):
+    if not isinstance(client, commands.Bot | commands.AutoShardedBot) or not await client.is_owner(
+        interaction.user
+    ):
         raise NotOwner()
     return True
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from .clock import FakeClock
 from .constants import MIB, CallbackType, ChannelType, Intent, InteractionType, MessageFlag, Perm
-from .gateway import GatewaySession
+from .gateway import GatewaySession, Identified
 from .records import Fault, Interaction, RateViolation, RecordedRequest, UploadedFile
 from .server import API_PREFIX, FakeDiscord
 from .state import Attachment, Channel, Guild, Member, Message, Role, User
@@ -143,6 +143,7 @@ __all__ = [
     "Fault",
     "GatewaySession",
     "Guild",
+    "Identified",
     "Intent",
     "Interaction",
     "InteractionType",

@@ -2,6 +2,11 @@
 
 HELLO -> IDENTIFY -> READY + one GUILD_CREATE per guild; heartbeats are ACKed; RESUME replays the
 events a session missed; op 7 / dropped connections let a test exercise reconnects.
+
+Shards: each IDENTIFY names ``shard: [id, count]`` (none: ``[0, 1]``) and opens a session of
+its own. A guild belongs to shard ``(guild_id >> 22) % count``: its READY entry, GUILD_CREATE
+and every event about it go only to that shard's sessions; events without a guild (DMs) go to
+shard 0. Identify times are kept per shard, so a test can check their spacing per bucket.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from .server import FakeDiscord
 
 HEARTBEAT_INTERVAL_MS = 41250
+SESSION_STARTS_PER_DAY = 1000
 GUILD_LEVEL_EVENTS = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
 
 EventData = dict[str, Any] | Callable[["GatewaySession"], dict[str, Any] | None]
@@ -39,6 +46,15 @@ class GatewayConnection:
     received: list[dict[str, Any]] = field(default_factory=list)
     # (sequence, future): resolved by a client heartbeat whose "d" (its last seq) reaches it
     seq_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Identified:
+    """An accepted IDENTIFY: when (``time.monotonic()``), for which shard, which session."""
+
+    at: float
+    shard: tuple[int, int]
+    session_id: str
 
 
 @dataclass(eq=False)
@@ -68,6 +84,7 @@ class GatewayMixin:
         self.connections: set[GatewayConnection] = set()
         self.sessions: dict[str, GatewaySession] = {}
         self.identifies: list[dict[str, Any]] = []
+        self.identified: list[Identified] = []
         self.resumes: list[dict[str, Any]] = []
         self.presence_updates: list[dict[str, Any]] = []
         self.ready_count = 0
@@ -91,6 +108,37 @@ class GatewayMixin:
 
     def connected_sessions(self: FakeDiscord) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if s.ready and s.conn is not None]
+
+    def shard_of(self: FakeDiscord, guild_id: int, shard_count: int | None = None) -> int:
+        """The shard whose sessions get this guild's events (of ``shard_count``, or the fake's)."""
+        return (guild_id >> 22) % (shard_count or self.shard_count)
+
+    def identify_times(self: FakeDiscord, shard_id: int) -> list[float]:
+        """When each accepted IDENTIFY of this shard arrived (``time.monotonic()``)."""
+        return [i.at for i in self.identified if i.shard[0] == shard_id]
+
+    def identifies_too_soon(self: FakeDiscord) -> list[tuple[Identified, Identified]]:
+        """Pairs of consecutive IDENTIFYs of one bucket (shard id modulo ``max_concurrency``)
+        closer than ``identify_interval``: what real Discord refuses."""
+        last: dict[int, Identified] = {}
+        pairs = []
+        for ident in sorted(self.identified, key=lambda i: i.at):
+            bucket = ident.shard[0] % self.max_concurrency
+            before = last.get(bucket)
+            if before is not None and ident.at - before.at < self.identify_interval:
+                pairs.append((before, ident))
+            last[bucket] = ident
+        return pairs
+
+    def shards_sent(self: FakeDiscord, event: str, data_id: int) -> list[tuple[int, int]]:
+        """The shards (``(id, count)``) of the sessions sent ``event`` whose data has this id
+        (an interaction's, a message's, a guild's), in the order sent."""
+        shards = {i.session_id: i.shard for i in self.identified}
+        return [
+            shards[sid]
+            for sid, name, data in self.gateway_log
+            if name == event and isinstance(data, dict) and data.get("id") == str(data_id)
+        ]
 
     async def dispatch(
         self: FakeDiscord,
@@ -300,6 +348,7 @@ class GatewayMixin:
         )
         conn.session = session
         self.sessions[session.id] = session
+        self.identified.append(Identified(time.monotonic(), session.shard, session.id))
         bot = self.state.bot
         guilds = [
             g

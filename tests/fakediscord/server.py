@@ -30,7 +30,7 @@ from .constants import (
     MessageType,
     Perm,
 )
-from .gateway import GatewayMixin
+from .gateway import SESSION_STARTS_PER_DAY, GatewayMixin
 from .inject import InjectMixin
 from .payloads import PayloadBuilder
 from .payloads import user as user_payload
@@ -114,6 +114,9 @@ class FakeDiscord(GatewayMixin, InjectMixin):
 
     Parameters are the bot's identity; ``allowed_privileged_intents`` are the privileged
     intents enabled for the application (IDENTIFY asking for others is closed with 4014).
+    ``shard_count`` and ``max_concurrency`` are what ``GET /gateway/bot`` recommends and allows;
+    ``identify_interval`` is Discord's spacing of two IDENTIFYs in one bucket (shard id modulo
+    ``max_concurrency``), which ``identifies_too_soon()`` checks (shorten it to keep tests fast).
     """
 
     def __init__(
@@ -131,6 +134,9 @@ class FakeDiscord(GatewayMixin, InjectMixin):
         interaction_token_ttl: float = 15 * 60,
         nonce_window: float = 5 * 60,
         clock: FakeClock | None = None,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
+        identify_interval: float = 5.0,
     ) -> None:
         self.token = token
         self.clock = clock or FakeClock()
@@ -145,6 +151,9 @@ class FakeDiscord(GatewayMixin, InjectMixin):
         self.interaction_token_ttl = interaction_token_ttl
         self.nonce_window = nonce_window
         self.latency = 0.0  # seconds added to every REST answer
+        self.shard_count = shard_count
+        self.max_concurrency = max_concurrency
+        self.identify_interval = identify_interval
 
         # Per-channel message create/edit limit (Discord: about 5 per 5 s).
         self.channel_rate_limit = 5
@@ -1135,12 +1144,12 @@ class FakeDiscord(GatewayMixin, InjectMixin):
         return self.json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.shard_count,
                 "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
+                    "total": SESSION_STARTS_PER_DAY,
+                    "remaining": max(0, SESSION_STARTS_PER_DAY - len(self.identified)),
                     "reset_after": 14_400_000,
-                    "max_concurrency": 1,
+                    "max_concurrency": self.max_concurrency,
                 },
             }
         )
