@@ -37,6 +37,7 @@ from bot.media.downloads import ResultFetcher
 from bot.media.inputs import prepare_image
 from bot.presenter import describe, utc_time
 from bot.runtime.target import dashscope_target
+from bot.storage.db import target_secrets
 
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("bot.cli")
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret_values = [
         s.get_secret_value() for s in (settings.dashscope_api_key, settings.discord_token) if s
     ]
+    secret_values += target_secrets(settings.database_target)
     setup_logging(settings.log_level_number, secret_values)
     try:
         if args.command in (None, "run"):

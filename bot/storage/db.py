@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -76,6 +77,19 @@ def as_dict(row: Row) -> dict[str, Any]:
 
 def is_postgres_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def target_secrets(target: str | Path) -> list[str]:
+    """The passwords a database target holds (a URL's, as written and decoded), for the log
+    scrubber; none for a SQLite path."""
+    if not is_postgres_url(target):
+        return []
+    try:
+        parts = urlsplit(str(target))
+        written = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:  # unreadable: scrub everything after the scheme
+        return [str(target).partition("://")[2]]
+    return [form for value in written if value for form in {value, unquote(value)}]
 
 
 class Database(abc.ABC):
