@@ -128,6 +128,10 @@ class Database(abc.ABC):
     async def schema_version(self) -> int: ...
 
     @abc.abstractmethod
+    async def software(self) -> str:
+        """What keeps the rows and its version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1"."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...
 
     @property
