@@ -127,9 +127,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
 
-    @abc.abstractmethod
     async def software(self) -> str:
-        """What keeps the rows and its version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1"."""
+        """What keeps the rows and its version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1" (a
+        wrapper of another database may leave it at the dialect)."""
+        return self.dialect
 
     @abc.abstractmethod
     async def close(self) -> None: ...
