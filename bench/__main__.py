@@ -1,6 +1,7 @@
-"""`python -m bench poll|footprint|ack|quota|reliability`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack|quota|migrate-db|reliability`: run one benchmark, print one JSON document on stdout.
 
-`_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
+`_simulator` and `_worker` are the child processes `footprint` starts, `_migrate_copy` the one
+`migrate-db` starts; not for direct use.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ack, footprint, poll, quota, reliability
+from bench import ack, footprint, migrate_db, poll, quota, reliability
 from bench.common import dump
 
 
@@ -27,11 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_arguments(
         commands.add_parser("quota", help="reservations and settlements per second, p99")
     )
+    migrate_db.add_arguments(
+        commands.add_parser("migrate-db", help="SQLite to PostgreSQL: rows per second, memory")
+    )
     reliability.add_arguments(
         commands.add_parser("reliability", help="crash soak, faults, hostile input, secrets, …")
     )
     footprint.add_simulator_arguments(commands.add_parser("_simulator"))
     footprint.add_worker_arguments(commands.add_parser("_worker"))
+    migrate_db.add_copy_arguments(commands.add_parser("_migrate_copy"))
     return parser
 
 
@@ -41,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return footprint.serve_simulator(args)
     if args.command == "_worker":
         return footprint.run_worker_process(args)
+    if args.command == "_migrate_copy":
+        return migrate_db.copy_child(args)
+    if args.command == "migrate-db":
+        dump(migrate_db.main(args))
+        return 0
     if args.command == "ack":
         dump(ack.main(args))
         return 0

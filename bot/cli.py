@@ -1,9 +1,14 @@
-"""The command line: `python -m bot imagine|edit|simulator`.
+"""The command line: `python -m bot imagine|edit|migrate-db|simulator`.
 
 `imagine` and `edit` run the whole generation path without Discord: validate, submit, wait,
 download, save. Progress goes to stderr; stdout gets one line per saved file, so the output can
 be piped. Exit codes: 0 at least one image saved, 1 an API or task error, 2 a usage, input or
 configuration error.
+
+`migrate-db` copies the SQLite database into an empty PostgreSQL one (`bot.storage.copy`):
+progress on stderr, the summary on stdout. Exit codes: 0 copied and checked, 1 a database
+error (unreachable, a failed copy, a check that did not match: nothing written), 2 a usage
+error (no target, no source file, a target that already holds rows: nothing written).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from bot.media.downloads import ResultFetcher
 from bot.media.inputs import prepare_image
 from bot.presenter import describe, utc_time
 from bot.runtime.target import dashscope_target
+from bot.storage.db import DatabaseError, is_postgres_url, target_secrets
 
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("bot.cli")
@@ -93,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--exit-when-idle", action="store_true", help="stop once no job is left in progress"
     )
+    migrate = commands.add_parser(
+        "migrate-db",
+        help="copy the SQLite database (DATABASE_PATH) into an empty PostgreSQL database",
+    )
+    migrate.add_argument(
+        "--to",
+        metavar="POSTGRESQL_URL",
+        help="the PostgreSQL database (default: DATABASE_URL, which keeps a password out of "
+        "your shell history)",
+    )
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="the SQLite database file (default: DATABASE_PATH)",
+    )
     commands.add_parser(
         "simulator", help="run the DashScope simulator (see: simulator --help)", add_help=False
     )
@@ -115,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret_values = [
         s.get_secret_value() for s in (settings.dashscope_api_key, settings.discord_token) if s
     ]
+    secret_values += target_secrets(settings.database_target)
+    secret_values += target_secrets(getattr(args, "to", None) or "")
     setup_logging(settings.log_level_number, secret_values)
     try:
         if args.command in (None, "run"):
@@ -126,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.runtime.doctor import doctor
 
             return asyncio.run(doctor(settings, check_token))
+        if args.command == "migrate-db":
+            return asyncio.run(migrate_db_command(args, settings))
         if args.command == "worker":
             from bot.runtime.worker import run_worker
 
@@ -194,6 +220,61 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_API
             fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
             return await _save(fetcher, result, out_dir, request)
+
+
+async def migrate_db_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.storage.copy import NoSource, TargetNotEmpty, copy_database
+
+    if args.source and "://" in args.source:  # not echoed: a URL may hold a password
+        print(
+            "wanbot: --from takes the path of the SQLite database file; the PostgreSQL "
+            "database goes in --to",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    source = Path(args.source) if args.source else settings.database_path
+    target = args.to or settings.database_target
+    if not is_postgres_url(target):
+        print(
+            "wanbot: migrate-db needs a PostgreSQL database to copy into: give --to "
+            "postgresql://user:password@host:5432/database, or set DATABASE_URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    print(f"copying {source} …", file=sys.stderr)
+    try:
+        report = await copy_database(source, target, progress)
+    except NoSource as exc:
+        print(f"wanbot: {exc}: give --from PATH, or set DATABASE_PATH", file=sys.stderr)
+        return EXIT_USAGE
+    except TargetNotEmpty as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_API
+    tally = report.tally
+    rate = report.total_rows / report.seconds if report.seconds else 0.0
+    print(
+        f"copied {report.source} (SQLite schema {report.source_version}) into {report.target} "
+        f"(PostgreSQL schema {report.target_version}): {report.total_rows} rows in "
+        f"{report.seconds:.1f} s "
+        f"({rate:.0f} rows/s); both sides hold:"
+    )
+    width = max(len(name) for name in tally.rows)
+    for name, count in tally.rows.items():
+        print(f"  {name:<{width}}  {count}")
+    print("and the same ledger sums:")
+    for entry in sorted(tally.images):
+        print(
+            f"  {entry:<{width}}  {tally.images[entry]} images, "
+            f"{tally.money[entry]:.4f} {settings.currency}"
+        )
+    return EXIT_OK
 
 
 async def _load_images(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -52,6 +53,13 @@ def postgres_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return POSTGRES_URL
+
+
+def with_password(url: str, password: str) -> str:
+    """The URL with `password` in it (trust auth ignores it: for tests that it never shows)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'root'}:{password}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def with_search_path(url: str, schema: str) -> str:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bot.logs import REDACTED, RedactingFormatter, redact, setup_logging
+from bot.storage.db import target_secrets
 
 KEY = "sk-live-0123456789abcdef"
 TOKEN = "MTIzNDU2Nzg5.GhIjKl.discord-secret-token"
@@ -172,3 +173,22 @@ def test_interaction_tokens_in_urls_and_payloads_are_redacted() -> None:
         assert token not in scrubbed and "[redacted]" in scrubbed, scrubbed
     # The ids and the rest of the line stay readable.
     assert "/interactions/1234567890/[redacted]/callback" in redact(lines[0], [])
+
+
+@pytest.mark.parametrize(
+    ("target", "hidden"),
+    [
+        ("postgresql://wanbot:pa%40ss-word@db:5432/wanbot", {"pa%40ss-word", "pa@ss-word"}),
+        ("postgres://wanbot@db/wanbot?password=query-secret", {"query-secret"}),
+        ("postgresql://wanbot@db/wanbot", set()),
+        ("./data/wanbot.db", set()),
+    ],
+)
+def test_a_database_urls_password_is_scrubbed_as_written_and_decoded(
+    target: str, hidden: set[str]
+) -> None:
+    assert set(target_secrets(target)) == hidden
+    line = f"connecting to {target} as {target.replace('%40', '@')}"
+    scrubbed = redact(line, target_secrets(target))
+    assert not any(secret in scrubbed for secret in hidden)
+    assert ("[redacted]" in scrubbed) == bool(hidden)

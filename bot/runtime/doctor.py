@@ -81,10 +81,16 @@ async def _check_dashscope(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def _check_database(settings: Settings) -> tuple[str, str]:
+    """Open (and migrate) the database the bot would use: where it is, what runs it, and its
+    schema version; or why it cannot be used, never with the URL's password."""
+    setting = "DATABASE_URL" if settings.database_url is not None else "DATABASE_PATH"
     try:
         db = await Database.open(settings.database_target)
     except DatabaseError as exc:
         return PROBLEM, str(exc)
-    version = await db.schema_version()
-    await db.close()
-    return OK, f"database {db.name} ({db.dialect}) is at schema version {version}"
+    try:
+        software = await db.software()
+        version = await db.schema_version()
+    finally:
+        await db.close()
+    return OK, f"{setting}: the database {db.name} ({software}) is at schema version {version}"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,6 +79,19 @@ def is_postgres_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+def target_secrets(target: str | Path) -> list[str]:
+    """The passwords a database target holds (a URL's, as written and decoded), for the log
+    scrubber; none for a SQLite path."""
+    if not is_postgres_url(target):
+        return []
+    try:
+        parts = urlsplit(str(target))
+        written = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:  # unreadable: scrub everything after the scheme
+        return [str(target).partition("://")[2]]
+    return [form for value in written if value for form in {value, unquote(value)}]
+
+
 class Database(abc.ABC):
     """The rows, whichever backend keeps them."""
 
@@ -112,6 +126,11 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
+
+    async def software(self) -> str:
+        """What keeps the rows and its version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1" (a
+        wrapper of another database may leave it at the dialect)."""
+        return self.dialect
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -221,11 +221,12 @@ class PostgresDatabase(Database):
                 with psycopg.connect(self._url, connect_timeout=5):
                     pass
             except psycopg.Error as reason:
-                detail = str(reason).replace(self._url, self._name).strip()
+                # libpq's reason may run over lines ("...refused\n\tIs the server running...")
+                detail = " ".join(str(reason).replace(self._url, self._name).split())
             else:
                 detail = type(exc).__name__
             raise DatabaseError(
-                f"cannot connect to the database at {self._name}: {detail}. Check DATABASE_URL "
+                f"cannot connect to the database at {self._name} ({detail}). Check DATABASE_URL "
                 "and that PostgreSQL is running and reachable."
             ) from None
 
@@ -256,6 +257,10 @@ class PostgresDatabase(Database):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=False)
+
+    async def software(self) -> str:
+        row = await self.fetchone("SHOW server_version")  # "15.4 (Debian 15.4-1)"
+        return f"PostgreSQL {str(row[0]).split()[0]}"
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT MAX(version) FROM wanbot_schema")

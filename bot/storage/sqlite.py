@@ -262,6 +262,9 @@ class SqliteDatabase(Database):
             await asyncio.to_thread(self._checkpointer.stop)
         await self._conn.close()
 
+    async def software(self) -> str:
+        return f"SQLite {sqlite3.sqlite_version}"
+
     async def schema_version(self) -> int:
         async with self._conn.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
