@@ -110,6 +110,18 @@ async def execute(db: Database, sql: str, params: Sequence[Any] = ()) -> int:
     return await db.write(_execute, sql, tuple(params))
 
 
+def insert_setting(conn: Conn, guild: int, fail: bool = False) -> int:
+    """A write of one settings row for `guild`; with `fail`, it raises after the insert."""
+    conn.execute(
+        "INSERT INTO limit_settings (guild_id, role_id, setting, value, updated_at)"
+        " VALUES (?, 0, 'x', '1', 0)",
+        (guild,),
+    )
+    if fail:
+        raise ValueError(f"write {guild} fails after its insert")
+    return guild
+
+
 def end_job(
     conn: Conn, store: JobStore, quota: Quota, job: Job, state: JobState, charged: int
 ) -> None:
