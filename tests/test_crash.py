@@ -42,7 +42,11 @@ KEY = "sk-crash-test-0123456789abcdef"
 ROUNDS = 36
 JOBS_BEFORE = 40
 JOBS_PER_ROUND = (1, 3)  # fed while each round's worker runs
-KILL_AFTER = (0.1, 1.5)  # seconds after the worker was started
+KILL_AFTER = (0.1, 1.5)  # seconds after the worker was started (even rounds)
+# Odd rounds kill this long after the worker says its engine runs, whatever the machine's load
+# makes of its start-up: half the kills surely land on a running engine.
+KILL_AFTER_ENGINE = (0.0, 1.2)
+ENGINE_START_TIMEOUT = 20.0
 FINAL_TIMEOUT = 60.0
 SPEED = 40.0  # simulator: wan2.6-t2i 0.4-0.9 s, wan2.5-i2i-preview 0.75-1.5 s per task
 
@@ -129,6 +133,15 @@ def _start_worker(out: Path, env: dict[str, str], log: Path, *extra: str) -> sub
         )
 
 
+async def _engine_started(log: Path, worker: subprocess.Popen) -> None:
+    """Wait (bounded) until the worker's log says its engine runs."""
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT
+    while b"worker running" not in (log.read_bytes() if log.exists() else b""):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("the worker did not start its engine:\n" + log.read_text(errors="replace"))
+        await asyncio.sleep(0.02)
+
+
 async def _rows(db: Database, sql: str, params: tuple = ()) -> list:
     return await db.fetchall(sql, params)
 
@@ -167,7 +180,11 @@ async def test_sigkill_at_random_moments(tmp_path: Path) -> None:
                 began = time.monotonic()
                 try:
                     await feed(rng.randint(*JOBS_PER_ROUND))  # under load
-                    kill_at = began + rng.uniform(*KILL_AFTER)
+                    window = KILL_AFTER
+                    if round_no % 2:
+                        await _engine_started(log, worker)
+                        began, window = time.monotonic(), KILL_AFTER_ENGINE
+                    kill_at = began + rng.uniform(*window)
                     await asyncio.sleep(max(0.0, kill_at - time.monotonic()))
                 finally:
                     worker.send_signal(signal.SIGKILL)

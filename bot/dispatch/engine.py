@@ -153,6 +153,7 @@ class Engine:
         self._work: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._claimed: set[int] = set()  # popped from the queue, submission under way
+        self._readings = 0  # finished tasks' readings being handled in the poller's loop
 
     # --- life ----------------------------------------------------------------------------
 
@@ -525,6 +526,15 @@ class Engine:
         await self._notify(job)
 
     async def _on_reading(self, tracked: Tracked, result: TaskResult) -> None:
+        """A finished task's reading, handled in the poller's loop: counted while under way,
+        so `idle` does not answer between a failure's commit and its notice."""
+        self._readings += 1
+        try:
+            await self._take_reading(tracked, result)
+        finally:
+            self._readings -= 1
+
+    async def _take_reading(self, tracked: Tracked, result: TaskResult) -> None:
         self._release_slot(tracked.model, tracked.job_id)
         if result.submit_time and result.end_time:
             seconds = (result.end_time - result.submit_time).total_seconds()
@@ -739,7 +749,7 @@ class Engine:
     async def idle(self) -> bool:
         """No job in progress, and no submission or delivery still finishing its last step (a
         job's row may read failed while its failure notice is being told)."""
-        if self._work:
+        if self._work or self._readings:
             return False
         counts = await self.store.count_by_state()
         return all(counts[state] == 0 for state in JobState if state.active)
