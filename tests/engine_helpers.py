@@ -40,14 +40,15 @@ NO_LIMITS = Limits(
 # so its first poll comes at 0.12 s instead of the cold-start 5 s.
 SIM_SPEED = 400.0
 TRAINED_SECONDS = 0.15
-# The task list every 0.1 s while a task could be finishing (direct polling repeats only every
-# second or more, too slow for a quick suite); generous budgets. DIRECT polls task by task.
+# The task list every 0.1 s while a task could be finishing (the shortest gap at 20 queries/s;
+# direct polling repeats only every second or more, too slow for a quick suite); generous
+# budgets. DIRECT polls task by task.
 FAST = EngineConfig(
     max_in_flight=5,
     submit_rate=20.0,
     task_query_rate=20.0,
     use_task_list=True,
-    list_interval=0.1,
+    notice_target=0.15,
     stop_grace=0.5,
 )
 DIRECT = replace(FAST, use_task_list=False)

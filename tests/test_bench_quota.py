@@ -3,21 +3,12 @@ job, every accepted job is settled once, and the JSON says what bench/README.md 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.bench_run import run_bench
 
 
 def test_the_quota_benchmark_runs_and_accounts_for_every_job() -> None:
     args = ["--members", "6", "--seconds", "0.4", "--rate", "300", "--trials", "2"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "quota", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    report = json.loads(done.stdout)
+    report = run_bench("quota", args, timeout=120)
     assert len(report["at_rate_trials"]) == 2
     paced = report["at_rate"]
     assert paced["reservations"] == int(0.4 * 300 / 2)  # every due job was handed over

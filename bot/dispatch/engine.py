@@ -61,7 +61,7 @@ class EngineConfig:
     submit_rate: float = 5.0  # submissions per second per model
     task_query_rate: float = 10.0  # task queries per second, all tasks together
     use_task_list: bool = True
-    list_interval: float = 0.7
+    notice_target: float = 1.0  # seconds from a task's end to its reading in hand (task lists)
     max_submit_attempts: int = 5
     max_delivery_attempts: int = 8
     delivery_concurrency: int = 4
@@ -142,7 +142,7 @@ class Engine:
             self._on_reading,
             self._on_task_state,
             use_list=self.config.use_task_list,
-            list_interval=self.config.list_interval,
+            notice_target=self.config.notice_target,
             clock=clock,
         )
         self._wake_scheduler = asyncio.Event()

@@ -4,9 +4,16 @@ Two ways of noticing that a task finished:
 
 * **The list** (`GET /tasks?model_name=…&start_time=…`): one request reports the state of every
   task of a model submitted in the window. While any tracked task could be finishing (it has run
-  longer than the shortest duration seen for its model and n), the poller lists every
-  `list_interval` seconds and fetches just the tasks the list shows finished, once each. So a
-  task costs about one query of its own, plus its share of the list requests.
+  longer than the shortest duration seen for its model and n), the poller lists again and
+  fetches just the tasks the list shows finished, once each. So a task costs about one query of
+  its own, plus its share of the list requests. The lists are as far apart as `notice_target`
+  allows (1 s: how soon a finished task's reading should be in hand, round trips aside). A task
+  that finishes just after a list waits the gap for the next one, then a query token for its
+  fetch (1 / rate), and the fetches of the other finishes that list finds (those expected in
+  the gap, 1 / rate each). So `gap = (notice_target - 1 / rate) / (1 + finishes per second /
+  rate)`, each task the next list asks about finishing about once per its learned mean
+  duration. At 10 queries/s: 5 tasks of 15 s, a list every 0.87 s; 100 tasks of 35 s, every
+  0.7 s. Lists never take more than half the query budget.
 * **Direct queries** (`GET /tasks/{id}`), the fallback: for a task the list has not reported by
   the time it is overdue (longer than the learned mean plus three spreads), and for every task
   when the list fails (then it is switched off for a while). Direct polls start when the task is
@@ -73,7 +80,7 @@ class Poller:
         on_state: StateHandler,
         *,
         use_list: bool = True,
-        list_interval: float = 0.7,
+        notice_target: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -83,7 +90,7 @@ class Poller:
         self.on_reading = on_reading
         self.on_state = on_state
         self.use_list = use_list
-        self.list_interval = list_interval
+        self.notice_target = notice_target
         self.clock = clock
         self.tracked: dict[int, Tracked] = {}
         self._wake = asyncio.Event()
@@ -118,7 +125,29 @@ class Poller:
         return min(5.0, max(1.0, self.durations.spread(t.model, t.n, t.kind) / 3))
 
     def _could_be_done(self, t: Tracked, now: float) -> bool:
-        return now - t.submitted_at >= self.durations.earliest(t.model, t.n)
+        return now >= self._could_finish_at(t)
+
+    def _could_finish_at(self, t: Tracked) -> float:
+        return t.submitted_at + self.durations.earliest(t.model, t.n)
+
+    def _listed(self, now: float) -> list[Tracked]:
+        """The tasks the next list asks about: could be finishing, not yet seen finished."""
+        return [
+            t
+            for t in self.tracked.values()
+            if self._could_be_done(t, now) and not t.noticed_finished
+        ]
+
+    def list_gap(self, now: float) -> float:
+        """Seconds from one list to the next: what `notice_target` leaves once a finish found by
+        the next list has waited for its query token and for the other finishes' fetches (see
+        the module's docstring); at least two queries' worth per model listed."""
+        listed = self._listed(now)
+        finishes = sum(1 / self.durations.expected(t.model, t.n, t.kind) for t in listed)
+        lists = max(1, len({t.model for t in listed}))  # one list call per model
+        rate = self.limiter.rate
+        gap = (self.notice_target - 1 / rate) / (1 + finishes / rate)
+        return max(2 * lists / rate, gap)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -129,13 +158,11 @@ class Poller:
             if now < self._pause_until:
                 await self._sleep(self._pause_until - now)
                 continue
+            # The same sums as _next_wake's, so a wake for a list always finds one due.
             if (
                 self._listing(now)
-                and any(
-                    self._could_be_done(t, now) and not t.noticed_finished
-                    for t in self.tracked.values()
-                )
-                and now - self._last_list >= self.list_interval
+                and self._listed(now)
+                and now >= self._last_list + self.list_gap(now)
             ):
                 self._last_list = now
                 await self._list_round()
@@ -151,11 +178,11 @@ class Poller:
             return 3600.0
         moments = [t.next_direct for t in self.tracked.values()]
         if self._listing(now):
+            gap = self.list_gap(now)
             for t in self.tracked.values():
                 if t.noticed_finished:
                     continue
-                could = t.submitted_at + self.durations.earliest(t.model, t.n)
-                moments.append(max(could, self._last_list + self.list_interval))
+                moments.append(max(self._could_finish_at(t), self._last_list + gap))
         return max(0.0, min(moments) - now)
 
     async def _direct_round(self, now: float) -> None:
@@ -200,9 +227,8 @@ class Poller:
     async def _list_round(self) -> None:
         by_model: dict[str, list[Tracked]] = {}
         now = self.clock()
-        for t in self.tracked.values():
-            if self._could_be_done(t, now) and not t.noticed_finished:
-                by_model.setdefault(t.model, []).append(t)
+        for t in self._listed(now):
+            by_model.setdefault(t.model, []).append(t)
         for model, tasks in by_model.items():
             start = min(t.submitted_at for t in tasks) - 60
             start = max(start, now - 23 * 3600)  # the list spans at most 24 h

@@ -1,0 +1,164 @@
+"""The poller's list cadence: lists are as far apart as the notice target allows once a finish
+the next list finds has waited for its query token and for the fetches of the other finishes
+expected in the gap, and never so close that they take more than half the query budget.
+Deterministic: the poller's clock is a FakeClock, and the loop is driven against the in-loop
+simulator by moving that clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from bot.dashscope.client import DashScopeClient
+from bot.dashscope.requests import ImageRequest, validate
+from bot.dashscope.results import TaskResult, TaskState
+from bot.dispatch.durations import Durations
+from bot.dispatch.metrics import Metrics
+from bot.dispatch.poller import Poller, Tracked
+from bot.dispatch.ratelimit import RateLimiter
+from bot.simulator import RunningSimulator, start_simulator
+from tests.engine_helpers import KEY, LEGACY_MODEL, MODEL, FakeClock, sim_settings, wait_until
+
+RATE = 10.0  # task queries per second, the engine's default
+LEARNED = (5.0, 15.0, 25.0, 10.0, 20.0)  # what tasks took, in this order
+EARLIEST = 0.8 * min(LEARNED)  # Durations.earliest once three are seen
+AGE = 15.0  # how long the tracked tasks have run, unless a test says otherwise
+KIND = "text-to-image"
+
+
+async def _ignore_reading(tracked: Tracked, result: TaskResult) -> None:
+    return None
+
+
+async def _ignore_state(tracked: Tracked, state: TaskState) -> None:
+    return None
+
+
+def make_poller(clock: FakeClock, base_url: str = "http://127.0.0.1:9/api/v1") -> Poller:
+    durations = Durations()
+    for model in (MODEL, LEGACY_MODEL):
+        for seconds in LEARNED:
+            durations.observe(model, 1, seconds)
+    return Poller(
+        DashScopeClient(KEY, base_url),
+        RateLimiter(RATE, burst=1.0),
+        durations,
+        Metrics(),
+        _ignore_reading,
+        _ignore_state,
+        clock=clock,
+    )
+
+
+def track(poller: Poller, count: int, *, age: float, model: str = MODEL, first: int = 0) -> None:
+    for i in range(first, first + count):
+        poller.track(Tracked(i, f"task-{i}", model, 1, KIND, submitted_at=poller.clock() - age))
+
+
+def worst_notice(gap: float, finishes: float) -> float:
+    """When a task that finished just after a list is in hand, round trips aside: the gap to the
+    next list, a query token for its fetch, and the fetches of the others that list finds (the
+    `finishes` per second expected, over the gap)."""
+    return gap + 1 / RATE + gap * finishes / RATE
+
+
+@pytest.mark.parametrize("tasks", [1, 5, 20, 100])
+def test_the_gap_leaves_a_finished_task_in_hand_by_the_notice_target(tasks: int) -> None:
+    poller = make_poller(FakeClock())
+    track(poller, tasks, age=AGE)
+    gap = poller.list_gap(poller.clock())
+    finishes = tasks / poller.durations.expected(MODEL, 1, KIND)  # each once per mean duration
+    assert worst_notice(gap, finishes) == pytest.approx(poller.notice_target)
+
+
+def test_more_tasks_finishing_bring_the_lists_closer() -> None:
+    gaps = []
+    for tasks in (1, 5, 20, 100):
+        poller = make_poller(FakeClock())
+        track(poller, tasks, age=AGE)
+        gaps.append(poller.list_gap(poller.clock()))
+    assert gaps == sorted(gaps, reverse=True)
+    assert len(set(gaps)) == len(gaps)
+
+
+def test_only_tasks_that_could_be_finishing_count() -> None:
+    poller = make_poller(FakeClock())
+    track(poller, 5, age=AGE)
+    alone = poller.list_gap(poller.clock())
+    track(poller, 10, age=EARLIEST - 1, first=5)  # too young to be done
+    track(poller, 10, age=AGE, first=15)
+    for i in range(15, 25):
+        poller.tracked[i].noticed_finished = True  # seen finished: being fetched, not listed
+    assert poller.list_gap(poller.clock()) == alone
+
+
+@pytest.mark.parametrize("models", [1, 2])
+def test_lists_never_take_more_than_half_the_budget(models: int) -> None:
+    poller = make_poller(FakeClock())
+    for m, model in enumerate((MODEL, LEGACY_MODEL)[:models]):
+        track(poller, 2000, age=AGE, model=model, first=m * 2000)
+    gap = poller.list_gap(poller.clock())
+    assert models / gap == pytest.approx(RATE / 2)  # one list per model a gap
+
+
+def test_the_next_wake_is_the_last_list_plus_the_gap() -> None:
+    clock = FakeClock()
+    poller = make_poller(clock)
+    track(poller, 5, age=EARLIEST - 3)  # could be done in 3 s
+    assert poller._next_wake(clock()) == pytest.approx(3.0)
+    clock.advance(3.0)
+    poller._last_list = clock()
+    gap = poller.list_gap(clock())
+    assert poller._next_wake(clock()) == pytest.approx(gap)
+
+
+@asynccontextmanager
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    sim = await start_simulator(sim_settings())
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+async def test_the_loop_lists_again_only_when_the_gap_has_passed() -> None:
+    async with simulator() as sim, httpx.AsyncClient() as http:
+        client = DashScopeClient(KEY, sim.base_url, http=http)
+        clock = FakeClock()
+        poller = make_poller(clock, sim.base_url)
+        poller.client = client
+        for i in range(5):  # running past the test: the list shows them RUNNING
+            request = validate(ImageRequest(model=MODEL, prompt=f"cadence {i} sim:slow=600"))
+            submitted = await client.submit(request)
+            poller.track(Tracked(i, submitted.task_id, MODEL, 1, KIND, clock() - EARLIEST - 1))
+
+        def lists() -> int:
+            return int(sim.sim.requests["tasks.list"])
+
+        async def wake_and_settle() -> None:
+            """Wake the loop with the clock moved and wait until it has looked at it."""
+            poller._wake.set()
+            await wait_until(lambda: not poller._wake.is_set(), what="the loop woke")
+
+        loop = asyncio.create_task(poller.run())
+        try:
+            await wait_until(lambda: lists() == 1, what="the first list")
+            first = poller._last_list
+            gap = poller.list_gap(clock())
+            clock.now = first + gap * 0.95
+            await wake_and_settle()
+            assert poller._last_list == first and lists() == 1
+            clock.now = first + gap
+            await wake_and_settle()
+            await wait_until(lambda: lists() == 2, what="the second list")
+            assert poller._last_list == first + gap
+            assert sim.sim.requests["tasks.get"] == 0  # the list vouches for running tasks
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
