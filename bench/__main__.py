@@ -1,4 +1,4 @@
-"""`python -m bench poll|footprint|ack|quota|reliability`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack|quota|cluster|reliability`: run one benchmark, print one JSON document on stdout.
 
 `_simulator` and `_worker` are the child processes `footprint` starts; not for direct use.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ack, footprint, poll, quota, reliability
+from bench import ack, cluster, footprint, poll, quota, reliability
 from bench.common import dump
 
 
@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_arguments(commands.add_parser("ack", help="acknowledgement delay under a burst"))
     quota.add_arguments(
         commands.add_parser("quota", help="reservations and settlements per second, p99")
+    )
+    cluster.add_arguments(
+        commands.add_parser(
+            "cluster", help="quota, acknowledgements and fail-over on PostgreSQL, beside SQLite"
+        )
     )
     reliability.add_arguments(
         commands.add_parser("reliability", help="crash soak, faults, hostile input, secrets, …")
@@ -50,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return status
     if args.command == "quota":
         dump(quota.main(args))
+        return 0
+    if args.command == "cluster":
+        dump(cluster.main(args))
         return 0
     if args.command == "poll":
         dump(poll.main(args))
