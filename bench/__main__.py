@@ -1,4 +1,4 @@
-"""`python -m bench poll|footprint|ack|quota|migrate-db|reliability`: run one benchmark, print one JSON document on stdout.
+"""`python -m bench poll|footprint|ack|quota|cluster|migrate-db|reliability`: run one benchmark, print one JSON document on stdout.
 
 `_simulator` and `_worker` are the child processes `footprint` starts, `_migrate_copy` the one
 `migrate-db` starts; not for direct use.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ack, footprint, migrate_db, poll, quota, reliability
+from bench import ack, cluster, footprint, migrate_db, poll, quota, reliability
 from bench.common import dump
 
 
@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate_db.add_arguments(
         commands.add_parser("migrate-db", help="SQLite to PostgreSQL: rows per second, memory")
+    )
+    cluster.add_arguments(
+        commands.add_parser(
+            "cluster", help="quota, acknowledgements and fail-over on PostgreSQL, beside SQLite"
+        )
     )
     reliability.add_arguments(
         commands.add_parser("reliability", help="crash soak, faults, hostile input, secrets, …")
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return status
     if args.command == "quota":
         dump(quota.main(args))
+        return 0
+    if args.command == "cluster":
+        dump(cluster.main(args))
         return 0
     if args.command == "poll":
         dump(poll.main(args))

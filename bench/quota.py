@@ -43,6 +43,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class VirtualClock:
-    def __init__(self) -> None:
-        self.wall = time.monotonic()
-        self.base = time.time()
+    """`CLOCK_SPEED` times the wall clock from `origin` ((monotonic, time) taken together; now
+    by default). Processes given one origin keep one time: both clocks are system-wide."""
+
+    def __init__(self, origin: tuple[float, float] | None = None) -> None:
+        self.wall, self.base = origin or (time.monotonic(), time.time())
 
     def __call__(self) -> float:
         return self.base + (time.monotonic() - self.wall) * CLOCK_SPEED
@@ -86,13 +89,37 @@ class VirtualClock:
 
 @dataclass
 class Tally:
+    """One phase's operations: their latencies, refusals, when the phase started and ended
+    (`perf_counter`, the same in every process), and the rate offered (None: saturated)."""
+
     reserve_ms: list[float] = field(default_factory=list)
     reserve_call_ms: list[float] = field(default_factory=list)
     settle_ms: list[float] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)
+    started: float = 0.0
+    ended: float = 0.0
+    offered: float | None = None
 
-    def summary(self, seconds: float) -> dict[str, Any]:
+    @classmethod
+    def merge(cls, tallies: list[Tally]) -> Tally:
+        """One phase run by several processes at once, as one tally."""
+        merged = cls(
+            started=min(t.started for t in tallies),
+            ended=max(t.ended for t in tallies),
+            offered=None if tallies[0].offered is None else sum(t.offered or 0 for t in tallies),
+        )
+        for tally in tallies:
+            merged.reserve_ms += tally.reserve_ms
+            merged.reserve_call_ms += tally.reserve_call_ms
+            merged.settle_ms += tally.settle_ms
+            for limit, count in tally.refused.items():
+                merged.refused[limit] = merged.refused.get(limit, 0) + count
+        return merged
+
+    def summary(self) -> dict[str, Any]:
+        seconds = self.ended - self.started
         reserves, settles = len(self.reserve_ms), len(self.settle_ms)
+        extra = {} if self.offered is None else {"offered_ops_per_s": self.offered}
         return {
             "seconds": round(seconds, 3),
             "reservations": reserves,
@@ -105,6 +132,7 @@ class Tally:
             "reserve_ms": latency(self.reserve_ms),
             "reserve_from_call_ms": latency(self.reserve_call_ms),
             "settle_ms": latency(self.settle_ms),
+            **extra,
         }
 
 
@@ -160,9 +188,18 @@ class Rig:
         tally.settle_ms.append((time.perf_counter() - started) * 1000)
 
 
-async def build(folder: Path, members: int, seed: int) -> Rig:
-    db = await Database.open(folder / "wanbot.db")
-    clock = VirtualClock()
+async def build(
+    target: str | Path,
+    members: int,
+    seed: int,
+    *,
+    clock: VirtualClock | None = None,
+    configure: bool = True,
+) -> Rig:
+    """The rig on a database (a SQLite path or a PostgreSQL URL); `configure` writes the
+    server's settings (once per database: the other processes of a cluster only open it)."""
+    db = await Database.open(target)
+    clock = clock or VirtualClock()
     store = JobStore(db, clock=clock)
     limits = Limits(
         images_per_user_day=100_000,
@@ -171,6 +208,15 @@ async def build(folder: Path, members: int, seed: int) -> Rig:
         images_per_guild_day=1_000_000,
     )
     quota = Quota(db, store, limits, clock, prices=dict(DEFAULT_PRICES))
+    if configure:
+        await configure_server(quota)
+    rng = random.Random(seed)
+    people = [(10_000 + k, tuple(rng.sample(ROLES[:4], rng.randint(0, 3)))) for k in range(members)]
+    people[-1] = (people[-1][0], (ROLES[4],))  # one exempt member
+    return Rig(db, store, quota, people, rng)
+
+
+async def configure_server(quota: Quota) -> None:
     policy = quota.policy
     for setting, value in (
         ("monthly_budget", "10000000"),
@@ -189,13 +235,17 @@ async def build(folder: Path, members: int, seed: int) -> Rig:
     ]
     for role, setting, value in overrides:
         await policy.set(GUILD, setting, value, by_user=ADMIN, role_id=role)
-    rng = random.Random(seed)
-    people = [(10_000 + k, tuple(rng.sample(ROLES[:4], rng.randint(0, 3)))) for k in range(members)]
-    people[-1] = (people[-1][0], (ROLES[4],))  # one exempt member
-    return Rig(db, store, quota, people, rng)
 
 
-async def throughput(rig: Rig, seconds: float) -> dict[str, Any]:
+async def wait_until(moment: float | None) -> None:
+    """Sleep until `perf_counter()` reaches `moment` (None: go at once): processes given one
+    moment start a phase together."""
+    if moment is not None and (wait := moment - time.perf_counter()) > 0:
+        await asyncio.sleep(wait)
+
+
+async def throughput(rig: Rig, seconds: float, start_at: float | None = None) -> Tally:
+    await wait_until(start_at)
     tally = Tally()
     stop = time.perf_counter() + seconds
 
@@ -208,9 +258,10 @@ async def throughput(rig: Rig, seconds: float) -> dict[str, Any]:
             else:
                 await asyncio.sleep(0.001)
 
-    started = time.perf_counter()
+    tally.started = time.perf_counter()
     await asyncio.gather(*(member(k) for k in range(len(rig.members))))
-    return tally.summary(time.perf_counter() - started)
+    tally.ended = time.perf_counter()
+    return tally
 
 
 # The pacing process: writes one byte to a pipe when each job is due.
@@ -225,9 +276,10 @@ for index in range(count):
 """
 
 
-async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
-    """Open loop: job k is due at k / (rate / 2) s (each job is two operations); its
-    settlement is due as soon as it was submitted.
+async def at_rate(rig: Rig, seconds: float, rate: float, start_at: float | None = None) -> Tally:
+    """Open loop: job k is due at k / (rate / 2) s (each job is two operations) from
+    `start_at` (default: half a second from now); its settlement is due as soon as it was
+    submitted.
 
     Requests reach the event loop as the bot's do, as input on a file descriptor: a pacing
     process writes a byte to a pipe when each job is due, and the loop wakes to read it as it
@@ -235,7 +287,7 @@ async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
     granularity, up to ~1 ms per wake-up, to every latency measured from the due time; a pacing
     thread would compete for the GIL as no gateway message does.) `perf_counter` is the
     system's monotonic clock, the same in both processes."""
-    tally = Tally()
+    tally = Tally(offered=rate)
     jobs_per_s = rate / 2
     count = int(seconds * jobs_per_s)
     loop = asyncio.get_running_loop()
@@ -267,7 +319,8 @@ async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
 
     reading, writing = os.pipe()
     os.set_blocking(reading, False)
-    started = time.perf_counter() + 0.5  # the pacer's start-up is not part of the run
+    # The pacer's start-up is not part of the run.
+    started = time.perf_counter() + 0.5 if start_at is None else start_at
     pacer = await asyncio.create_subprocess_exec(
         *(sys.executable, "-c", _PACER, repr(started), repr(jobs_per_s), str(count), str(writing)),
         pass_fds=(writing,),
@@ -284,35 +337,28 @@ async def at_rate(rig: Rig, seconds: float, rate: float) -> dict[str, Any]:
         await pacer.wait()
     if pacer.returncode != 0 or launched != count:
         raise RuntimeError(f"the pacing process failed: {launched} of {count} jobs handed over")
-    summary = tally.summary(time.perf_counter() - started)
-    summary["offered_ops_per_s"] = rate
-    return summary
+    tally.started, tally.ended = started, time.perf_counter()
+    return tally
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="wanbot-quota-") as folder:
-        rig = await build(Path(folder), args.members, args.seed)
-        freeze_heap()  # as the bot does once started
-        try:
-            progress(f"throughput: {args.members} members for {args.seconds} s")
-            saturated = await throughput(rig, args.seconds)
-            trials = []
-            for trial in range(1, max(1, args.trials) + 1):
-                progress(f"at rate: {args.rate:g} ops/s for {args.seconds} s (trial {trial})")
-                trials.append(await at_rate(rig, args.seconds, args.rate))
-            row = await rig.db.fetchone("SELECT COUNT(*) AS k FROM ledger")
-            ledger_rows = int(row["k"]) if row else 0
-        finally:
-            await rig.db.close()
-    paced = sorted(trials, key=worst_p99)[len(trials) // 2]
+async def measure(
+    saturate: Callable[[float], Awaitable[Tally]],
+    pace: Callable[[float, float], Awaitable[Tally]],
+    args: argparse.Namespace,
+    where: str = "",
+) -> dict[str, Any]:
+    """Both phases on one store (`saturate(seconds)`, then `--trials` runs of
+    `pace(seconds, rate)`): the throughput, the median paced trial (by its worse p99) and
+    every trial."""
+    progress(f"throughput{where}: {args.members} members for {args.seconds} s")
+    saturated = (await saturate(args.seconds)).summary()
+    trials = []
+    for trial in range(1, max(1, args.trials) + 1):
+        progress(f"at rate{where}: {args.rate:g} ops/s for {args.seconds} s (trial {trial})")
+        trials.append((await pace(args.seconds, args.rate)).summary())
     return {
-        "members": args.members,
-        "limits": "images/member/day, jobs in progress, 1 s cooldown, images/server/day, "
-        "monthly budget with prices, allowed models, max n; 5 roles with overrides, 1 exempt",
-        "clock": f"virtual, {CLOCK_SPEED:g}x wall time",
-        "ledger_rows_at_end": ledger_rows,
         "throughput": saturated,
-        "at_rate": paced,
+        "at_rate": sorted(trials, key=worst_p99)[len(trials) // 2],
         "at_rate_trials": [
             {
                 "ops_per_s": t["ops_per_s"],
@@ -323,6 +369,51 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for t in trials
         ],
+    }
+
+
+async def ledger_rows(db: Database) -> int:
+    row = await db.fetchone("SELECT COUNT(*) AS k FROM ledger")
+    return int(row["k"]) if row else 0
+
+
+LIMITS = (
+    "images/member/day, jobs in progress, 1 s cooldown, images/server/day, "
+    "monthly budget with prices, allowed models, max n; 5 roles with overrides, 1 exempt"
+)
+
+
+async def on_sqlite(
+    args: argparse.Namespace, where: str = "", also_at: float | None = None
+) -> dict[str, Any]:
+    """Both phases on a SQLite file in a temporary folder, from this process, and the ledger's
+    rows at the end; with `also_at`, one more paced run at that rate (`at_light_rate`)."""
+    with tempfile.TemporaryDirectory(prefix="wanbot-quota-") as folder:
+        rig = await build(Path(folder) / "wanbot.db", args.members, args.seed)
+        freeze_heap()  # as the bot does once started
+        try:
+            phases = await measure(
+                lambda seconds: throughput(rig, seconds),
+                lambda seconds, rate: at_rate(rig, seconds, rate),
+                args,
+                where,
+            )
+            if also_at is not None:
+                progress(f"at rate{where}: {also_at:g} ops/s for {args.seconds} s")
+                phases["at_light_rate"] = (await at_rate(rig, args.seconds, also_at)).summary()
+            return {"ledger_rows_at_end": await ledger_rows(rig.db), **phases}
+        finally:
+            await rig.db.close()
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    phases = await on_sqlite(args)
+    saturated, paced = phases["throughput"], phases["at_rate"]
+    return {
+        "members": args.members,
+        "limits": LIMITS,
+        "clock": f"virtual, {CLOCK_SPEED:g}x wall time",
+        **phases,
         "goals": {
             "over_2000_ops_per_s": saturated["ops_per_s"] > GOAL_OPS,
             "p99_under_5ms_at_2000_ops_per_s": args.rate >= GOAL_OPS

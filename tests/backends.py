@@ -68,9 +68,10 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 @asynccontextmanager
-async def postgres_schema() -> AsyncIterator[str]:
-    """A URL whose tables live in a new, empty schema, dropped on the way out."""
-    url = postgres_url()
+async def postgres_schema(base: str | None = None) -> AsyncIterator[str]:
+    """A URL whose tables live in a new, empty schema of `base`'s database (default: the test
+    database), dropped on the way out."""
+    url = base or postgres_url()
     schema = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")

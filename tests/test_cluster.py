@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from bot.accounting.quota import LimitReached, Limits, Quota
@@ -30,6 +31,7 @@ from bot.runtime.identify import DatabaseIdentifyGate
 from bot.simulator import RunningSimulator, start_simulator
 from bot.storage.cluster import FencedDatabase, Lease, LeaseLost
 from bot.storage.db import Database
+from bot.storage.postgres import LOCK_KEY, PgConn
 from tests.backends import postgres_schema
 from tests.engine_helpers import (
     FAST,
@@ -280,3 +282,30 @@ async def test_the_identify_gate_spaces_one_bucket_across_processes(tmp_path: Pa
         finally:
             await first.close()
             await second.close()
+
+
+async def test_clusters_in_two_schemas_of_one_database_each_have_a_dispatcher() -> None:
+    """Advisory locks belong to the database, not the schema: the lease and every lock of ours
+    is keyed by the schema too, so deployments side by side in one database (or tests in
+    schemas of their own) do not wait on each other's."""
+    async with postgres_schema() as first_url, postgres_schema() as second_url:
+        dbs = [await Database.open(url) for url in (first_url, second_url)]
+        leases = [Lease(first_url, "a"), Lease(second_url, "b"), Lease(first_url, "c")]
+        try:
+            assert await leases[0]._try()
+            assert await leases[1]._try()  # not held by the other schema's dispatcher
+            assert not await leases[2]._try()  # held by this schema's
+            # A transaction's lock (a member's reservation) is the schema's alone too.
+            with psycopg.connect(first_url) as holder:
+                PgConn(holder).lock("user", 42)  # held until this transaction ends
+                for url, free in ((second_url, True), (first_url, False)):
+                    with psycopg.connect(url) as other:
+                        taken = other.execute(
+                            f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})", ("user:42",)
+                        ).fetchone()
+                        assert taken == (free,)
+        finally:
+            for lease in leases:
+                await lease.release()
+            for db in dbs:
+                await db.close()

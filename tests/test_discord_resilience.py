@@ -117,6 +117,32 @@ async def test_restart_with_jobs_in_flight_delivers_once_and_old_buttons_work(
         assert again.params.prompt == "before the restart"
 
 
+async def test_a_stop_lets_the_interactions_being_answered_finish(tmp_path: Path) -> None:
+    """SIGTERM right after a burst of /imagine is acknowledged: each member is still told their
+    job was queued, and nothing is cut off by the database or the connection closing."""
+    async with bot_env(tmp_path) as env:
+        fake, w = env.fake, env.world
+        fake.latency = 0.2  # each answer to the bot takes 0.2 s: its handlers are mid-way
+        interactions = [
+            await fake.slash(
+                "imagine", {"prompt": f"a harbour at dawn {k}"}, user=user, channel=w.general
+            )
+            for k, user in enumerate([w.alice, w.bob] * 3)
+        ]
+        for interaction in interactions:
+            await fake.wait_for_ack(interaction, timeout=10)
+        assert await env.stop_bot() == 0
+        for interaction in interactions:
+            assert len(interaction.followups) == 1, replies(interaction)
+            assert "queued" in interaction.followups[0].content.lower()
+        statuses = [
+            m
+            for m in fake.messages_in(w.general, include_ephemeral=False)
+            if m.author.id == fake.bot_user.id
+        ]
+        assert len(statuses) == len(interactions)  # every job was placed
+
+
 async def test_repeated_delivery_never_posts_a_second_message(tmp_path: Path) -> None:
     async with bot_env(tmp_path) as env:
         fake, w = env.fake, env.world

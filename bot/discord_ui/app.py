@@ -197,6 +197,7 @@ class WanBot(commands.AutoShardedBot):
             log.info("synced %d commands to the dev server %s", len(synced), guild.id)
 
     async def close(self) -> None:
+        await self.finish_answering(self.engine.config.stop_grace)
         log.info("closing: unloading the cogs")
         for name in list(self.extensions):
             await self.unload_extension(name)
@@ -205,6 +206,16 @@ class WanBot(commands.AutoShardedBot):
         await self.delivery.close()
         log.info("closing: disconnecting from Discord")
         await super().close()
+
+    async def finish_answering(self, grace: float) -> None:
+        """Give the interactions (and replies) being answered up to `grace` seconds to finish,
+        with the database and the connections still open: a member whose command was
+        acknowledged is told what became of it, and nothing is cut off half-way."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while (pending := answering_tasks()) and (left := deadline - loop.time()) > 0:
+            log.info("closing: %d interaction(s) still being answered", len(pending))
+            await asyncio.wait(pending, timeout=left)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         # Only interactions say how large an upload this guild takes (boosts raise it).
@@ -231,6 +242,26 @@ class WanBot(commands.AutoShardedBot):
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("error in %s", event_method)
+
+
+# discord.py runs each slash command and context menu, button, form and message event in a task
+# of its own, named so.
+ANSWERING_TASKS = (
+    "CommandTree-invoker",
+    "discord-ui-view-dispatch-",
+    "discord-ui-modal-dispatch-",
+    "discord.py: on_message",
+)
+
+
+def answering_tasks() -> set[asyncio.Task[Any]]:
+    """This loop's tasks answering an interaction or a message, but the caller's."""
+    current = asyncio.current_task()
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if task is not current and not task.done() and task.get_name().startswith(ANSWERING_TASKS)
+    }
 
 
 def default_identify_gate(svc: Services) -> IdentifyGate:

@@ -1,7 +1,8 @@
 """Several processes on one PostgreSQL database: the dispatcher's lease, its fence, and the
 notifications that carry new jobs to it.
 
-* **The lease** is a session-level advisory lock (`LEASE_LOCK`) on a connection of its own.
+* **The lease** is a session-level advisory lock (`LEASE_LOCK`, keyed by the schema too, as
+  every lock of ours is: `bot.storage.postgres.LOCK_KEY`) on a connection of its own.
   PostgreSQL releases it the moment that connection ends, so when the dispatcher's process dies
   (its sockets close with it) a standby's next try takes it: `TRY_INTERVAL` plus the time to
   recover from the rows. The holder checks its connection every `CHECK_INTERVAL`; a failed check
@@ -28,14 +29,14 @@ import psycopg
 
 from bot.backoff import Backoff
 from bot.storage.db import Conn, Database
-from bot.storage.postgres import PostgresDatabase, safe_name
+from bot.storage.postgres import LOCK_KEY, PostgresDatabase, safe_name
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LEASE_LOCK = 0x77616E6C65617365  # "wanlease"
+LEASE_LOCK = "wanbot-lease"
 CHANNEL = "wanbot_jobs"
 TRY_INTERVAL = 0.5  # seconds between a standby's tries for the lease
 CHECK_INTERVAL = 1.0  # seconds between the holder's checks of its lease connection
@@ -92,7 +93,7 @@ class Lease:
                 keepalives_interval=2,
                 keepalives_count=2,
             )
-        cursor = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEASE_LOCK,))
+        cursor = await self._conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", (LEASE_LOCK,))
         row = await cursor.fetchone()
         if not row or not row[0]:
             return False

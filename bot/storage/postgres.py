@@ -40,7 +40,11 @@ T = TypeVar("T")
 POOL_SIZE = 8  # connections (and worker threads) per process
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a first connection
 RETRIES = 5  # runs of a transaction aborted by a deadlock or a serialization failure
-MIGRATION_LOCK = 0x77616E626F74  # "wanbot": one process migrates, the others wait
+MIGRATION_LOCK = "wanbot-migrations"  # one process migrates, the others wait
+# An advisory lock's key: its name hashed together with the schema the connection's search_path
+# selects, so deployments in different schemas of one database (advisory locks are the
+# database's) never hold each other's locks.
+LOCK_KEY = "hashtextextended(coalesce(current_schema(), '') || ':' || %s, 0)"
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 # `?` or `?N` outside quotes become `%s`; every `%` is doubled (psycopg reads them in quotes too).
@@ -141,9 +145,7 @@ class PgConn:
             cursor.executemany(translated, list(rows))
 
     def lock(self, scope: str, key: int) -> None:
-        self.raw.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{scope}:{key}",)
-        )
+        self.raw.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})", (f"{scope}:{key}",))
 
 
 def safe_name(url: str) -> str:
@@ -234,7 +236,7 @@ class PostgresDatabase(Database):
         known = base.migrations("postgresql")
         latest = known[-1][0] if known else 0
         with self._pool.connection() as raw:
-            raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            raw.execute(f"SELECT pg_advisory_lock({LOCK_KEY})", (MIGRATION_LOCK,))
             try:
                 raw.execute("CREATE TABLE IF NOT EXISTS wanbot_schema (version INTEGER NOT NULL)")
                 row = raw.execute("SELECT MAX(version) FROM wanbot_schema").fetchone()
@@ -251,7 +253,7 @@ class PostgresDatabase(Database):
                     except psycopg.Error as exc:
                         raise DatabaseError(f"migration {name} failed: {exc}") from None
             finally:
-                raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+                raw.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", (MIGRATION_LOCK,))
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
