@@ -446,8 +446,10 @@ async def test_a_cap_learned_from_a_413_after_a_restart(tmp_path: Path) -> None:
     async with bot_env(tmp_path) as env:
         w = env.world
         _, pics = await small_guild(env, 60_000)
+        # Long enough to be in flight across the restart on a loaded machine too (the stop
+        # first lets the /imagine being answered finish).
         _, job = await imagine(
-            env, "slow and large sim:slow=1.5", user=w.alice, channel=pics, wait=False
+            env, "slow and large sim:slow=4", user=w.alice, channel=pics, wait=False
         )
         await env.restart_bot()
         job = await env.wait_job(job.id)
