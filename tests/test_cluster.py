@@ -214,6 +214,37 @@ async def test_when_the_dispatcher_dies_a_standby_takes_over_and_finishes_its_jo
         await assert_ledger_balanced(standby.db)
 
 
+async def test_a_new_dispatcher_dispatches_before_the_endings_it_shows_again(
+    tmp_path: Path,
+) -> None:
+    """Endings the killed dispatcher never showed are shown by its successor in the background:
+    it takes new work at once, however long Discord takes with those edits (each waits for its
+    channel's turn), so a fail-over is not as long as the backlog of edits."""
+    async with cluster_of(tmp_path) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        leader.port.unshown = {JobState.DONE}  # its final edits fail: to be shown again
+        old = await leader.engine.submit_job(new_job(user=30))
+        await wait_until(lambda: _ended(leader, old.id), timeout=10, what="the job ended")
+        standby.port.final_gate = asyncio.Event()  # Discord is slow with final edits
+        await leader.die()
+        await wait_until(lambda: standby.dispatch.role == "dispatcher", timeout=5, what="takeover")
+        fresh = await standby.engine.submit_job(new_job(user=31))
+        await wait_until(lambda: fresh.id in standby.port.delivered, timeout=10, what="delivered")
+        assert not await _shown(standby, old.id)  # still waiting for its edit
+        standby.port.final_gate.set()
+        await wait_until(lambda: _shown(standby, old.id), timeout=10, what="old ending shown")
+        await wait_until(standby.engine.idle, timeout=10, what="idle")
+        await assert_ledger_balanced(standby.db)
+
+
+async def _shown(process: Process, job_id: int) -> bool:
+    row = await process.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job_id,))
+    return row is not None and row["notified_at"] is not None
+
+
 async def _ended(process: Process, job_id: int) -> JobState | None:
     job = await process.engine.store.get(job_id)
     return job.state if job is not None and job.state.terminal else None

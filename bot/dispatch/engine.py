@@ -213,14 +213,17 @@ class Engine:
         """Rebuild the in-memory state from the database after a start or a crash."""
         # Inputs are kept a while after a job ends, so Reroll can redo an edit.
         await self.db.write(self.store.prune_inputs, self.clock() - INPUT_RETENTION)
-        # A failure the user was not told about (a crash came in between): tell them now.
+        # A failure the user was not told about, or a job that ended while its status message
+        # still shows it running (a crash came in between): tell them now, in the background.
+        # Each waits its channel's turn for an edit, and the jobs still to run (a fail-over's
+        # above all) must not wait for them.
         for job in await self.store.unnotified_failures(self.clock() - RESULT_LIFETIME):
             lang = lang_for(job.locale)
             told = render_all(job.failure, lang, moment=utc_time) if job.failure else None
-            await self._tell_failure(job, told or job.error_message or text("reply.error", lang))
-        # A job that ended but whose status message still shows it running: show the end.
+            words = told or job.error_message or text("reply.error", lang)
+            self._spawn(self._tell_failure(job, words), f"tell-{job.id}")
         for job in await self.store.unnotified_endings(self.clock() - RESULT_LIFETIME):
-            await self._notify_end(job)
+            self._spawn(self._notify_end(job), f"show-end-{job.id}")
         # Learned durations survive restarts: relearn them from the jobs that finished.
         for model, n, seconds in await self.store.recent_durations():
             self.durations.observe(model, n, seconds)
