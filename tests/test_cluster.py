@@ -17,20 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from bot.accounting.quota import LimitReached, Limits, Quota
 from bot.dashscope.client import DashScopeClient
-from bot.dispatch.engine import Engine
+from bot.dispatch.engine import CancelOutcome, Engine
 from bot.jobs.model import JobState
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
 from bot.runtime.dispatcher import Dispatch, NotifyHandover
 from bot.runtime.identify import DatabaseIdentifyGate
 from bot.simulator import RunningSimulator, start_simulator
-from bot.storage.cluster import FencedDatabase, Lease, LeaseLost
+from bot.storage.cluster import LEASE_LOCK, FencedDatabase, Lease, LeaseLost
 from bot.storage.db import Database
 from tests.backends import postgres_schema
+from tests.discord_env import bot_env, imagine, replies
 from tests.engine_helpers import (
     FAST,
     KEY,
@@ -290,6 +292,36 @@ async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: 
             "charge": 0,
             "refund": 1,
         }
+
+
+async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_dispatcher(
+    tmp_path: Path,
+) -> None:
+    """The Cancel button on a standby: the dispatcher does not carry it out (here it answers
+    nothing at all), so the standby waits `CANCEL_WAIT` (5 s) for the row to move, longer than
+    Discord's 3 s to acknowledge a click. The click is acknowledged at once and answered then."""
+    async with postgres_schema() as url:
+        with psycopg.connect(url, autocommit=True) as unresponsive:  # holds the lease, silent
+            unresponsive.execute(f"SELECT pg_advisory_lock({LEASE_LOCK})")
+            async with bot_env(tmp_path, database_url=url) as env:
+                assert env.bot is not None and env.bot.svc.dispatch.role == "standby"
+                alice = env.world.alice
+                _, job = await imagine(env, "a slow lantern", user=alice, wait=False)
+                # Submitted by the dispatcher, as far as the row says.
+                await env.bot.engine.db.write(
+                    env.bot.engine.store.transition, job.id, JobState.SUBMITTED, task_id="t-1"
+                )
+                status = env.status_message(job)
+                click = await env.fake.click(status, f"wan:job:{job.id}:cancel", user=alice)
+                await env.fake.wait_for_ack(click, timeout=2.0)
+                assert click.acknowledged
+                answered = await wait_until(
+                    lambda: [m for m in replies(click) if m.content], timeout=10, what="answer"
+                )
+                running = CancelOutcome(False, "job.cancel.running", {"job_id": job.id})
+                assert answered[-1].content == running.message("en")
+                assert answered[-1].ephemeral
+                assert (await env.job(job.id)).state is JobState.SUBMITTED
 
 
 async def _state(process: Process, job_id: int, state: JobState) -> bool:
