@@ -29,8 +29,9 @@ from bot.media.downloads import ResultFetcher
 from bot.runtime.dispatcher import Dispatch, NotifyHandover
 from bot.runtime.identify import DatabaseIdentifyGate
 from bot.simulator import RunningSimulator, start_simulator
-from bot.storage.cluster import LEASE_LOCK, FencedDatabase, Lease, LeaseLost
+from bot.storage.cluster import LEASE_LOCK, FencedDatabase, Lease, LeaseLost, listen, notify
 from bot.storage.db import Database
+from bot.storage.postgres import PostgresDatabase
 from tests.backends import postgres_schema
 from tests.discord_env import bot_env, imagine, replies
 from tests.engine_helpers import (
@@ -327,6 +328,51 @@ async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_
 async def _state(process: Process, job_id: int, state: JobState) -> bool:
     job = await process.engine.store.get(job_id)
     return job is not None and job.state is state
+
+
+async def test_bots_in_two_schemas_of_one_database_keep_to_their_own(tmp_path: Path) -> None:
+    """Advisory locks and notification channels belong to the database, the rows to a schema:
+    each schema's bots have a dispatcher of their own and hear only their own notifications."""
+    async with postgres_schema() as one, postgres_schema() as two:
+        dbs = [await Database.open(url) for url in (one, two)]
+        leases = [Lease(one, "one"), Lease(two, "two")]
+        heard: list[list[str]] = [[], []]
+        listeners = []
+        try:
+            for lease in leases:
+                assert await asyncio.wait_for(lease.acquire(), 5)
+
+            for db, notes in zip(dbs, heard, strict=True):
+                assert isinstance(db, PostgresDatabase)
+                listeners.append(await _listening(db, notes))
+            await notify(dbs[0], "cancel:1:2:1")
+            await notify(dbs[1], "queued:7")
+            await wait_until(lambda: heard[0] and heard[1], timeout=5, what="notifications")
+            await asyncio.sleep(0.2)  # anything crossing over would have come by now
+            assert heard == [["cancel:1:2:1"], ["queued:7"]]
+        finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+            for lease in leases:
+                await lease.release()
+            for db in dbs:
+                await db.close()
+
+
+async def _listening(db: PostgresDatabase, notes: list[str]) -> asyncio.Task[None]:
+    """A listener adding what it hears to `notes`, once it listens."""
+    ready = asyncio.Event()
+
+    async def heard(payload: str) -> None:
+        notes.append(payload)
+
+    async def connected() -> None:
+        ready.set()
+
+    task = asyncio.create_task(listen(db, heard, connected))
+    await asyncio.wait_for(ready.wait(), 5)
+    return task
 
 
 async def test_the_identify_gate_spaces_one_bucket_across_processes(tmp_path: Path) -> None:
