@@ -100,6 +100,7 @@ async def cluster_of(
                 quota,
                 FAST,
                 handover=NotifyHandover(db),
+                unfenced=db,
             )
             train(engine)
             dispatch = Dispatch(engine, db, lease)
@@ -273,6 +274,59 @@ async def test_a_dispatcher_that_lost_its_lease_cannot_write(tmp_path: Path) -> 
         await b.engine.db.write(b.engine.store.update, job.id, submit_attempts=1)
 
 
+async def test_a_dispatcher_that_lost_its_lease_still_answers_its_members(tmp_path: Path) -> None:
+    """Its front end's writes are any process's to make: it places a job its member asked for
+    (and hands it to the new dispatcher) and cancels a queued one, in the moment before it finds
+    out and exits. Only its dispatching is fenced."""
+    async with cluster_of(tmp_path) as (processes, _, _url):
+        a, b = processes
+        assert await a.lease.acquire()
+        shown = await a.engine.submit_job(new_job(user=3), start=False)
+        dropped = await a.engine.submit_job(new_job(user=4), start=False)
+        assert a.lease._conn is not None
+        await a.lease._conn.close()
+        assert await b.lease.acquire()
+        placed = await a.engine.place(shown.id, status_message_id=77, thread_id=None)
+        assert placed.status_message_id == 77 and placed.state is JobState.QUEUED
+        outcome = await a.engine.cancel(dropped.id, 4)
+        assert outcome.cancelled, outcome.key
+        assert await _ledger(b.db, dropped.id) == {"reserve": 1, "charge": 0, "refund": 1}
+        with pytest.raises(LeaseLost):  # and its dispatching stays fenced
+            await a.engine._still_dispatching()
+
+
+async def test_a_task_whose_record_the_fence_refused_is_cancelled(tmp_path: Path) -> None:
+    """The lease moves on while a submission is on its way: the old dispatcher's record of the
+    task is refused, so it cancels the task (the new dispatcher submits the job again) and
+    leaves the job queued, refunded of nothing."""
+    # One task of the model at a time at DashScope: the second waits, pending, cancellable.
+    async with cluster_of(tmp_path, max_in_flight={MODEL: 1}) as (processes, running, _):
+        a, b = processes
+        assert await a.lease.acquire()
+        await a.engine.start()  # dispatching, without the lease's own checks (a long pause)
+        holding = await a.engine.submit_job(new_job("sim:slow=8 hold the slot", user=5))
+        await wait_until(lambda: _state(a, holding.id, JobState.SUBMITTED), timeout=10)
+        running.sim.faults = running.sim.faults.merged({"latency_ms": 1500})  # slow answers
+        job = await a.engine.submit_job(new_job("the one on its way", user=6))
+
+        async def on_its_way() -> bool:
+            row = await a.engine.store.get(job.id)
+            return row is not None and row.submit_attempts == 1
+
+        await wait_until(on_its_way, timeout=10, what="the submission under way")
+        assert a.lease._conn is not None
+        await a.lease._conn.close()
+        assert await b.lease.acquire()
+        tasks = running.sim.store.listed
+
+        def cancelled() -> bool:
+            return any(t.prompt == "the one on its way" and t.canceled_at for t in tasks())
+
+        await wait_until(cancelled, timeout=10, what="the refused task cancelled")
+        row = await b.engine.store.get(job.id)
+        assert row is not None and row.state is JobState.QUEUED and row.task_id is None
+
+
 async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: Path) -> None:
     # DashScope runs one task of the model at a time: the second waits, pending, cancellable.
     async with cluster_of(tmp_path, max_in_flight={MODEL: 1}) as (processes, _, _):
@@ -285,14 +339,7 @@ async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: 
         await wait_until(lambda: _state(standby, job.id, JobState.SUBMITTED), timeout=10)
         outcome = await standby.engine.cancel(job.id, 9)
         assert outcome.cancelled, outcome.key
-        ledger = await standby.db.fetchall(
-            "SELECT entry, images FROM ledger WHERE job_id = ?", (job.id,)
-        )
-        assert {row["entry"]: row["images"] for row in ledger} == {
-            "reserve": 1,
-            "charge": 0,
-            "refund": 1,
-        }
+        assert await _ledger(standby.db, job.id) == {"reserve": 1, "charge": 0, "refund": 1}
 
 
 async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_dispatcher(
@@ -323,6 +370,11 @@ async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_
                 assert answered[-1].content == running.message("en")
                 assert answered[-1].ephemeral
                 assert (await env.job(job.id)).state is JobState.SUBMITTED
+
+
+async def _ledger(db: Database, job_id: int) -> dict[str, int]:
+    rows = await db.fetchall("SELECT entry, images FROM ledger WHERE job_id = ?", (job_id,))
+    return {row["entry"]: row["images"] for row in rows}
 
 
 async def _state(process: Process, job_id: int, state: JobState) -> bool:
