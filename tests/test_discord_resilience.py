@@ -30,6 +30,7 @@ from tests.discord_env import (
     reply_text,
     submit_modal,
 )
+from tests.fakediscord.server import DROP
 
 CANNOT_POST = (
     "I can't post in this channel. Give me View Channel, Send Messages, Attach Files and Embed "
@@ -660,3 +661,17 @@ async def test_a_failure_notice_discord_refused_is_posted_at_the_next_start(
         ]
         assert len(notices) == 1
         env.take_errors()
+
+
+async def test_a_queued_note_cut_off_by_a_dropped_connection_is_only_logged(
+    tmp_path: Path,
+) -> None:
+    """The private "queued" note comes after the job was queued and shown: a connection dropped
+    under it (Discord's side, or the bot's own while it shuts down) must not tell the member
+    that something went wrong. The job runs."""
+    async with bot_env(tmp_path) as env:
+        env.fake.fail_next("POST", "/webhooks/*/*", DROP)
+        interaction, job = await imagine(env, "a kite over the dunes", user=env.world.alice)
+        assert job.state is JobState.DONE
+        assert [r for r in env.fake.requests_to("POST", "/webhooks/*/*") if r.fault]
+        assert not [m for m in replies(interaction) if m.content]  # nothing else was said
