@@ -185,12 +185,15 @@ class RecordingPort:
         self.failures: list[tuple[int, str]] = []
         self.placed_again: list[int] = []
         self.unshown: set[JobState] = set()  # states whose status fails to show (a 5xx)
+        self.final_gate: asyncio.Event | None = None  # final statuses wait for it (slow edits)
         self.untold = False  # failure notices fail to show (a 5xx)
         self.place_again_answer: tuple[int | None, int | None] | None = (None, None)
         self.before_deliver: Hook | None = None  # may raise DeliveryError
         self.after_write: Hook | None = None  # runs after the files exist: a crash point
 
     async def status_changed(self, job: Job, position: int | None = None) -> bool | None:
+        if self.final_gate is not None and job.state.terminal:
+            await self.final_gate.wait()
         self.statuses.append((job.id, job.state, position))
         return False if job.state in self.unshown else None
 

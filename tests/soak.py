@@ -27,9 +27,11 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -41,10 +43,15 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+import httpx
+import psycopg
 from PIL import Image
+from psycopg.rows import dict_row
 
 from bot.simulator import SimulatorThread
-from tests.fakediscord import FakeDiscord, Interaction, Message
+from bot.storage.cluster import LEASE_LOCK
+from bot.storage.postgres import bind
+from tests.fakediscord import Channel, FakeDiscord, Interaction, Message
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_KEY = "sk-soak-test-0123456789abcdef"
@@ -91,13 +98,17 @@ class SoakPlan:
 # --- the bot process -----------------------------------------------------------------------
 
 
-def bot_environment(fake: FakeDiscord, sim: SimulatorThread, db_path: Path) -> dict[str, str]:
+def bot_environment(
+    fake: FakeDiscord, sim: SimulatorThread, database: Target, **extra: str
+) -> dict[str, str]:
     """`python -m bot`'s environment: the settings `tests.discord_env.bot_env` gives the bot
-    in-process, as variables; nothing DASHSCOPE_/DISCORD_/WANBOT_ inherited."""
+    in-process, as variables, with the database at `database` (a SQLite file, or a PostgreSQL
+    URL) and `extra` variables (a cluster's SHARD_IDS, say); nothing DASHSCOPE_/DISCORD_/
+    WANBOT_/DATABASE_ inherited."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DASHSCOPE_", "DISCORD_", "WANBOT_"))
+        if not key.startswith(("DASHSCOPE_", "DISCORD_", "WANBOT_", "DATABASE_"))
     }
     guild = next(iter(fake.state.guilds.values()))
     env.update(
@@ -109,7 +120,6 @@ def bot_environment(fake: FakeDiscord, sim: SimulatorThread, db_path: Path) -> d
         DEV_GUILD_ID=str(guild.id),
         DASHSCOPE_API_KEY=SIM_KEY,
         DASHSCOPE_BASE_URL=sim.base_url,
-        DATABASE_PATH=str(db_path),
         LOG_LEVEL="INFO",
         LIMIT_IMAGES_PER_USER_DAY="0",
         LIMIT_CONCURRENT_JOBS_PER_USER="0",
@@ -120,6 +130,11 @@ def bot_environment(fake: FakeDiscord, sim: SimulatorThread, db_path: Path) -> d
         TASK_QUERY_RATE="10",
         HEALTH_PORT="0",
     )
+    if isinstance(database, str):
+        env["DATABASE_URL"] = database
+    else:
+        env["DATABASE_PATH"] = str(database)
+    env.update(extra)
     return env
 
 
@@ -134,14 +149,15 @@ class BotProcess:
     runs: int = 0
     name: str = ""  # the current run's
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start a run called `name` (its log file's name), with `env` over `self.env`."""
         assert self.proc is None or self.proc.poll() is not None, "the bot is running already"
         self.runs += 1
         self.name = name
         with (self.logs / f"{name}.log").open("ab") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bot"],
-                env=self.env,
+                env={**self.env, **env},
                 cwd=self.cwd,  # no stray .env from the repository
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -192,11 +208,17 @@ class BotProcess:
 
 # --- the database (read-only, while the bot may be writing) -----------------------------------
 
+# Where the bot keeps its rows: a SQLite file, or a PostgreSQL URL (`DATABASE_URL`).
+Target = Path | str
 
-def read_rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    if not db_path.exists():
+
+def read_rows(target: Target, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, with `?` placeholders on either backend; none before the first migration."""
+    if isinstance(target, str):
+        return _read_postgres(target, sql, params)
+    if not target.exists():
         return []
-    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=10)
     try:
         connection.row_factory = sqlite3.Row
         return [dict(row) for row in connection.execute(sql, params).fetchall()]
@@ -208,22 +230,44 @@ def read_rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dic
         connection.close()
 
 
-async def count_jobs(db_path: Path) -> int:
-    rows = await asyncio.to_thread(read_rows, db_path, "SELECT COUNT(*) AS n FROM jobs")
+def _read_postgres(url: str, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    query, args = bind(sql, params)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+            cursor = connection.cursor(row_factory=dict_row)
+            return list(cursor.execute(query, args).fetchall())
+    except psycopg.errors.UndefinedTable:  # the first process has not migrated yet
+        return []
+
+
+async def count_jobs(target: Target) -> int:
+    rows = await asyncio.to_thread(read_rows, target, "SELECT COUNT(*) AS n FROM jobs")
     return int(rows[0]["n"]) if rows else 0
 
 
-async def unfinished(db_path: Path) -> tuple[int, int]:
+async def unfinished(target: Target) -> tuple[int, int]:
     """(jobs not in a terminal state, failed jobs whose user was not told yet)."""
     rows = await asyncio.to_thread(
         read_rows,
-        db_path,
-        "SELECT SUM(state NOT IN ('done', 'failed', 'cancelled')) AS active,"
-        " SUM(state = 'failed' AND notified_at IS NULL) AS untold FROM jobs",
+        target,
+        "SELECT SUM(CASE WHEN state NOT IN ('done', 'failed', 'cancelled') THEN 1 ELSE 0 END)"
+        " AS active, SUM(CASE WHEN state = 'failed' AND notified_at IS NULL THEN 1 ELSE 0 END)"
+        " AS untold FROM jobs",
     )
     if not rows:
         return 0, 0
     return int(rows[0]["active"] or 0), int(rows[0]["untold"] or 0)
+
+
+async def active_states(target: Target) -> dict[str, int]:
+    """Jobs not ended yet, by state."""
+    rows = await asyncio.to_thread(
+        read_rows,
+        target,
+        "SELECT state, COUNT(*) AS n FROM jobs WHERE state NOT IN"
+        " ('done', 'failed', 'cancelled') GROUP BY state",
+    )
+    return {row["state"]: int(row["n"]) for row in rows}
 
 
 # --- members ---------------------------------------------------------------------------------
@@ -257,14 +301,18 @@ class Request:
 
 
 class Members:
-    """Members of the standard world sending a random mix of jobs through the fake Discord."""
+    """Members of the standard world sending a random mix of jobs through the fake Discord, in
+    `channels` (#general and #art of the world's guild unless given: pairs of #general and #art
+    of several guilds, say, each guild on its own shard)."""
 
-    def __init__(self, fake: FakeDiscord, world: Any, rng: Random) -> None:
+    def __init__(
+        self, fake: FakeDiscord, world: Any, rng: Random, channels: list[Channel] | None = None
+    ) -> None:
         self.fake = fake
         self.world = world
         self.rng = rng
         self.users = [world.alice, world.bob, world.moderator, world.admin]
-        self.channels = [world.general, world.art]
+        self.channels = channels or [world.general, world.art]
         self.requests: list[Request] = []
         self.uploads = [(f"in-{k}.png", picture(rng)) for k in range(4)]
         self.posts: list[Message] = []  # members' pictures, for the menu and replies
@@ -273,25 +321,44 @@ class Members:
         self.crash: BaseException | None = None
 
     async def post_pictures(self) -> None:
+        """Members' pictures, for the menu and replies: three in each guild of `channels`."""
         w = self.world
-        self.posts = [
-            await self.fake.post_message(
-                w.general, w.alice, "my cat", attachments=[("cat.png", picture(self.rng))]
-            ),
-            await self.fake.post_message(
-                w.art,
-                w.bob,
-                "two sketches",
-                attachments=[("a.png", picture(self.rng)), ("b.png", picture(self.rng))],
-            ),
-            await self.fake.post_message(
-                w.general, w.moderator, "a landscape", attachments=[("l.png", picture(self.rng))]
-            ),
-        ]
+        for general, art in zip(self.channels[::2], self.channels[1::2], strict=True):
+            self.posts += [
+                await self.fake.post_message(
+                    general, w.alice, "my cat", attachments=[("cat.png", picture(self.rng))]
+                ),
+                await self.fake.post_message(
+                    art,
+                    w.bob,
+                    "two sketches",
+                    attachments=[("a.png", picture(self.rng)), ("b.png", picture(self.rng))],
+                ),
+                await self.fake.post_message(
+                    general,
+                    w.moderator,
+                    "a landscape",
+                    attachments=[("l.png", picture(self.rng))],
+                ),
+            ]
 
     @property
     def bot_up(self) -> bool:
+        """Some bot process is connected (members act at the full rate)."""
         return bool(self.fake.connected_sessions())
+
+    def up(self, channel: Channel) -> bool:
+        """A bot process runs the shard of the channel's guild (its events reach a bot)."""
+        return any(
+            channel.guild_id is None or session.covers_guild(channel.guild_id)
+            for session in self.fake.connected_sessions()
+        )
+
+    def _reach(self, channel: Channel) -> None:
+        """Raise as the fake does when no bot at all is connected, when none runs the shard of
+        the channel's guild (the fake would keep the event for a session that never resumes)."""
+        if not self.up(channel):
+            raise RuntimeError("no bot is connected to the fake gateway for this guild's shard")
 
     def _prompt(self, request: Request, words: str, n: int) -> str:
         roll = self.rng.random()
@@ -321,10 +388,14 @@ class Members:
         """Do one random thing; follow-ups (a modal, a Cancel click) run in the background."""
         kind = self.rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
         user = self.rng.choice(self.users)
-        request = Request(len(self.requests) + 1, kind, "ok", user.id, self.bot_up)
-        self.requests.append(request)
         n = self.rng.randint(1, 4)
-        channel = self.rng.choice(self.channels)
+        post = self.rng.choice(self.posts)  # for the menu and replies
+        if kind in ("menu", "reply"):
+            channel = self.fake.state.channels[post.channel_id]
+        else:
+            channel = self.rng.choice(self.channels)
+        request = Request(len(self.requests) + 1, kind, "ok", user.id, self.up(channel))
+        self.requests.append(request)
         try:
             if kind in ("imagine", "cancel", "imagine-slow"):
                 options: dict[str, Any] = {"prompt": self._prompt(request, "a lighthouse", n)}
@@ -349,13 +420,10 @@ class Members:
                 uploads = dict(zip(("image", "image2"), picked, strict=False))
                 await self._slash(request, "edit", options, user, channel, attachments=uploads)
             elif kind == "menu":
-                post = self.rng.choice(self.posts)
                 prompt = self._prompt(request, "make it snow", 1)
                 self._follow(self._menu(request, post, user, prompt))
             else:  # reply-to-edit: mention the bot in a reply to a picture
-                post = self.rng.choice(self.posts)
                 prompt = self._prompt(request, "add a rainbow", 1)
-                channel = self.fake.state.channels[post.channel_id]
                 request.reply = await self.fake.post_message(
                     channel, user, f"<@{self.world.bot.id}> {prompt}", reference=post
                 )
@@ -374,6 +442,7 @@ class Members:
         channel: Any,
         attachments: dict[str, tuple[str, bytes]] | None = None,
     ) -> None:
+        self._reach(channel)
         interaction = await self.fake.slash(
             name, options, user=user, channel=channel, attachments=attachments
         )
@@ -390,7 +459,9 @@ class Members:
         return interaction.acknowledged
 
     async def _menu(self, request: Request, post: Message, user: Any, prompt: str) -> None:
+        channel = self.fake.state.channels[post.channel_id]
         try:
+            self._reach(channel)
             opened = await self.fake.message_command("Edit with Wan", post, user=user)
         except RuntimeError:
             request.unanswered += 1
@@ -401,6 +472,7 @@ class Members:
         await asyncio.sleep(self.rng.uniform(0.05, 0.4))  # the member types
         fields = {first_text_input(opened.modal): prompt}
         try:
+            self._reach(channel)
             submitted = await self.fake.submit_modal(fields=fields, interaction=opened)
         except RuntimeError:
             request.unanswered += 1
@@ -428,6 +500,7 @@ class Members:
         if custom_id is None:
             return
         try:
+            self._reach(self.fake.state.channels[status.channel_id])
             click = await self.fake.click(status, custom_id, user=user, force=True)
         except RuntimeError:
             request.unanswered += 1
@@ -537,13 +610,7 @@ async def kill_loop(
         )
         await bot.kill()
         out.kills += 1
-        for row in await asyncio.to_thread(
-            read_rows,
-            db_path,
-            "SELECT state, COUNT(*) AS n FROM jobs WHERE state NOT IN"
-            " ('done', 'failed', 'cancelled') GROUP BY state",
-        ):
-            out.active_at_kills[row["state"]] += int(row["n"])
+        out.active_at_kills.update(await active_states(db_path))
         await asyncio.sleep(rng.uniform(0.0, 0.3))  # down for a moment
     out.seconds = time.monotonic() - started
 
@@ -584,16 +651,16 @@ def audit(
     fake: FakeDiscord,
     world: Any,
     members: Members,
-    db_path: Path,
-    tasks: list[tuple[str, str]],
+    database: Target,
+    tasks: list[SimTask],
 ) -> Audit:
     """Every job against Discord, the ledger and the simulator's tasks."""
-    jobs = read_rows(db_path, "SELECT * FROM jobs ORDER BY id")
+    jobs = read_rows(database, "SELECT * FROM jobs ORDER BY id")
     ledger: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for row in read_rows(db_path, "SELECT job_id, entry, images FROM ledger"):
+    for row in read_rows(database, "SELECT job_id, entry, images FROM ledger"):
         ledger[row["job_id"]][row["entry"]].append(row["images"])
     results: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in read_rows(db_path, "SELECT * FROM results"):
+    for row in read_rows(database, "SELECT * FROM results"):
         results[row["job_id"]].append(row)
 
     bot_id = world.bot.id
@@ -620,12 +687,12 @@ def audit(
             "unknown",
         )
     }
-    for task_id, prompt in tasks:
-        match = TOKEN.search(prompt)
+    for task in tasks:
+        match = TOKEN.search(task.prompt)
         if match is None:
-            problems["unknown"].append(f"task {task_id} for prompt {prompt!r}")
+            problems["unknown"].append(f"task {task.task_id} for prompt {task.prompt!r}")
             continue
-        tasks_of[match[0]].append(task_id)
+        tasks_of[match[0]].append(task.task_id)
 
     states: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -830,6 +897,46 @@ def refusal(request: Request) -> str | None:
     return None
 
 
+def check_audit(
+    result: Audit,
+    members: Members,
+    fake: FakeDiscord,
+    gateway: dict[str, Any],
+    gateway_problems: list[str],
+    about: str,
+) -> None:
+    """What every soak asserts of its audit: each job ended in exactly one way (delivered once,
+    failed told and refunded, cancelled refunded), nothing lost, doubled or unaccounted for, the
+    ledger balanced, every kind of job seen, and each bot session begun afresh."""
+
+    def show(key: str) -> str:
+        return "\n  ".join(result.problems[key][:20]) + about
+
+    assert not result.problems["lost"], "lost jobs:\n  " + show("lost")
+    assert not result.problems["duplicated"], "duplicates:\n  " + show("duplicated")
+    assert not result.problems["ledger_imbalance"], "ledger:\n  " + show("ledger_imbalance")
+    assert not result.problems["failed_untold"], "failed, never told:\n  " + show("failed_untold")
+    assert not result.problems["wrong_outcome"], "wrong outcome:\n  " + show("wrong_outcome")
+    assert not result.problems["refused"], "refused:\n  " + show("refused")
+    assert not result.problems["unknown"], "unaccounted for:\n  " + show("unknown")
+    assert not gateway_problems, "\n".join(gateway_problems) + about
+    # Every process that got as far as the gateway identified (none could resume a session).
+    assert gateway["gateway_sessions_ready"] == gateway["gateway_identifies"], about
+    missing = set(KINDS) - set(result.figures["jobs_by_kind"])
+    assert not missing, f"no job of kind(s) {missing}" + about
+    assert not members.errors, "\n".join(members.errors) + about
+    assert not fake.internal_errors, f"{fake.internal_errors}" + about
+    states = result.figures["jobs_by_state"]
+    ended = (
+        result.figures["delivered_once"]
+        + result.figures["failed_with_message_and_refund"]
+        + result.figures["cancelled_with_refund"]
+    )
+    assert ended == result.figures["jobs_submitted"], about
+    assert states.get("done", 0) > 0 and states.get("failed", 0) > 0, about
+    assert result.figures["images_charged"] == result.figures["images_posted"], about
+
+
 def gateway_audit(fake: FakeDiscord) -> tuple[dict[str, Any], list[str]]:
     """Each bot process identified afresh after its predecessor died: READY, then the guild."""
     first: dict[str, list[str]] = defaultdict(list)
@@ -849,6 +956,443 @@ def gateway_audit(fake: FakeDiscord) -> tuple[dict[str, Any], list[str]]:
     return figures, problems
 
 
-def simulator_tasks(sim: SimulatorThread) -> list[tuple[str, str]]:
-    """(task id, prompt) of every asynchronous task the simulator was given."""
-    return sim.call(lambda: [(t.task_id, t.prompt) for t in sim.sim.store.listed()])
+@dataclass(frozen=True)
+class SimTask:
+    """An asynchronous task as the simulator saw it."""
+
+    task_id: str
+    prompt: str
+    key_id: str  # which API key submitted it (`key_id`)
+    submitted_at: float  # wall clock (time.time())
+    ran: bool  # not cancelled while it waited (the simulator cancels only pending tasks)
+
+
+def simulator_tasks(sim: SimulatorThread) -> list[SimTask]:
+    """Every asynchronous task the simulator was given."""
+    return sim.call(
+        lambda: [
+            SimTask(t.task_id, t.prompt, t.api_key_id, t.submitted_at, t.canceled_at is None)
+            for t in sim.sim.store.listed()
+        ]
+    )
+
+
+def key_id(sim: SimulatorThread, key: str) -> str:
+    """The id the simulator gives the tasks an API key submits (as DashScope's task list)."""
+    return sim.call(lambda: sim.sim.authenticate(f"Bearer {key}"))
+
+
+# --- the cluster: two processes on PostgreSQL, a shard each --------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterPlan(SoakPlan):
+    """`kills` counts the dispatcher's SIGKILLs (each one a fail-over)."""
+
+    kill_after: tuple[float, float] = (0.3, 2.5)  # seconds of load between two kills
+    # What one dispatcher keeps up with (MAX_IN_FLIGHT 5 per model), so a kill finds a cluster
+    # at work, not a backlog that only grows.
+    rate: float = 4.0
+    standby_kills: float = 0.25  # share of kills that hit the standby instead
+    # Share of the dispatcher's rounds that cut its lease connection (PostgreSQL ends that
+    # session, as a network cut would) instead of killing it: it lives on for a moment,
+    # fenced, until it finds out and exits 1 to come back as a standby.
+    lease_cuts: float = 0.2
+    early_kills: float = 0.2  # share of restarts killed again during their start-up
+    max_rounds: int = 80
+    failover_timeout: float = 30.0
+
+
+@dataclass
+class Run:
+    """One `python -m bot` of a cluster node, from its start to its kill or exit."""
+
+    name: str
+    pid: int
+    key_id: str  # its own DashScope key's id: the simulator's tasks say who submitted them
+    started: float  # wall clock, as the simulator's task times
+    started_monotonic: float
+    ended: float | None = None  # wall clock
+    ending: str = ""  # how: "killed (dispatcher)", "exit 0", ...
+
+
+@dataclass
+class Node:
+    """One process of the cluster: a shard of two, its health endpoint, its runs."""
+
+    name: str
+    shard: int
+    bot: BotProcess
+    health_port: int
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def run(self) -> Run:
+        return self.runs[-1]
+
+    @property
+    def holder(self) -> str:
+        """How the lease row names this process (`bot.runtime.dispatcher.holder_name`)."""
+        return f"{socket.gethostname()}:{self.run.pid}"
+
+
+@dataclass
+class ClusterRounds:
+    failovers: list[float] = field(default_factory=list)  # seconds, one per dispatcher kill
+    cut_failovers: list[float] = field(default_factory=list)  # seconds, one per lease cut
+    standby_kills: int = 0
+    startup_kills: int = 0  # restarted processes killed again before they were ready
+    starts: int = 0
+    active_at_kills: Counter[str] = field(default_factory=Counter)
+    epochs: list[int] = field(default_factory=list)  # the lease's epoch after each fail-over
+    lease_problems: list[str] = field(default_factory=list)
+    two_dispatchers_seen: int = 0  # /healthz of both said dispatcher at once
+    seconds: float = 0.0
+    final_seconds: float = 0.0
+    final_exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def kills(self) -> int:
+        return len(self.failovers) + self.standby_kills + self.startup_kills
+
+
+def cut_lease(url: str) -> int:
+    """End the PostgreSQL session holding the dispatcher's lease (as a cut network would);
+    how many sessions were ended (1). pg_locks shows a bigint key as its high and low halves."""
+    rows = read_rows(
+        url,
+        f"WITH lease AS (SELECT {LEASE_LOCK} AS key)"  # noqa: S608 (our own SQL)
+        " SELECT pg_terminate_backend(pid) AS ended FROM pg_locks, lease"
+        " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND classid::bigint = (key >> 32) & 4294967295 AND objid::bigint = key & 4294967295"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    return sum(1 for row in rows if row["ended"])
+
+
+# What the engine logs when the fence refused to record a task it submitted.
+REFUSED = re.compile(r"the lease moved on before task (\S+) was recorded")
+# What a dispatcher whose lease connection failed logs as it begins to stop (then it exits 1).
+STOPPING = ("lease: lost", "the dispatcher's lease is lost")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Cluster:
+    """Two bot processes on one PostgreSQL database (`url`), shards 0 and 1 of 2, each with a
+    health endpoint and, per run, a DashScope key of its own (from `keys`)."""
+
+    def __init__(
+        self,
+        fake: FakeDiscord,
+        sim: SimulatorThread,
+        url: str,
+        folder: Path,
+        keys: list[str],
+    ) -> None:
+        self.fake = fake
+        self.sim = sim
+        self.url = url
+        self.keys = iter(keys)
+        self.nodes: list[Node] = []
+        for name, shard in (("a", 0), ("b", 1)):
+            port = free_port()
+            env = bot_environment(
+                fake,
+                sim,
+                url,
+                SHARD_COUNT="2",
+                SHARD_IDS=str(shard),
+                HEALTH_PORT=str(port),
+            )
+            logs = folder / "logs" / name
+            logs.mkdir(parents=True)
+            self.nodes.append(Node(name, shard, BotProcess(env, folder, logs), port))
+        self.runs: dict[str, Run] = {}  # by key id
+        self.http = httpx.AsyncClient(timeout=1.0)
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            if node.bot.alive:
+                await self.kill(node, "killed (test ended)")
+        await self.http.aclose()
+
+    def start(self, node: Node) -> None:
+        key = next(self.keys)
+        name = f"{node.name}-{len(node.runs):03d}"
+        proc = node.bot.start(name, DASHSCOPE_API_KEY=key)
+        run = Run(name, proc.pid, key_id(self.sim, key), time.time(), time.monotonic())
+        node.runs.append(run)
+        self.runs[run.key_id] = run
+
+    async def kill(self, node: Node, why: str) -> None:
+        node.run.ended, node.run.ending = time.time(), why
+        await node.bot.kill()
+
+    async def terminate(self, node: Node) -> int:
+        code = await node.bot.terminate()
+        node.run.ended, node.run.ending = time.time(), f"exit {code}"
+        return code
+
+    async def wait_exit(self, node: Node, timeout: float) -> int | None:
+        """The exit code of a run that is to exit by itself (None: killed after `timeout`)."""
+        assert node.bot.proc is not None
+        try:
+            code: int | None = await asyncio.to_thread(node.bot.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            await node.bot.kill()
+            code = None
+        node.run.ended, node.run.ending = time.time(), f"{node.run.ending}: exit {code}"
+        return code
+
+    def other(self, node: Node) -> Node:
+        return next(n for n in self.nodes if n is not node)
+
+    def check_alive(self) -> None:
+        """Every node's process runs: one that exited by itself fails the soak."""
+        for node in self.nodes:
+            if not node.bot.alive and not node.run.ending:
+                node.run.ended, node.run.ending = time.time(), f"exit {node.bot.returncode}"
+                raise AssertionError(
+                    f"{node.run.name} exited by itself ({node.bot.returncode})"
+                    + node.bot.log_tail()
+                )
+
+    async def role(self, node: Node) -> str | None:
+        """The role its /healthz names (None: no answer, or not alive)."""
+        if not node.bot.alive:
+            return None
+        try:
+            answer = await self.http.get(f"http://127.0.0.1:{node.health_port}/healthz")
+        except httpx.HTTPError:
+            return None
+        for line in answer.text.splitlines():
+            key, _, value = line.partition(": ")
+            if key == "role":
+                return value.strip()
+        return None
+
+    def gateway_up(self, node: Node) -> bool:
+        """The run's own session of its shard is ready and connected."""
+        mine = [
+            i
+            for i in self.fake.identified
+            if i.shard[0] == node.shard and i.at >= node.run.started_monotonic
+        ]
+        if not mine:
+            return False
+        session = self.fake.sessions.get(mine[-1].session_id)
+        return session is not None and session.ready and session.conn is not None
+
+    async def wait_ready(self, node: Node, timeout: float) -> None:
+        """Until the run's gateway is up and its /healthz answers with a cluster role."""
+        deadline = time.monotonic() + timeout
+        while not (self.gateway_up(node) and await self.role(node) in ("standby", "dispatcher")):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{node.run.name} not ready after {timeout} s" + node.bot.log_tail()
+                )
+            await asyncio.sleep(0.05)
+
+    async def roles(self, out: ClusterRounds, timeout: float = 30.0) -> tuple[Node, Node]:
+        """(the dispatcher, the standby), by their /healthz."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            roles = [await self.role(node) for node in self.nodes]
+            if roles.count("dispatcher") > 1:
+                out.two_dispatchers_seen += 1
+            elif roles.count("dispatcher") == 1 and roles.count("standby") == 1:
+                dispatcher = self.nodes[roles.index("dispatcher")]
+                return dispatcher, self.other(dispatcher)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no dispatcher and standby after {timeout} s: {roles}")
+            await asyncio.sleep(0.05)
+
+    async def wait_dispatcher(self, node: Node, since: float, timeout: float) -> float:
+        """Seconds from `since` (monotonic) until the node's /healthz says dispatcher."""
+        while await self.role(node) != "dispatcher":
+            self.check_alive()
+            if time.monotonic() - since > timeout:
+                raise TimeoutError(
+                    f"{node.run.name} did not take over within {timeout} s" + node.bot.log_tail()
+                )
+            await asyncio.sleep(0.02)
+        return time.monotonic() - since
+
+    def lease(self) -> dict[str, Any]:
+        rows = read_rows(self.url, "SELECT epoch, holder FROM dispatcher_lease WHERE id = 1")
+        return rows[0] if rows else {"epoch": 0, "holder": None}
+
+    def refused_tasks(self) -> set[str]:
+        """The tasks whose record the lease's fence refused, as their dispatchers logged."""
+        return {
+            match[1]
+            for node in self.nodes
+            for path in node.bot.logs.glob("*.log")
+            for match in REFUSED.finditer(path.read_text(errors="replace"))
+        }
+
+    def error_lines(self) -> tuple[list[str], list[str]]:
+        """Every run's ERROR lines and tracebacks, and apart those of runs whose lease was cut
+        that come from its stopping: what it must log, and what fails in the handlers of
+        requests still arriving while it shuts down."""
+        errors: list[str] = []
+        while_stopping: list[str] = []
+        for node in self.nodes:
+            for run in node.runs:
+                cut = "lease cut" in run.ending
+                stopping = False
+                for line in node.bot.log_text(run.name).splitlines():
+                    stopping = stopping or (cut and any(words in line for words in STOPPING))
+                    if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+                        (while_stopping if stopping else errors).append(f"{run.name}: {line}")
+        return errors, while_stopping
+
+
+async def cluster_kill_loop(
+    cluster: Cluster, plan: ClusterPlan, rng: Random, out: ClusterRounds, members: Members
+) -> None:
+    """Start both nodes; then, round after round under the members' load, SIGKILL the
+    dispatcher (a fail-over, timed) or the standby, restart it (sometimes killing it again
+    during its start-up), until there were `plan.kills` fail-overs and `plan.jobs` jobs."""
+    started = time.monotonic()
+    for node in cluster.nodes:
+        cluster.start(node)
+        out.starts += 1
+    for node in cluster.nodes:
+        await cluster.wait_ready(node, plan.ready_timeout)
+    for _ in range(plan.max_rounds):
+        if members.crash is not None:
+            break
+        if (
+            len(out.failovers) >= plan.kills
+            and out.standby_kills > 0
+            and await count_jobs(cluster.url) >= plan.jobs
+        ):
+            break
+        await asyncio.sleep(rng.uniform(*plan.kill_after))
+        dispatcher, standby = await cluster.roles(out)
+        if rng.random() < plan.standby_kills:
+            victim = standby
+            await cluster.kill(standby, "killed (standby)")
+            out.standby_kills += 1
+        else:
+            victim = dispatcher
+            before = await asyncio.to_thread(cluster.lease)
+            cut = rng.random() < plan.lease_cuts
+            dropped_at = time.monotonic()
+            if cut:
+                dispatcher.run.ending = "lease cut"  # its exit is expected now
+                await asyncio.to_thread(cut_lease, cluster.url)
+            else:
+                await cluster.kill(dispatcher, "killed (dispatcher)")
+            seconds = await cluster.wait_dispatcher(standby, dropped_at, plan.failover_timeout)
+            (out.cut_failovers if cut else out.failovers).append(round(seconds, 3))
+            if cut:  # it finds out and exits 1, to come back as a standby
+                code = await cluster.wait_exit(dispatcher, plan.failover_timeout)
+                if code != 1:
+                    out.lease_problems.append(f"{dispatcher.run.name} exited {code} after a cut")
+            after = await asyncio.to_thread(cluster.lease)
+            out.epochs.append(int(after["epoch"]))
+            if after["holder"] != standby.holder or after["epoch"] <= before["epoch"]:
+                out.lease_problems.append(f"lease {before} -> {after}, {standby.holder} took over")
+        out.active_at_kills.update(await active_states(cluster.url))
+        await asyncio.sleep(rng.uniform(0.0, 0.3))  # down for a moment
+        cluster.start(victim)
+        out.starts += 1
+        if rng.random() < plan.early_kills:
+            await asyncio.sleep(rng.uniform(*plan.early_kill_after))
+            if not cluster.gateway_up(victim):
+                cluster.check_alive()
+                await cluster.kill(victim, "killed (starting)")
+                out.startup_kills += 1
+                await asyncio.sleep(rng.uniform(0.0, 0.3))
+                cluster.start(victim)
+                out.starts += 1
+        await cluster.wait_ready(victim, plan.ready_timeout)
+    out.seconds = time.monotonic() - started
+
+
+async def cluster_final(cluster: Cluster, plan: ClusterPlan, out: ClusterRounds) -> None:
+    """Both nodes run until every job has ended and been told; then SIGTERM, standby first."""
+    started = time.monotonic()
+    deadline = started + plan.final_timeout
+    while True:
+        active, untold = await unfinished(cluster.url)
+        if (not active and not untold) or time.monotonic() > deadline:
+            break
+        cluster.check_alive()
+        await asyncio.sleep(0.25)
+    with contextlib.suppress(TimeoutError):
+        await cluster.fake.wait_idle(quiet=1.5, timeout=10)
+    dispatcher, standby = await cluster.roles(out)
+    out.final_seconds = time.monotonic() - started
+    for node in (standby, dispatcher):
+        out.final_exit_codes[node.run.name] = await cluster.terminate(node)
+
+
+def submissions_audit(
+    tasks: list[SimTask], runs: dict[str, Run], refused: set[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Which process submitted each job's tasks (each run has a key of its own), and whether
+    two dispatchers ever submitted one job at once.
+
+    A job with tasks from two runs was submitted by two dispatchers. When the first was dead
+    (killed) by the time the second submitted, its task is an orphan: its id never committed, so
+    the next dispatcher submitted again, as after a restart. When the first was alive, its
+    record of the task must have been refused by the lease's fence (`refused`: the task ids it
+    logged), the task then cancelled unless it had started. Anything else is a double
+    submission: two dispatchers acting at once."""
+    by_token: dict[str, list[SimTask]] = defaultdict(list)
+    problems = []
+    for task in tasks:
+        match = TOKEN.search(task.prompt)
+        if task.key_id not in runs:
+            problems.append(f"task {task.task_id}: submitted with a key no run had")
+        if match is not None:
+            by_token[match[0]].append(task)
+    orphans = same_run = fenced = fenced_ran = doubles = 0
+    for token, mine in by_token.items():
+        mine.sort(key=lambda task: task.submitted_at)
+        for index, later in enumerate(mine):
+            for earlier in mine[:index]:
+                first, second = runs.get(earlier.key_id), runs.get(later.key_id)
+                if first is None or second is None:
+                    continue
+                if first is second:
+                    same_run += 1
+                elif first.ended is not None and first.ended <= later.submitted_at:
+                    orphans += 1
+                elif earlier.task_id in refused:
+                    fenced += 1
+                    fenced_ran += earlier.ran and later.ran
+                else:
+                    doubles += 1
+                    problems.append(
+                        f"{token}: task {earlier.task_id} by {first.name} and {later.task_id}"
+                        f" by {second.name}, both alive, neither refused by the fence"
+                    )
+    figures = {
+        "jobs_submitted_more_than_once": sum(1 for mine in by_token.values() if len(mine) > 1),
+        "orphan_tasks_of_killed_dispatchers": orphans,
+        "resubmitted_by_the_same_process": same_run,
+        "double_submissions": doubles,
+        "submissions_refused_by_the_fence": fenced,
+        "refused_submissions_that_ran_anyway": fenced_ran,
+        "tasks_by_run": dict(Counter(runs[t.key_id].name for t in tasks if t.key_id in runs)),
+    }
+    return figures, problems
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile (`share` 0.95: p95); None of nothing."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]

@@ -50,3 +50,55 @@ def test_a_clean_run_passes_and_a_missing_report_is_refused(tmp_path: Path) -> N
     assert status == 0 and report["all_passed"] and report["failed"] == 0
     with pytest.raises(SystemExit, match=r"no junit\.xml"):
         reliability.main(args(tmp_path / "nowhere"))
+
+
+def test_the_cluster_soak_has_a_summary_and_goals(tmp_path: Path) -> None:
+    junit = JUNIT.replace(
+        '<testcase classname="tests.test_ssrf"',
+        '<testcase classname="tests.test_cluster_soak" name="test_c" time="150.0"/>'
+        '<testcase classname="tests.test_ssrf"',
+        1,
+    )
+    (tmp_path / "junit.xml").write_text(junit.replace('<failure message="x"/>', ""))
+    cluster = {
+        "kills": 14,
+        "dispatcher_kills": 10,
+        "standby_kills": 3,
+        "lease_cuts": 2,
+        "jobs_submitted": 230,
+        # The bench's own percentiles (nearest rank), not the test's.
+        "failover_seconds": [0.4, 0.5, 0.3, 0.6, 0.2, 0.7, 0.45, 0.35, 0.55, 6.5],
+        "failover_p95_seconds": 0.1,
+        "lost": 0,
+        "duplicated": 0,
+        "ledger_imbalance": 0,
+        "failed_without_message": 0,
+        "double_submissions": 0,
+        "submissions_refused_by_the_fence": 1,
+        "orphan_tasks_of_killed_dispatchers": 2,
+    }
+    line = {"section": "cluster_soak", "figures": cluster}
+    (tmp_path / "figures.jsonl").write_text(json.dumps(line) + "\n")
+    report, status = reliability.main(args(tmp_path, ["cluster_soak"]))
+    assert status == 0 and report["parts"]["cluster_soak"]["checks"] == 1
+    summary = report["cluster_soak"]
+    assert summary["dispatcher_kills"] == 10 and summary["jobs"] == 230
+    assert summary["failover_p50_seconds"] == 0.45
+    assert summary["failover_p95_seconds"] == summary["failover_max_seconds"] == 6.5
+    goals = report["goals"]
+    assert goals["all_checks_passed"] and goals["cluster_lost==0"]
+    assert goals["cluster_double_submissions==0"]
+    assert goals["failover_p95<=5s"] is False  # one slow fail-over in ten is past the p95
+
+    cluster["failover_seconds"] = cluster["failover_seconds"][:-1]
+    cluster["duplicated"] = 1
+    (tmp_path / "figures.jsonl").write_text(json.dumps(line) + "\n")
+    report, _ = reliability.main(args(tmp_path, ["cluster_soak"]))
+    assert report["cluster_soak"]["failover_p95_seconds"] == 0.7
+    assert report["goals"]["failover_p95<=5s"] and not report["goals"]["cluster_duplicated==0"]
+
+
+def test_without_the_cluster_soak_there_are_no_cluster_goals(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    report, _ = reliability.main(args(tmp_path, ["ssrf"]))
+    assert report["goals"] == {"all_checks_passed": False} and "cluster_soak" not in report

@@ -22,17 +22,18 @@ import pytest
 
 from bot.accounting.quota import LimitReached, Limits, Quota
 from bot.dashscope.client import DashScopeClient
-from bot.dispatch.engine import Engine
+from bot.dispatch.engine import CancelOutcome, Engine
 from bot.jobs.model import JobState
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
 from bot.runtime.dispatcher import Dispatch, NotifyHandover
 from bot.runtime.identify import DatabaseIdentifyGate
 from bot.simulator import RunningSimulator, start_simulator
-from bot.storage.cluster import FencedDatabase, Lease, LeaseLost
+from bot.storage.cluster import LEASE_LOCK, FencedDatabase, Lease, LeaseLost, listen, notify
 from bot.storage.db import Database
-from bot.storage.postgres import LOCK_KEY, PgConn
+from bot.storage.postgres import LOCK_KEY, PgConn, PostgresDatabase
 from tests.backends import postgres_schema
+from tests.discord_env import bot_env, imagine, replies
 from tests.engine_helpers import (
     FAST,
     KEY,
@@ -99,6 +100,7 @@ async def cluster_of(
                 quota,
                 FAST,
                 handover=NotifyHandover(db),
+                unfenced=db,
             )
             train(engine)
             dispatch = Dispatch(engine, db, lease)
@@ -216,6 +218,37 @@ async def test_when_the_dispatcher_dies_a_standby_takes_over_and_finishes_its_jo
         await assert_ledger_balanced(standby.db)
 
 
+async def test_a_new_dispatcher_dispatches_before_the_endings_it_shows_again(
+    tmp_path: Path,
+) -> None:
+    """Endings the killed dispatcher never showed are shown by its successor in the background:
+    it takes new work at once, however long Discord takes with those edits (each waits for its
+    channel's turn), so a fail-over is not as long as the backlog of edits."""
+    async with cluster_of(tmp_path) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        leader.port.unshown = {JobState.DONE}  # its final edits fail: to be shown again
+        old = await leader.engine.submit_job(new_job(user=30))
+        await wait_until(lambda: _ended(leader, old.id), timeout=10, what="the job ended")
+        standby.port.final_gate = asyncio.Event()  # Discord is slow with final edits
+        await leader.die()
+        await wait_until(lambda: standby.dispatch.role == "dispatcher", timeout=5, what="takeover")
+        fresh = await standby.engine.submit_job(new_job(user=31))
+        await wait_until(lambda: fresh.id in standby.port.delivered, timeout=10, what="delivered")
+        assert not await _shown(standby, old.id)  # still waiting for its edit
+        standby.port.final_gate.set()
+        await wait_until(lambda: _shown(standby, old.id), timeout=10, what="old ending shown")
+        await wait_until(standby.engine.idle, timeout=10, what="idle")
+        await assert_ledger_balanced(standby.db)
+
+
+async def _shown(process: Process, job_id: int) -> bool:
+    row = await process.db.fetchone("SELECT notified_at FROM jobs WHERE id = ?", (job_id,))
+    return row is not None and row["notified_at"] is not None
+
+
 async def _ended(process: Process, job_id: int) -> JobState | None:
     job = await process.engine.store.get(job_id)
     return job.state if job is not None and job.state.terminal else None
@@ -241,6 +274,59 @@ async def test_a_dispatcher_that_lost_its_lease_cannot_write(tmp_path: Path) -> 
         await b.engine.db.write(b.engine.store.update, job.id, submit_attempts=1)
 
 
+async def test_a_dispatcher_that_lost_its_lease_still_answers_its_members(tmp_path: Path) -> None:
+    """Its front end's writes are any process's to make: it places a job its member asked for
+    (and hands it to the new dispatcher) and cancels a queued one, in the moment before it finds
+    out and exits. Only its dispatching is fenced."""
+    async with cluster_of(tmp_path) as (processes, _, _url):
+        a, b = processes
+        assert await a.lease.acquire()
+        shown = await a.engine.submit_job(new_job(user=3), start=False)
+        dropped = await a.engine.submit_job(new_job(user=4), start=False)
+        assert a.lease._conn is not None
+        await a.lease._conn.close()
+        assert await b.lease.acquire()
+        placed = await a.engine.place(shown.id, status_message_id=77, thread_id=None)
+        assert placed.status_message_id == 77 and placed.state is JobState.QUEUED
+        outcome = await a.engine.cancel(dropped.id, 4)
+        assert outcome.cancelled, outcome.key
+        assert await _ledger(b.db, dropped.id) == {"reserve": 1, "charge": 0, "refund": 1}
+        with pytest.raises(LeaseLost):  # and its dispatching stays fenced
+            await a.engine._still_dispatching()
+
+
+async def test_a_task_whose_record_the_fence_refused_is_cancelled(tmp_path: Path) -> None:
+    """The lease moves on while a submission is on its way: the old dispatcher's record of the
+    task is refused, so it cancels the task (the new dispatcher submits the job again) and
+    leaves the job queued, refunded of nothing."""
+    # One task of the model at a time at DashScope: the second waits, pending, cancellable.
+    async with cluster_of(tmp_path, max_in_flight={MODEL: 1}) as (processes, running, _):
+        a, b = processes
+        assert await a.lease.acquire()
+        await a.engine.start()  # dispatching, without the lease's own checks (a long pause)
+        holding = await a.engine.submit_job(new_job("sim:slow=8 hold the slot", user=5))
+        await wait_until(lambda: _state(a, holding.id, JobState.SUBMITTED), timeout=10)
+        running.sim.faults = running.sim.faults.merged({"latency_ms": 1500})  # slow answers
+        job = await a.engine.submit_job(new_job("the one on its way", user=6))
+
+        async def on_its_way() -> bool:
+            row = await a.engine.store.get(job.id)
+            return row is not None and row.submit_attempts == 1
+
+        await wait_until(on_its_way, timeout=10, what="the submission under way")
+        assert a.lease._conn is not None
+        await a.lease._conn.close()
+        assert await b.lease.acquire()
+        tasks = running.sim.store.listed
+
+        def cancelled() -> bool:
+            return any(t.prompt == "the one on its way" and t.canceled_at for t in tasks())
+
+        await wait_until(cancelled, timeout=10, what="the refused task cancelled")
+        row = await b.engine.store.get(job.id)
+        assert row is not None and row.state is JobState.QUEUED and row.task_id is None
+
+
 async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: Path) -> None:
     # DashScope runs one task of the model at a time: the second waits, pending, cancellable.
     async with cluster_of(tmp_path, max_in_flight={MODEL: 1}) as (processes, _, _):
@@ -253,19 +339,92 @@ async def test_a_cancel_on_a_standby_is_carried_out_by_the_dispatcher(tmp_path: 
         await wait_until(lambda: _state(standby, job.id, JobState.SUBMITTED), timeout=10)
         outcome = await standby.engine.cancel(job.id, 9)
         assert outcome.cancelled, outcome.key
-        ledger = await standby.db.fetchall(
-            "SELECT entry, images FROM ledger WHERE job_id = ?", (job.id,)
-        )
-        assert {row["entry"]: row["images"] for row in ledger} == {
-            "reserve": 1,
-            "charge": 0,
-            "refund": 1,
-        }
+        assert await _ledger(standby.db, job.id) == {"reserve": 1, "charge": 0, "refund": 1}
+
+
+async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_dispatcher(
+    tmp_path: Path,
+) -> None:
+    """The Cancel button on a standby: the dispatcher does not carry it out (here it answers
+    nothing at all), so the standby waits `CANCEL_WAIT` (5 s) for the row to move, longer than
+    Discord's 3 s to acknowledge a click. The click is acknowledged at once and answered then."""
+    async with postgres_schema() as url:
+        with psycopg.connect(url, autocommit=True) as unresponsive:  # holds the lease, silent
+            unresponsive.execute(f"SELECT pg_advisory_lock({LEASE_LOCK})")
+            async with bot_env(tmp_path, database_url=url) as env:
+                assert env.bot is not None and env.bot.svc.dispatch.role == "standby"
+                alice = env.world.alice
+                _, job = await imagine(env, "a slow lantern", user=alice, wait=False)
+                # Submitted by the dispatcher, as far as the row says.
+                await env.bot.engine.db.write(
+                    env.bot.engine.store.transition, job.id, JobState.SUBMITTED, task_id="t-1"
+                )
+                status = env.status_message(job)
+                click = await env.fake.click(status, f"wan:job:{job.id}:cancel", user=alice)
+                await env.fake.wait_for_ack(click, timeout=2.0)
+                assert click.acknowledged
+                answered = await wait_until(
+                    lambda: [m for m in replies(click) if m.content], timeout=10, what="answer"
+                )
+                running = CancelOutcome(False, "job.cancel.running", {"job_id": job.id})
+                assert answered[-1].content == running.message("en")
+                assert answered[-1].ephemeral
+                assert (await env.job(job.id)).state is JobState.SUBMITTED
+
+
+async def _ledger(db: Database, job_id: int) -> dict[str, int]:
+    rows = await db.fetchall("SELECT entry, images FROM ledger WHERE job_id = ?", (job_id,))
+    return {row["entry"]: row["images"] for row in rows}
 
 
 async def _state(process: Process, job_id: int, state: JobState) -> bool:
     job = await process.engine.store.get(job_id)
     return job is not None and job.state is state
+
+
+async def test_bots_in_two_schemas_of_one_database_keep_to_their_own(tmp_path: Path) -> None:
+    """Advisory locks and notification channels belong to the database, the rows to a schema:
+    each schema's bots have a dispatcher of their own and hear only their own notifications."""
+    async with postgres_schema() as one, postgres_schema() as two:
+        dbs = [await Database.open(url) for url in (one, two)]
+        leases = [Lease(one, "one"), Lease(two, "two")]
+        heard: list[list[str]] = [[], []]
+        listeners = []
+        try:
+            for lease in leases:
+                assert await asyncio.wait_for(lease.acquire(), 5)
+
+            for db, notes in zip(dbs, heard, strict=True):
+                assert isinstance(db, PostgresDatabase)
+                listeners.append(await _listening(db, notes))
+            await notify(dbs[0], "cancel:1:2:1")
+            await notify(dbs[1], "queued:7")
+            await wait_until(lambda: heard[0] and heard[1], timeout=5, what="notifications")
+            await asyncio.sleep(0.2)  # anything crossing over would have come by now
+            assert heard == [["cancel:1:2:1"], ["queued:7"]]
+        finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+            for lease in leases:
+                await lease.release()
+            for db in dbs:
+                await db.close()
+
+
+async def _listening(db: PostgresDatabase, notes: list[str]) -> asyncio.Task[None]:
+    """A listener adding what it hears to `notes`, once it listens."""
+    ready = asyncio.Event()
+
+    async def heard(payload: str) -> None:
+        notes.append(payload)
+
+    async def connected() -> None:
+        ready.set()
+
+    task = asyncio.create_task(listen(db, heard, connected))
+    await asyncio.wait_for(ready.wait(), 5)
+    return task
 
 
 async def test_the_identify_gate_spaces_one_bucket_across_processes(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import discord
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.delivery import post_status
 from bot.dispatch.delivery import DeliveredImage
+from bot.i18n import lang_for, text
 from bot.jobs.model import Job, JobState, NewJob
 from tests.backends import execute
 from tests.data_uri import data_uri_bytes
@@ -30,6 +31,7 @@ from tests.discord_env import (
     reply_text,
     submit_modal,
 )
+from tests.fakediscord.server import DROP
 
 CANNOT_POST = (
     "I can't post in this channel. Give me View Channel, Send Messages, Attach Files and Embed "
@@ -688,3 +690,42 @@ async def test_a_failure_notice_discord_refused_is_posted_at_the_next_start(
         ]
         assert len(notices) == 1
         env.take_errors()
+
+
+async def test_a_queued_note_cut_off_by_a_dropped_connection_is_only_logged(
+    tmp_path: Path,
+) -> None:
+    """The private "queued" note comes after the job was queued and shown: a connection dropped
+    under it (Discord's side, or the bot's own while it shuts down) must not tell the member
+    that something went wrong. The job runs."""
+    async with bot_env(tmp_path) as env:
+        env.fake.fail_next("POST", "/webhooks/*/*", DROP)
+        interaction, job = await imagine(env, "a kite over the dunes", user=env.world.alice)
+        assert job.state is JobState.DONE
+        assert [r for r in env.fake.requests_to("POST", "/webhooks/*/*") if r.fault]
+        assert not [m for m in replies(interaction) if m.content]  # nothing else was said
+
+
+async def test_a_command_arriving_while_the_bot_stops_is_told_it_is_restarting(
+    tmp_path: Path,
+) -> None:
+    """Stopping unloads the commands first, then gives calls in flight their grace: a command
+    arriving meanwhile hears that the bot is restarting (nothing charged), not that the
+    member's Discord app is outdated."""
+    async with bot_env(tmp_path) as env:
+        assert env.bot is not None
+        bot, w = env.bot, env.world
+        env.sim.sim.faults = env.sim.sim.faults.merged({"latency_ms": 2000})  # in flight a while
+        await imagine(env, "a submission on its way", user=w.alice, wait=False)
+        stopping = asyncio.create_task(env.stop_bot())
+        for _ in range(200):
+            if "cogs.imagine" not in bot.extensions:
+                break
+            await asyncio.sleep(0.01)
+        assert "cogs.imagine" not in bot.extensions and not stopping.done()
+        late = await env.fake.slash(
+            "imagine", {"prompt": "too late"}, user=w.bob, channel=w.general
+        )
+        await env.fake.wait_for_ack(late)
+        assert reply_text(late) == text("reply.stopping", lang_for("en-US"))
+        assert await stopping == 0

@@ -31,7 +31,6 @@ from bot.simulator import SimulatorConfig, SimulatorThread
 from tests.fakediscord import FakeDiscord
 from tests.figures import record, scale
 from tests.soak import (
-    KINDS,
     SIM_KEY,
     BotProcess,
     Members,
@@ -39,6 +38,7 @@ from tests.soak import (
     SoakPlan,
     audit,
     bot_environment,
+    check_audit,
     final_run,
     gateway_audit,
     kill_loop,
@@ -110,37 +110,12 @@ async def test_crash_soak_end_to_end(tmp_path: Path) -> None:
     print("soak figures:", json.dumps(figures))
     about = f"\nseed {seed}; figures: {json.dumps(figures)}"
 
-    def show(key: str) -> str:
-        return "\n  ".join(result.problems[key][:20]) + about
-
     assert rounds.kills >= plan.kills, about
     assert result.figures["jobs_submitted"] >= plan.jobs, about
     assert rounds.final_exit_code == 0, (
         f"the final run exited {rounds.final_exit_code}\n" + bot.log_text("final")[-4000:] + about
     )
-    assert not result.problems["lost"], "lost jobs:\n  " + show("lost")
-    assert not result.problems["duplicated"], "duplicates:\n  " + show("duplicated")
-    assert not result.problems["ledger_imbalance"], "ledger:\n  " + show("ledger_imbalance")
-    assert not result.problems["failed_untold"], "failed, never told:\n  " + show("failed_untold")
-    assert not result.problems["wrong_outcome"], "wrong outcome:\n  " + show("wrong_outcome")
-    assert not result.problems["refused"], "refused:\n  " + show("refused")
-    assert not result.problems["unknown"], "unaccounted for:\n  " + show("unknown")
-    assert not gateway_problems, "\n".join(gateway_problems) + about
-    # Every process that got as far as the gateway identified (none could resume a session).
-    assert gateway["gateway_sessions_ready"] == gateway["gateway_identifies"], about
+    check_audit(result, members, fake, gateway, gateway_problems, about)
     assert gateway["gateway_sessions_ready"] >= rounds.kills - rounds.kills_before_ready, about
-    missing = set(KINDS) - set(result.figures["jobs_by_kind"])
-    assert not missing, f"no job of kind(s) {missing}" + about
-    assert not members.errors, "\n".join(members.errors) + about
-    assert not fake.internal_errors, f"{fake.internal_errors}" + about
-    states = result.figures["jobs_by_state"]
-    ended = (
-        result.figures["delivered_once"]
-        + result.figures["failed_with_message_and_refund"]
-        + result.figures["cancelled_with_refund"]
-    )
-    assert ended == result.figures["jobs_submitted"], about
-    assert states.get("done", 0) > 0 and states.get("failed", 0) > 0, about
-    assert result.figures["images_charged"] == result.figures["images_posted"], about
     errors = bot.error_lines()
     assert not errors, "ERROR lines in the bot's logs:\n" + "\n".join(errors[:30]) + about

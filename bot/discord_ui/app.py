@@ -30,6 +30,7 @@ from bot.discord_ui.delivery import DiscordDelivery
 from bot.discord_ui.launcher import JobLauncher
 from bot.discord_ui.repeats import RecentStarts
 from bot.discord_ui.replies import respond, respond_error
+from bot.dispatch.engine import EngineStopping
 from bot.errors import InputRejected
 from bot.i18n import command_text, lang_for, text
 from bot.runtime.health import start_health
@@ -102,6 +103,10 @@ class WanTree(app_commands.CommandTree["WanBot"]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         original = getattr(error, "original", error)
+        if isinstance(error, app_commands.CommandNotFound) and self.client.stopping:
+            # The bot is stopping and unloaded its commands first: say so, not "outdated".
+            await respond_error(interaction, EngineStopping("the bot is stopping"))
+            return
         if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
             # A client with a stale command list (or a malformed payload): say so, not "error".
             log.warning("interaction for an unknown or changed command: %s", error)
@@ -144,6 +149,7 @@ class WanBot(commands.AutoShardedBot):
         # From the settings, not from discord.py's Route.BASE (which run_bot points there too).
         self.attachment_origins = AttachmentOrigins.from_settings(svc.settings)
         self.owns_process = False  # set by run_bot when the bot is the process's main job
+        self.stopping = False  # close() has begun: its commands are being unloaded
         # Shared with other processes when they share a database; this process's own otherwise.
         self.identify_gate = identify_gate or default_identify_gate(svc)
         self.max_concurrency = 1  # sessions Discord lets start per 5 s (from GET /gateway/bot)
@@ -197,6 +203,7 @@ class WanBot(commands.AutoShardedBot):
             log.info("synced %d commands to the dev server %s", len(synced), guild.id)
 
     async def close(self) -> None:
+        self.stopping = True
         await self.finish_answering(self.engine.config.stop_grace)
         log.info("closing: unloading the cogs")
         for name in list(self.extensions):

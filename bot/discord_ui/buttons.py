@@ -43,6 +43,9 @@ async def own_job(
 
 
 async def cancel_job(bot: WanBot, interaction: discord.Interaction, job_id: int) -> None:
+    # Acknowledged first: in a cluster a standby hands the cancel to the dispatcher and reads
+    # the outcome from the row for up to `CANCEL_WAIT` seconds, longer than Discord's 3.
+    await interaction.response.defer(ephemeral=True, thinking=True)
     job = await bot.engine.store.get(job_id)
     moderator = job is not None and may_moderate(interaction, job)
     outcome = await bot.engine.cancel(job_id, interaction.user.id, moderator=moderator)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.i18n import Lang, lang_for, text
@@ -31,13 +32,13 @@ async def tell_queued(
     interaction: discord.Interaction, lang: Lang, job: Job, status: discord.Message
 ) -> None:
     """The private "queued, here is the link" answer. The job is already queued and its public
-    status message posted, so a failure here (say the interaction token expired) is only
-    logged: telling the user "something went wrong" would be false."""
+    status message posted, so a failure here (say the interaction token expired, or the
+    connection dropped as the bot shuts down) is only logged: telling the user "something went wrong" would be false."""
     try:
         await interaction.followup.send(
             text("reply.queued", lang, job_id=job.id, link=status.jump_url), ephemeral=True
         )
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, aiohttp.ClientError) as exc:  # refused, or cut off
         log.warning("job %s: could not send the queued note (%s); the job goes on", job.id, exc)
 
 

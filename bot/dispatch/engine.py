@@ -44,6 +44,7 @@ from bot.i18n import lang_for, text
 from bot.jobs.model import IllegalTransition, Job, JobState, NewJob
 from bot.media.downloads import ResultFetcher
 from bot.presenter import render, render_all, utc_time
+from bot.storage.cluster import LeaseLost
 from bot.storage.db import Conn, Database
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,16 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         handover: Handover | None = None,
+        unfenced: Database | None = None,
     ) -> None:
         self.db = db
         # In a cluster: how this process reaches the dispatcher while it is not the one.
         self.handover = handover
+        # In a cluster `db` is fenced by the dispatcher's lease: once this process has held
+        # it, every write is refused after another process took it over. What a front end
+        # writes (placing a job, cancelling a queued one) any process may write, a dispatcher
+        # that just lost the lease too: that goes to `unfenced`.
+        self.front_db = unfenced or db
         self.store = quota.store
         self.client = client
         self.fetcher = fetcher
@@ -207,21 +214,28 @@ class Engine:
 
     def _work_done(self, task: asyncio.Task[Any]) -> None:
         self._work.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), LeaseLost):  # the fence at work: the new one takes over
+            log.warning("%s: left to the new dispatcher (%s)", task.get_name(), task.exception())
+            return
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def recover(self) -> None:
         """Rebuild the in-memory state from the database after a start or a crash."""
         # Inputs are kept a while after a job ends, so Reroll can redo an edit.
         await self.db.write(self.store.prune_inputs, self.clock() - INPUT_RETENTION)
-        # A failure the user was not told about (a crash came in between): tell them now.
+        # A failure the user was not told about, or a job that ended while its status message
+        # still shows it running (a crash came in between): tell them now, in the background.
+        # Each waits its channel's turn for an edit, and the jobs still to run (a fail-over's
+        # above all) must not wait for them.
         for job in await self.store.unnotified_failures(self.clock() - RESULT_LIFETIME):
             lang = lang_for(job.locale)
             told = render_all(job.failure, lang, moment=utc_time) if job.failure else None
-            await self._tell_failure(job, told or job.error_message or text("reply.error", lang))
-        # A job that ended but whose status message still shows it running: show the end.
+            words = told or job.error_message or text("reply.error", lang)
+            self._spawn(self._tell_failure(job, words), f"tell-{job.id}")
         for job in await self.store.unnotified_endings(self.clock() - RESULT_LIFETIME):
-            await self._notify_end(job)
+            self._spawn(self._notify_end(job), f"show-end-{job.id}")
         # Learned durations survive restarts: relearn them from the jobs that finished.
         for model, n, seconds in await self.store.recent_durations():
             self.durations.observe(model, n, seconds)
@@ -314,7 +328,7 @@ class Engine:
     ) -> Job:
         """Record where a front end shows the job (its status message and thread), and let a
         job submitted with `start=False` go."""
-        await self.db.write(
+        await self.front_db.write(
             self.store.update, job_id, status_message_id=status_message_id, thread_id=thread_id
         )
         job = await self.store.get(job_id)
@@ -340,13 +354,17 @@ class Engine:
         if job.state is JobState.QUEUED:
             self.queue.remove(job_id)
             try:
-                await self._end(job, JobState.CANCELLED, charged=0)
+                await self._end(job, JobState.CANCELLED, charged=0, db=self.front_db)
             except IllegalTransition:  # it was being submitted this very moment
                 return await self.cancel(job_id, user_id, moderator=moderator)
             return CancelOutcome(True, "job.cancel.done", values)
         if job.state is JobState.SUBMITTED and self.handover is not None and not self.dispatching:
             return await self._forward_cancel(job, user_id, moderator, values)
         if job.state is JobState.SUBMITTED and not job.sync and job.task_id:
+            try:
+                await self._still_dispatching()
+            except LeaseLost:  # another process dispatches now: it cancels the task
+                return await self._forward_cancel(job, user_id, moderator, values)
             try:
                 await self.client.cancel_task(job.task_id)
             except BadRequestError:  # UnsupportedOperation: DashScope already started it
@@ -427,6 +445,11 @@ class Engine:
     async def _submit(self, job_id: int, model: str) -> None:
         try:
             await self._submit_claimed(job_id, model)
+        except LeaseLost:  # another process dispatches now: the job is its to submit
+            self._release_slot(model, job_id)
+            log.warning("job %s: left to the new dispatcher (the lease moved on)", job_id)
+            if self.handover is not None:
+                await self.handover.job_queued(job_id)
         except Exception:  # a bug must not strand the job: end it and refund
             log.exception("job %s: submission crashed", job_id)
             self._release_slot(model, job_id)
@@ -466,13 +489,27 @@ class Engine:
         except IllegalTransition:  # cancelled while the request was on its way
             log.info("job %s was cancelled during submission; cancelling its task", job_id)
             self._release_slot(model, job_id)
-            try:
-                await self.client.cancel_task(submitted.task_id)
-            except DashScopeError as exc:
-                log.warning("could not cancel orphan task %s: %s", submitted.task_id, exc)
+            await self._cancel_orphan(submitted.task_id)
             return
+        except LeaseLost:
+            # The fence refused to record the task: the new dispatcher submits the job again,
+            # so this one must not run (it is cancelled if it has not started yet).
+            log.warning(
+                "job %s: the lease moved on before task %s was recorded; cancelling the task",
+                job_id,
+                submitted.task_id,
+            )
+            await self._cancel_orphan(submitted.task_id)
+            raise
         self._track(job)
         await self._notify(job)
+
+    async def _cancel_orphan(self, task_id: str) -> None:
+        """Cancel a task no job will follow (it runs on, billed, if it has started)."""
+        try:
+            await self.client.cancel_task(task_id)
+        except DashScopeError as exc:
+            log.warning("could not cancel orphan task %s: %s", task_id, exc)
 
     async def _submission_failed(self, job: Job, exc: DashScopeError) -> None:
         transient = isinstance(exc, RateLimitedError | ServerError | ConnectionFailedError)
@@ -682,10 +719,12 @@ class Engine:
         self.metrics.inc("wanbot_images_charged_total", charged)
         self.metrics.inc("wanbot_images_refunded_total", job.n - charged)
 
-    async def _end(self, job: Job, state: JobState, *, charged: int, **fields: Any) -> Job:
-        ended = await self.db.write(self.quota.end, job.id, state, charged, **fields)
+    async def _end(
+        self, job: Job, state: JobState, *, charged: int, db: Database | None = None, **fields: Any
+    ) -> Job:
+        ended = await (db or self.db).write(self.quota.end, job.id, state, charged, **fields)
         self._count_charge(job, charged)
-        await self._notify_end(ended)
+        await self._notify_end(ended, db)
         return ended
 
     async def _fail(self, job: Job, code: str, *problems: Problem, retryable: bool = False) -> None:
@@ -718,7 +757,7 @@ class Engine:
             return
         await self.db.write(self.store.update, job.id, notified_at=self.clock())
 
-    async def _notify_end(self, job: Job) -> None:
+    async def _notify_end(self, job: Job, db: Database | None = None) -> None:
         """The final status of a done or cancelled job, recorded once shown, so a crash in
         between is made good at the next start. A failed job's final status is its failure
         notice (`_tell_failure`): one edit, not the same words twice."""
@@ -726,7 +765,7 @@ class Engine:
             return
         shown = await self._notify(job)
         if shown is not False:
-            await self.db.write(self.store.update, job.id, notified_at=self.clock())
+            await (db or self.db).write(self.store.update, job.id, notified_at=self.clock())
 
     async def _notify(self, job: Job) -> bool | None:
         """The port's answer (False: a final status was not shown), False if it raised."""

@@ -87,6 +87,7 @@ async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Serv
                     quota,
                     config,
                     handover=NotifyHandover(db),
+                    unfenced=db,
                 )
             else:
                 lease = None

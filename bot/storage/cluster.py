@@ -1,8 +1,8 @@
 """Several processes on one PostgreSQL database: the dispatcher's lease, its fence, and the
 notifications that carry new jobs to it.
 
-* **The lease** is a session-level advisory lock (`LEASE_LOCK`, keyed by the schema too, as
-  every lock of ours is: `bot.storage.postgres.LOCK_KEY`) on a connection of its own.
+* **The lease** is a session-level advisory lock (`LEASE_LOCK`, one per schema) on a connection
+  of its own.
   PostgreSQL releases it the moment that connection ends, so when the dispatcher's process dies
   (its sockets close with it) a standby's next try takes it: `TRY_INTERVAL` plus the time to
   recover from the rows. The holder checks its connection every `CHECK_INTERVAL`; a failed check
@@ -13,7 +13,8 @@ notifications that carry new jobs to it.
   record a submission, a delivery or a charge again; and a new holder's epoch bump waits for the
   old holder's writes in flight. Calls to DashScope and Discord are preceded by such a write.
 * **Notifications** (`NOTIFY wanbot_jobs`): a process that accepts a job tells the dispatcher
-  at once, in the transaction's commit; a standby forwards a cancel the same way.
+  at once, in the transaction's commit; a standby forwards a cancel the same way. The channel
+  is the database's, so each payload names its schema and listeners take only their own.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ import psycopg
 
 from bot.backoff import Backoff
 from bot.storage.db import Conn, Database
-from bot.storage.postgres import LOCK_KEY, PostgresDatabase, safe_name
+from bot.storage.postgres import PostgresDatabase, safe_name
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LEASE_LOCK = "wanbot-lease"
+# The lease's advisory lock. PostgreSQL keys advisory locks per database, and the lease row is
+# per schema, so the key is the schema's own: bots in two schemas of one database each have
+# their dispatcher.
+LEASE_LOCK = "hashtextextended('wanlease:' || current_schema(), 0)"
 CHANNEL = "wanbot_jobs"
 TRY_INTERVAL = 0.5  # seconds between a standby's tries for the lease
 CHECK_INTERVAL = 1.0  # seconds between the holder's checks of its lease connection
@@ -93,7 +97,7 @@ class Lease:
                 keepalives_interval=2,
                 keepalives_count=2,
             )
-        cursor = await self._conn.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})", (LEASE_LOCK,))
+        cursor = await self._conn.execute(f"SELECT pg_try_advisory_lock({LEASE_LOCK})")
         row = await cursor.fetchone()
         if not row or not row[0]:
             return False
@@ -183,7 +187,8 @@ class FencedDatabase(Database):
 
 
 def _notify(conn: Conn, payload: str) -> None:
-    conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
+    # Channels are per database: the schema's name goes first, for its own listeners.
+    conn.execute("SELECT pg_notify(?, current_schema() || ' ' || ?)", (CHANNEL, payload))
 
 
 async def notify(db: Database, payload: str) -> None:
@@ -196,18 +201,23 @@ async def listen(
     handle: Callable[[str], Awaitable[None]],
     on_connect: Callable[[], Awaitable[None]],
 ) -> None:
-    """Hand every notification on `CHANNEL` to `handle`, for ever; after each (re)connection
-    call `on_connect` first, for whatever was sent while no one listened."""
+    """Hand every notification on `CHANNEL` from this schema to `handle`, for ever; after each
+    (re)connection call `on_connect` first, for whatever was sent while no one listened."""
     failures = 0
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as conn:
+                row = await (await conn.execute("SELECT current_schema()")).fetchone()
+                schema = row[0] if row else None
                 await conn.execute(f"LISTEN {CHANNEL}")
                 failures = 0
                 await on_connect()
                 async for note in conn.notifies():
+                    where, _, payload = note.payload.rpartition(" ")
+                    if where != schema:  # another schema's bots in this database
+                        continue
                     try:
-                        await handle(note.payload)
+                        await handle(payload)
                     except Exception:  # one bad notification must not stop the listening
                         log.exception("listener: handling %r", note.payload)
         except psycopg.Error as exc:

@@ -105,6 +105,9 @@ def missing_permissions() -> ApiError:
     return ApiError(403, 50013, "Missing Permissions")
 
 
+DROP = 0  # a fault's status meaning: drop the connection, answer nothing
+
+
 def truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
@@ -519,7 +522,8 @@ class FakeDiscord(GatewayMixin, InjectMixin):
         delay: float = 0.0,
         is_global: bool = False,
     ) -> Fault:
-        """Answer the next ``times`` requests matching ``method path`` with ``status``.
+        """Answer the next ``times`` requests matching ``method path`` with ``status``; status 0
+        (``DROP``) answers nothing: the connection is dropped, as a proxy or a dying process may.
 
         429 gets Discord's body (``retry_after``, ``global``) and headers (``Retry-After``,
         ``X-RateLimit-*`` and ``Via``: without ``Via`` discord.py treats a 429 as a Cloudflare ban
@@ -546,7 +550,7 @@ class FakeDiscord(GatewayMixin, InjectMixin):
             if is_global:
                 hdrs.setdefault("X-RateLimit-Global", "true")
             hdrs.setdefault("Via", "1.1 google")
-        elif body is None:
+        elif body is None and status != DROP:
             default_messages = {
                 400: "Bad Request",
                 401: "401: Unauthorized",
@@ -683,6 +687,10 @@ class FakeDiscord(GatewayMixin, InjectMixin):
             rec.fault = True
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+            if fault.status == DROP:
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPException()  # aiohttp gives up on the request: nothing is sent
             if fault.body is None:
                 return web.Response(status=fault.status, headers=fault.headers)
             return self.json_response(fault.body, fault.status, fault.headers)
