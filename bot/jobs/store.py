@@ -105,12 +105,6 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
-    async def queued_after(self, job_id: int) -> list[Job]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM jobs WHERE state = 'queued' AND id > ? ORDER BY id", (job_id,)
-        )
-        return [Job.from_row(row) for row in rows]
-
     async def unnotified_failures(self, since: float) -> list[Job]:
         """Failed jobs whose user was never told (a crash came between)."""
         return await self._unnotified("('failed')", since)
