@@ -179,6 +179,11 @@ class Engine:
         return bool(self._loops) and not self._stopping
 
     @property
+    def standing_by(self) -> bool:
+        """A standby of a cluster: its dispatching is the dispatcher's, reached by `handover`."""
+        return self.handover is not None and not self.dispatching
+
+    @property
     def healthy(self) -> bool:
         return bool(self._loops) and not any(task.done() for task in self._loops)
 
@@ -314,7 +319,7 @@ class Engine:
         return job
 
     async def _enqueue(self, job: Job) -> None:
-        if self.handover is not None and not self.dispatching:
+        if self.handover is not None and self.standing_by:
             await self.handover.job_queued(job.id)
         elif job.id not in self.queue and job.id not in self._claimed:
             self.queue.push(job.model, job.user_id, job.id)
@@ -358,7 +363,7 @@ class Engine:
             except IllegalTransition:  # it was being submitted this very moment
                 return await self.cancel(job_id, user_id, moderator=moderator)
             return CancelOutcome(True, "job.cancel.done", values)
-        if job.state is JobState.SUBMITTED and self.handover is not None and not self.dispatching:
+        if job.state is JobState.SUBMITTED and self.standing_by:
             return await self._forward_cancel(job, user_id, moderator, values)
         if job.state is JobState.SUBMITTED and not job.sync and job.task_id:
             try:
