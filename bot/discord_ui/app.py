@@ -333,7 +333,6 @@ async def run_bot(
         health = None
         if settings.health_port:
             health = await start_health(svc.dispatch, settings.health_host, settings.health_port)
-            log.info("health endpoint on http://%s:%d", settings.health_host, settings.health_port)
 
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,9 +7,13 @@ seconds; 503 when the process should be dispatching and its engine loops are not
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from bot.runtime.dispatcher import Dispatch
+
+log = logging.getLogger(__name__)
 
 
 def health_app(dispatch: Dispatch) -> web.Application:
@@ -46,4 +50,5 @@ async def start_health(dispatch: Dispatch, host: str, port: int) -> web.AppRunne
     runner = web.AppRunner(health_app(dispatch), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    log.info("health endpoint on http://%s:%d", host, port)
     return runner

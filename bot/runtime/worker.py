@@ -35,7 +35,6 @@ async def run_worker(settings: Settings, out_dir: Path, *, exit_when_idle: bool 
         health = None
         if settings.health_port:
             health = await start_health(svc.dispatch, settings.health_host, settings.health_port)
-            log.info("health endpoint on http://%s:%d", settings.health_host, settings.health_port)
         log.info("worker running; delivering to %s", out_dir)
         try:
             while not stop.is_set():
