@@ -263,14 +263,17 @@ def parse_prices(text: str) -> dict[str, float]:
     for part in text.split(","):
         if not part.strip():
             continue
-        model, _, price = part.partition("=")
-        model = model.strip()
+        key, _, price = part.partition("=")
+        key = key.strip()
+        model, colon, function = key.partition(":")
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}")
+        if colon and function not in MODELS[model].functions:
+            raise ValueError(f"{model} has no function {function!r}")
         number = float(price)
         if not 0 <= number < 1000:
             raise ValueError("price out of range")
-        table[model] = number
+        table[key] = number
     return table
 
 

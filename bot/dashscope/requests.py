@@ -12,14 +12,21 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.dashscope.models import (
+    DESCRIPTION_EDIT,
+    EXPAND_FUNCTION,
+    EXPAND_SCALES,
     MODELS,
     SEED_MAX,
+    STRENGTH_RANGE,
+    SUPER_RESOLUTION,
+    UPSCALE_FACTORS,
     Kind,
     ModelSpec,
     PixelRange,
     Protocol,
     SideRange,
     format_size,
+    price_key,
 )
 from bot.errors import InputRejected, Problem
 
@@ -41,6 +48,15 @@ class ImageRequest:
     prompt_extend: bool | None = None  # None → the API's default (on)
     watermark: bool | None = None  # None → the API's default (off)
     images: tuple[str, ...] = ()  # data: URIs or http(s) URLs, for edits
+    # wanx2.1-imageedit's function and its parameters (docs/dashscope.md §Image tools)
+    function: str | None = None
+    strength: float | None = None  # description_edit: 0 keeps the image, 1 departs from it
+    upscale_factor: int | None = None  # super_resolution
+    expand: tuple[float, float, float, float] | None = None  # expand: top, bottom, left, right
+    # The job's kind when it is not its model's (a Vary made by an edit model); None: the model's.
+    purpose: Kind | None = None
+    style: str | None = None  # the server style applied to the prompt, shown in Info
+    source_image: int | None = None  # the image (1-based) of the parent job acted on
 
     @property
     def spec(self) -> ModelSpec:
@@ -48,6 +64,14 @@ class ImageRequest:
         if spec is None:
             raise InputRejected.one("invalid.model", model=self.model, choices=", ".join(MODELS))
         return spec
+
+    @property
+    def kind(self) -> Kind:
+        return self.purpose or self.spec.kind_of(self.function)
+
+    @property
+    def price_key(self) -> str:
+        return price_key(self.model, self.function)
 
 
 def random_seed() -> int:
@@ -61,12 +85,15 @@ def seeded(request: ImageRequest) -> ImageRequest:
     return request if request.seed is not None else replace(request, seed=random_seed())
 
 
+_NOT_OF_KIND = {Kind.TEXT_TO_IMAGE: "invalid.model_not_text", Kind.BLEND: "invalid.model_not_blend"}
+
+
 def require_kind(request: ImageRequest, kind: Kind) -> None:
     """Refuse a model of the other kind (a text-to-image model for an edit, or the reverse)."""
     spec = request.spec
-    if spec.kind is not kind:
+    if request.kind is not kind:
         choices = ", ".join(m.name for m in MODELS.values() if m.kind is kind)
-        key = "invalid.model_not_edit" if kind is Kind.EDIT else "invalid.model_not_text"
+        key = _NOT_OF_KIND.get(kind, "invalid.model_not_edit")
         raise InputRejected.one(key, model=spec.name, choices=choices)
 
 
@@ -138,7 +165,9 @@ def validate(request: ImageRequest) -> ImageRequest:
     negative = request.negative_prompt
     negative = (negative.strip() if isinstance(negative, str) else "") or None
     if negative is not None:
-        if len(negative) > spec.negative_max:
+        if not spec.negative_max:
+            problems.append(Problem("invalid.negative_unsupported", {"model": spec.name}))
+        elif len(negative) > spec.negative_max:
             problems.append(
                 Problem(
                     "invalid.negative_long", {"length": len(negative), "limit": spec.negative_max}
@@ -165,6 +194,7 @@ def validate(request: ImageRequest) -> ImageRequest:
     if request.seed is not None and (not _whole(request.seed) or not 0 <= request.seed <= SEED_MAX):
         problems.append(Problem("invalid.seed", {"seed": request.seed}))
 
+    problems += _tool_problems(request, spec)
     count = len(request.images)
     if spec.images_max == 0 and count:
         problems.append(Problem("invalid.images_unexpected", {"model": spec.name}))
@@ -185,6 +215,65 @@ def validate(request: ImageRequest) -> ImageRequest:
     return replace(request, prompt=prompt, negative_prompt=negative, size=size)
 
 
+def _number_in(value: object, bounds: tuple[float, float]) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (bounds[0] <= value <= bounds[1])
+    )
+
+
+def _tool_problems(request: ImageRequest, spec: ModelSpec) -> list[Problem]:
+    """The function and its parameters: named by the model's functions, each parameter only
+    with its function and within its documented range."""
+    function = request.function
+    if spec.functions and function not in spec.functions:
+        return [
+            Problem(
+                "invalid.function",
+                {
+                    "model": spec.name,
+                    "function": function or "",
+                    "choices": ", ".join(spec.functions),
+                },
+            )
+        ]
+    if not spec.functions and function is not None:
+        return [Problem("invalid.function_unexpected", {"model": spec.name})]
+    problems: list[Problem] = []
+    if spec.protocol is Protocol.IMAGEEDIT:  # the canvas follows the function, never a size
+        for name, value in (("size", request.size), ("prompt_extend", request.prompt_extend)):
+            if value is not None:
+                problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+    for name, value, owner in (
+        ("strength", request.strength, DESCRIPTION_EDIT),
+        ("upscale_factor", request.upscale_factor, SUPER_RESOLUTION),
+        ("expand", request.expand, EXPAND_FUNCTION),
+    ):
+        if value is not None and function != owner:
+            problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+    strength = request.strength
+    if (
+        function == DESCRIPTION_EDIT
+        and strength is not None
+        and not _number_in(strength, STRENGTH_RANGE)
+    ):
+        problems.append(Problem("invalid.strength", {"strength": request.strength}))
+    if function == SUPER_RESOLUTION:
+        factor = request.upscale_factor
+        if not _whole(factor) or not _number_in(factor, UPSCALE_FACTORS):
+            problems.append(Problem("invalid.upscale_factor", {"factor": factor}))
+    if function == EXPAND_FUNCTION:
+        scales = request.expand
+        if (
+            not isinstance(scales, tuple)
+            or len(scales) != 4
+            or not all(_number_in(scale, EXPAND_SCALES) for scale in scales)
+        ):
+            problems.append(Problem("invalid.expand_scales", {"scales": scales}))
+    return problems
+
+
 def build_body(request: ImageRequest) -> dict[str, Any]:
     """The JSON body for the request's protocol (docs/dashscope.md §Bodies)."""
     spec = request.spec
@@ -197,11 +286,27 @@ def build_body(request: ImageRequest) -> dict[str, Any]:
         parameters["prompt_extend"] = request.prompt_extend
     if request.watermark is not None:
         parameters["watermark"] = request.watermark
+    parameters.update(spec.fixed_parameters)
     body_input: dict[str, Any]
     if spec.protocol is Protocol.MESSAGES:
-        body_input = {"messages": [{"role": "user", "content": [{"text": request.prompt}]}]}
+        content: list[dict[str, str]] = [{"text": request.prompt}]
+        content += [{"image": image} for image in request.images]
+        body_input = {"messages": [{"role": "user", "content": content}]}
         if request.negative_prompt:
             parameters["negative_prompt"] = request.negative_prompt
+    elif spec.protocol is Protocol.IMAGEEDIT:
+        body_input = {
+            "function": request.function,
+            "prompt": request.prompt,
+            "base_image_url": request.images[0],
+        }
+        if request.strength is not None:
+            parameters["strength"] = request.strength
+        if request.upscale_factor is not None:
+            parameters["upscale_factor"] = request.upscale_factor
+        if request.expand is not None:
+            sides = ("top_scale", "bottom_scale", "left_scale", "right_scale")
+            parameters.update(zip(sides, request.expand, strict=True))
     else:
         body_input = {"prompt": request.prompt}
         if request.negative_prompt:

@@ -14,7 +14,6 @@ from typing import Any
 
 import discord
 
-from bot.dashscope.models import Kind
 from bot.dashscope.requests import random_seed
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import may_moderate
@@ -107,8 +106,8 @@ async def start_reroll(
         return None
     if await refused_as_deleted(interaction, job, lang):
         return None
-    images = await bot.engine.store.inputs(job.id) if job.kind is Kind.EDIT else ()
-    if job.kind is Kind.EDIT and not images:
+    images = await bot.engine.store.inputs(job.id) if job.kind.takes_images else ()
+    if job.kind.takes_images and not images:
         await respond(interaction, text("reply.results_gone", lang, job_id=job.id))
         return None
     request = job.request(images)

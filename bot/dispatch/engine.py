@@ -28,7 +28,6 @@ from bot.dashscope.errors import (
     RateLimitedError,
     ServerError,
 )
-from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dashscope.retry import NO_RETRIES
@@ -470,7 +469,7 @@ class Engine:
             self._release_slot(model, job_id)
             return
         await self.db.write(self.store.update, job.id, submit_attempts=job.submit_attempts + 1)
-        images = await self.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+        images = await self.store.inputs(job.id) if job.kind.takes_images else ()
         request = job.request(images)
         if job.sync:
             await self._run_sync(job, request)

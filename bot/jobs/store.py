@@ -15,6 +15,7 @@ from bot.jobs.model import (
     NewJob,
     ResultImage,
     check_transition,
+    stored_kind,
 )
 from bot.storage.db import Conn, Database, as_dict
 
@@ -65,11 +66,11 @@ class JobStore:
         """Insert a queued job (inside a `Database.write`)."""
         now = self.clock()
         row = conn.execute(
-            "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
-            " thread_id, locale, parent_job_id, created_at, updated_at)"
-            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO jobs (state, kind, tool, model, mode, params, n, user_id, guild_id,"
+            " channel_id, thread_id, locale, parent_job_id, created_at, updated_at)"
+            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
-                new.kind.value,
+                *stored_kind(new.kind),
                 new.request.model,
                 "sync" if new.sync else "async",
                 new.params.to_json(),
