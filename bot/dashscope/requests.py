@@ -245,12 +245,12 @@ def _tool_problems(request: ImageRequest, spec: ModelSpec) -> list[Problem]:
         for name, value in (("size", request.size), ("prompt_extend", request.prompt_extend)):
             if value is not None:
                 problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
-    for name, value, owner in (
+    for name, given, owner in (
         ("strength", request.strength, DESCRIPTION_EDIT),
         ("upscale_factor", request.upscale_factor, SUPER_RESOLUTION),
         ("expand", request.expand, EXPAND_FUNCTION),
     ):
-        if value is not None and function != owner:
+        if given is not None and function != owner:
             problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
     strength = request.strength
     if (
