@@ -13,6 +13,7 @@ import pytest
 
 from bot.accounting.quota import DEFAULT_LIMITS, Quota
 from bot.config import parse_prices
+from bot.dashscope import tools
 from bot.dashscope.models import (
     DEFAULT_PRICES,
     MODELS,
@@ -204,3 +205,36 @@ async def test_a_tool_job_comes_back_from_the_store_as_it_went_in(
     assert job is not None and job.kind is request_.kind is inserted.kind
     images = await store.inputs(job.id)
     assert job.request(images) == new.request
+
+
+# --- the tools as requests (bot/dashscope/tools.py) ------------------------------------------
+
+
+def test_zoom_keeps_the_image_in_the_middle_and_pan_grows_one_side() -> None:
+    assert tools.zoom_scales(2.0) == (2.0, 2.0, 2.0, 2.0)
+    assert tools.pan_scales(tools.Pan.LEFT) == (1.0, 1.0, 2.0, 1.0)
+    assert tools.pan_scales(tools.Pan.DOWN) == (1.0, 2.0, 1.0, 1.0)
+    for direction in tools.Pan:
+        request = validate(tools.expand(tools.Chosen(IMAGE, "a fox"), tools.pan_scales(direction)))
+        assert request.kind is Kind.EXPAND and sorted(request.expand or ()) == [1, 1, 1, 2]
+
+
+def test_every_tool_request_is_valid_and_of_its_kind() -> None:
+    chosen = tools.Chosen(IMAGE, "fox " * 400, position=2)  # longer than imageedit takes
+    made = {
+        Kind.UPSCALE: tools.upscale(chosen, 4),
+        Kind.EXPAND: tools.expand(chosen, tools.zoom_scales(1.5)),
+    }
+    for strength in tools.VARY_STRENGTH:
+        made[Kind.VARY] = tools.vary(chosen, strength, 4, None)
+        assert made[Kind.VARY].strength == tools.VARY_STRENGTH[strength]
+    for kind, request in made.items():
+        assert validate(request).kind is kind
+        assert request.source_image == 2
+
+
+def test_vary_falls_back_to_the_edit_model_where_imageedit_is_not_offered() -> None:
+    request = validate(tools.vary(tools.Chosen(IMAGE, "a fox"), "strong", 2, SINGAPORE))
+    assert (request.model, request.kind, request.n) == ("wan2.5-i2i-preview", Kind.VARY, 2)
+    assert tools.offered(Kind.VARY, SINGAPORE) and not tools.offered(Kind.UPSCALE, SINGAPORE)
+    assert not tools.offered(Kind.VARY, VIRGINIA) and tools.offered(Kind.BLEND, VIRGINIA)
