@@ -15,13 +15,21 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.accounting.quota import DEFAULT_LIMITS
-from bot.dashscope.models import DEFAULT_PRICES, MODELS
+from bot.dashscope.models import (
+    BEIJING,
+    DEFAULT_PRICES,
+    MODELS,
+    SINGAPORE,
+    VIRGINIA,
+    region_of_base_url,
+)
 from bot.dispatch.engine import EngineConfig
 
 BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 
 _ENGINE = EngineConfig()  # its defaults are the account limits' defaults
 
+REGIONS = (BEIJING, SINGAPORE, VIRGINIA)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A bound on SHARD_COUNT, so a typing slip cannot make a process open a million sessions.
 MAX_SHARDS = 65_536
@@ -33,6 +41,8 @@ EXPECTS: dict[str, str] = {
     "built-in simulator)",
     "dashscope_base_url": "an http(s) URL ending in /api/v1, e.g. " + BEIJING_BASE_URL,
     "dashscope_workspace": "a Model Studio workspace id, or unset",
+    "dashscope_region": f"one of {BEIJING}, {SINGAPORE}, {VIRGINIA} (unset: the region of "
+    "DASHSCOPE_BASE_URL)",
     "database_path": "a file path for the SQLite database, e.g. ./data/wanbot.db",
     "database_url": "a PostgreSQL URL, postgresql://user:password@host:5432/database (unset: "
     "SQLite at DATABASE_PATH)",
@@ -86,6 +96,9 @@ class Settings(BaseSettings):
     )
     dashscope_base_url: str = Field(default=BEIJING_BASE_URL)
     dashscope_workspace: str | None = None
+    # The key's region, for gateways whose host does not tell it (a proxy, tests): which
+    # models, and so which image tools, are offered.
+    dashscope_region: str | None = Field(default=None, description=EXPECTS["dashscope_region"])
     database_path: Path = Path("./data/wanbot.db")
     # PostgreSQL for several processes; it may hold a password, so it is a secret.
     database_url: SecretStr | None = Field(default=None, description=EXPECTS["database_url"])
@@ -206,6 +219,22 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("dashscope_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        region = str(value).strip().lower()
+        if region not in REGIONS:
+            raise ValueError("unknown region")
+        return region
+
+    @property
+    def region(self) -> str | None:
+        """The region whose models the key can use: DASHSCOPE_REGION, else the one
+        DASHSCOPE_BASE_URL names; None (every model offered) for a gateway we do not know."""
+        return self.dashscope_region or region_of_base_url(self.dashscope_base_url)
 
     @field_validator("log_level", mode="before")
     @classmethod

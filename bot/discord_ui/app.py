@@ -308,7 +308,7 @@ async def run_bot(
         print(SETUP_HELP.format(invite=invite_url(settings.discord_application_id)))
         return 2
     point_discord_at(settings)
-    port = DiscordDelivery(simulated=settings.simulated)
+    port = DiscordDelivery(simulated=settings.simulated, region=settings.region)
     async with services(settings, port) as svc:
         if svc.simulated:
             log.warning("no DASHSCOPE_API_KEY: every result is simulated")
