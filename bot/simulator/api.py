@@ -24,6 +24,7 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import check_mask
 from bot.simulator.inputs import load_images
 from bot.simulator.markers import find_markers
 from bot.simulator.models import Protocol, Route
@@ -107,6 +108,16 @@ async def _submit(request: web.Request, route: Route) -> web.Response:
         inputs = tuple(image.kept for image in images)
         if size is None:
             size = edit_default_size(images[-1].width, images[-1].height)
+    elif generation.tool is not None:
+        assert sim.http is not None
+        sides = (spec.size.min_side, spec.size.max_side)
+        names = ("base_image_url", "mask_image_url")[: len(generation.images)]
+        images = await load_images(generation.images, sim.http, sides, names=names, keep_full=True)
+        base = (images[0].width, images[0].height)
+        if len(images) > 1:
+            check_mask(base, (images[1].width, images[1].height))
+        size = generation.tool.result_size(*base)
+        inputs = tuple(image.full for image in images)
     assert size is not None
     task = sim.create_task(
         generation, size, inputs, request[REQUEST_ID], request[API_KEY_ID], listed=is_async

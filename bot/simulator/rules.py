@@ -22,6 +22,7 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import ToolCall, parse_tool
 from bot.simulator.models import (
     EDIT_SIZE,
     MAX_SEED,
@@ -50,6 +51,7 @@ class GenerationRequest:
     prompt_extend: bool
     watermark: bool
     images: list[str] = field(default_factory=list)
+    tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -110,11 +112,16 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
         raise parameter_invalid("negative_prompt")
 
     images: list[str] = []
+    tool: ToolCall | None = None
     if spec.protocol is Protocol.EDIT:
         images = _image_list(payload.get("images"))
+    elif spec.protocol is Protocol.IMAGEEDIT:
+        tool, images = parse_tool(payload, params)
 
     size_text = params.get("size")
-    if size_text is None:
+    if spec.protocol is Protocol.IMAGEEDIT:  # the function sizes the result; a size is ignored
+        size = None
+    elif size_text is None:
         size = None if spec.protocol is Protocol.EDIT else spec.size.default
     else:
         size = parse_size(size_text)
@@ -127,12 +134,13 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
         route=route,
         prompt=prompt,
         negative_prompt=negative[:NEGATIVE_PROMPT_LIMIT],
-        n=_n(params.get("n")),
+        n=_n(params.get("n"), default=1 if tool else 4),
         size=size,
         seed=_seed(params.get("seed")),
-        prompt_extend=_flag(params, "prompt_extend", default=True),
+        prompt_extend=tool is None and _flag(params, "prompt_extend", default=True),
         watermark=_flag(params, "watermark", default=False),
         images=images,
+        tool=tool,
     )
 
 
@@ -199,9 +207,9 @@ def _image_list(images: Any) -> list[str]:
     return images
 
 
-def _n(value: Any) -> int:
+def _n(value: Any, default: int) -> int:
     if value is None:
-        return 4
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
         raise invalid_parameter("Range of n should be [1, 4]")
     return value
