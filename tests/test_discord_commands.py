@@ -447,8 +447,17 @@ async def test_chinese_member_gets_chinese_messages(env: BotEnv) -> None:
     [result] = env.result_messages(job)
     assert result.embeds[0]["title"] == f"任务 #{job.id}"
     assert embed_fields(result)["提示词"] == "一只纸船"
-    labels = [c.get("label") for c in result.iter_components() if c.get("custom_id")]
-    assert labels == ["重新生成", "编辑", "详情", "删除"]
+    labels = [c.get("label") or c.get("placeholder") for c in result.iter_components()]
+    assert [label for label in labels if label] == [
+        "放大 ×2",
+        "变体（轻微）",
+        "缩小视野或平移…",
+        "更多…",
+        "重新生成",
+        "编辑",
+        "详情",
+        "删除",
+    ]
 
     # The same member with an English client gets English.
     inter = await invoke(env, "show", {"job": alices.id}, user=li, locale="en-US")

@@ -54,6 +54,11 @@ def rows(message: Any) -> list[list[dict[str, Any]]]:
     return [row["components"] for row in message.components]
 
 
+def pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB").tobytes()
+
+
 def size_of(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
         return image.size
@@ -194,7 +199,10 @@ async def test_upscale_sends_image_2_alone_and_posts_it_twice_as_large(env: BotE
     assert data_uri_bytes(uri) == second
     task = env.sim.sim.store.tasks[up.task_id or ""]
     assert task.model.name == IMAGE_TOOLS_MODEL
-    assert len(task.inputs) == 1
+    assert task.tool is not None
+    assert (task.tool.function, task.tool.upscale_factor) == ("super_resolution", 2)
+    [sent] = task.inputs  # what DashScope decoded from base_image_url
+    assert pixels(sent) == pixels(second) != pixels(fake.attachment_bytes(result.attachments[0].id))
     # Posted in the job's thread, twice the size, with the tools for its one image.
     [posted] = env.result_messages(up)
     assert up.thread_id == job.thread_id and posted.channel_id == job.thread_id
