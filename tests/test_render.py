@@ -254,3 +254,17 @@ def test_menu_options_this_version_made_are_understood(
     value: str, parsed: tuple[str, int] | None
 ) -> None:
     assert parse_option(value) == parsed
+
+
+def test_a_result_of_one_names_its_actions() -> None:
+    upscale_row, vary_row, move, more, _ = components(result_view(7, "en"))
+    assert [b["label"] for b in upscale_row + vary_row] == ["Upscale ×2", "Vary (subtle)"]
+    assert [o["label"] for o in move[0]["options"]][:2] == ["Zoom out ×1.5", "Zoom out ×2"]
+    assert [o["label"] for o in more[0]["options"]] == [
+        "Upscale ×4",
+        "Vary (strong)",
+        "Edit this image",
+    ]
+    # Where Vary has no strength (no wanx2.1-imageedit), it is not called subtle.
+    vary_row, _, _ = components(result_view(7, "en", region="ap-southeast-1"))
+    assert [b["label"] for b in vary_row] == ["Vary"]

@@ -102,6 +102,14 @@ def shown(tool: ImageTool, region: str | None) -> bool:
     return offered(tool.kind, region)
 
 
+def label_key(tool: ImageTool, region: str | None) -> str:
+    """The catalogue key of the tool's name as a result shows it: Vary where wanx2.1-imageedit
+    is not offered has no strength, so it is not called subtle."""
+    if tool.kind is Kind.VARY and not MODELS[IMAGE_TOOLS_MODEL].offered_in(region):
+        return "tool.did_vary"
+    return tool.label_key
+
+
 def image_custom_id(job_id: int, position: int, tool: str) -> str:
     return f"wan:img:{job_id}:{position}:{tool}"
 

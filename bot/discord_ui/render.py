@@ -24,6 +24,7 @@ from bot.discord_ui.image_tools import (
     MENUS,
     TOOLS,
     image_custom_id,
+    label_key,
     menu_custom_id,
     option_value,
     shown,
@@ -251,7 +252,7 @@ def _tool_rows(
                 discord.ui.Button(
                     label=text(f"tool.short_{name}", lang, image=position)
                     if several
-                    else text(tool.label_key, lang),
+                    else text(label_key(tool, region), lang),
                     style=discord.ButtonStyle.secondary,
                     custom_id=image_custom_id(job_id, position, name),
                 )
@@ -264,9 +265,11 @@ def _tool_rows(
             continue
         options = [
             discord.SelectOption(
-                label=text("tool.on_image", lang, tool=text(tool.label_key, lang), image=position)
+                label=text(
+                    "tool.on_image", lang, tool=text(label_key(tool, region), lang), image=position
+                )
                 if several
-                else text(tool.label_key, lang),
+                else text(label_key(tool, region), lang),
                 value=option_value(tool.name, position),
             )
             for position in images
