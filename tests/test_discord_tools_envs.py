@@ -95,3 +95,25 @@ async def test_a_region_without_imageedit_hides_its_tools_and_varies_with_an_edi
         inter = await use(env, result, job, "upscale2", 1, w.alice)
         assert reply_text(inter) == text("tool.not_offered", "en", tool="Upscale ×2")
         assert await env.job_count() == jobs
+
+
+async def test_a_click_being_answered_when_the_bot_stops_is_finished(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Stopping gives a click in flight its grace, as it does commands: the job the click
+    started is placed and the member told, before the database closes."""
+    async with bot_env(tmp_path_factory.mktemp("tools-stop")) as env:
+        w = env.world
+        _, job = await imagine(env, "a harbour at noon", user=w.alice, **SMALL)
+        [result] = env.result_messages(job)
+        jobs = await env.job_count()
+        env.fake.latency = 0.3  # every REST answer: the click is in flight a while
+        inter = await env.fake.click(result, f"wan:img:{job.id}:1:upscale2", user=w.alice)
+        await env.fake.wait_for_ack(inter)
+        assert await env.stop_bot() == 0
+        [told] = [m for m in replies(inter) if m.content]
+        assert told.content.startswith(f"Job #{jobs + 1} is queued: ")
+        env.fake.latency = 0.0
+        await env.start_bot()
+        up = await env.wait_job(jobs + 1)  # placed before the stop: it runs after the start
+        assert (up.kind, up.state, up.parent_job_id) == (Kind.UPSCALE, JobState.DONE, job.id)

@@ -252,10 +252,11 @@ class WanBot(commands.AutoShardedBot):
 
 
 # discord.py runs each slash command and context menu, button, form and message event in a task
-# of its own, named so.
+# of its own, named so (the job buttons and the image tools are dynamic items).
 ANSWERING_TASKS = (
     "CommandTree-invoker",
     "discord-ui-view-dispatch-",
+    "discord-ui-dynamic-item-",
     "discord-ui-modal-dispatch-",
     "discord.py: on_message",
 )
