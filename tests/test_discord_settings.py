@@ -234,3 +234,43 @@ async def test_settings_in_chinese(env: BotEnv) -> None:
         locale="zh-CN",
     )
     assert reply_text(inter) == "请只给出尺寸或宽高比中的一个，不要同时给出。"
+
+
+async def test_the_menu_form_and_replies_use_the_defaults_and_edit_takes_aspect(
+    env: BotEnv,
+) -> None:
+    fake, w = env.fake, env.world
+    ivan = member(env, "ivan")
+    message = await open_settings(env, ivan)
+    await pick(env, message, "n", "2", ivan)
+    await pick(env, message, "aspect", "16:9", ivan)
+    await press(env, message, "watermark", ivan)  # on
+    post = await fake.post_message(w.art, w.alice, "mine", attachments=[("m.png", png())])
+
+    async def menu() -> Any:
+        opened = await fake.message_command("Edit with Wan", post, user=ivan)
+        await fake.wait_for_ack(opened)
+        submit = await fake.submit_modal(interaction=opened, fields={"instruction": "add snow"})
+        await fake.wait_for_ack(submit)
+        return submit
+
+    _, job = await launch(env, menu())
+    assert (job.n, job.params.watermark, job.params.size) == (2, True, None)
+
+    reply = fake.post_message(w.art, ivan, f"{w.bot.mention} add rain", reference=post)
+    _, job = await launch(env, reply)
+    assert (job.n, job.params.watermark, job.params.size) == (2, True, None)
+
+    async def edit() -> Any:
+        inter = await fake.slash(
+            "edit",
+            {"prompt": "widen it", "aspect": "16:9", "n": 1},
+            user=ivan,
+            channel=w.art,
+            attachments=[("in.png", png(640, 480))],
+        )
+        await fake.wait_for_ack(inter)
+        return inter
+
+    _, job = await launch(env, edit())
+    assert (job.n, job.params.size, sent(env, job).size) == (1, "1280*720", (1280, 720))
