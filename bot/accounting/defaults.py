@@ -16,12 +16,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS, Kind, models_of
-from bot.dashscope.requests import ASPECTS, parse_size, size_problem
+from bot.dashscope.requests import ASPECTS, ImageRequest, parse_size, validate
 from bot.errors import InputRejected, Problem
 from bot.storage.db import Conn, Database
-
-NEGATIVE_MAX = 500  # every model that takes a negative prompt takes 500 characters
-_CONTROLS_ALLOWED = {"\n", "\r", "\t"}
 
 
 @dataclass(frozen=True)
@@ -81,53 +78,29 @@ def text_models() -> list[str]:
 
 
 def problems_of(defaults: MemberDefaults, name: str, value: object) -> list[Problem]:
-    """Why `value` cannot be the member's default `name` (empty: it can). The size is checked
-    against the member's default model (else the bot's)."""
+    """Why `value` cannot be the member's default `name` (empty: it can): the checks of a
+    request (`validate`) to the member's default model, else the bot's."""
     if value is None:
         return []
     if name == "model":
         if value in text_models():
             return []
-        return [
-            Problem("invalid.model_not_text", {"model": value, "choices": ", ".join(text_models())})
-        ]
+        choices = ", ".join(text_models())
+        return [Problem("invalid.model_not_text", {"model": value, "choices": choices})]
     if name == "aspect":
-        ok = value in ASPECTS
-        return (
-            []
-            if ok
-            else [
-                Problem("invalid.aspect_choice", {"aspect": value, "choices": ", ".join(ASPECTS)})
-            ]
-        )
-    if name == "size":
-        parsed = parse_size(value) if isinstance(value, str) else None
-        if parsed is None:
-            return [Problem("invalid.size_format", {"size": value})]
-        model = defaults.model if defaults.model in MODELS else DEFAULT_TEXT_TO_IMAGE_MODEL
-        problem = size_problem(MODELS[model], *parsed)
-        return [problem] if problem is not None else []
-    if name == "n":
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if whole and 1 <= value <= 4:  # type: ignore[operator]
+        if value in ASPECTS:
             return []
-        return [Problem("invalid.n", {"low": 1, "high": 4, "n": value})]
-    if name == "negative_prompt":
-        if not isinstance(value, str) or not value.strip():
-            return [Problem("invalid.prompt_empty")]
-        problems = []
-        if len(value) > NEGATIVE_MAX:
-            problems.append(
-                Problem("invalid.negative_long", {"length": len(value), "limit": NEGATIVE_MAX})
-            )
-        if any(ord(c) < 32 and c not in _CONTROLS_ALLOWED for c in value):
-            problems.append(Problem("invalid.control_chars.negative_prompt"))
-        return problems
-    return (
-        []
-        if isinstance(value, bool)
-        else [Problem("invalid.parameter_unexpected", {"parameter": name})]
-    )
+        return [Problem("invalid.aspect_choice", {"aspect": value, "choices": ", ".join(ASPECTS)})]
+    if name in ("prompt_extend", "watermark"):
+        ok = isinstance(value, bool)
+        return [] if ok else [Problem("invalid.parameter_unexpected", {"parameter": name})]
+    model = defaults.model if defaults.model in MODELS else DEFAULT_TEXT_TO_IMAGE_MODEL
+    field: dict[str, Any] = {name: value}  # size, n or the negative prompt
+    try:
+        validate(replace(ImageRequest(model=model, prompt="-"), **field))
+    except InputRejected as refused:
+        return list(refused.problems)
+    return []
 
 
 def changed(current: MemberDefaults, **changes: Any) -> MemberDefaults:
