@@ -83,7 +83,7 @@ class Edit(commands.Cog):
             prompt=prompt,
             negative_prompt=negative_prompt,
             size=size,
-            n=n or 1,
+            n=1 if n is None else n,
             seed=seed,
             images=await images_from(attachments, self.bot.attachment_origins),
             aspect=aspect,

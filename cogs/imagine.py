@@ -68,7 +68,7 @@ class Imagine(commands.Cog):
             prompt=prompt,
             negative_prompt=negative_prompt,
             size=size,
-            n=n or 1,
+            n=1 if n is None else n,
             seed=seed,
             prompt_extend=prompt_extend,
             watermark=watermark,
