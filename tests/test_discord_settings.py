@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.accounting.defaults import MemberDefaults
 from bot.jobs.model import Job, JobState
 from tests.discord_env import (
     BotEnv,
@@ -274,3 +275,18 @@ async def test_the_menu_form_and_replies_use_the_defaults_and_edit_takes_aspect(
 
     _, job = await launch(env, edit())
     assert (job.n, job.params.size, sent(env, job).size) == (1, "1280*720", (1280, 720))
+
+
+async def test_the_controls_work_after_a_restart(env: BotEnv) -> None:
+    jo = member(env, "jo")
+    message = await open_settings(env, jo)
+    await pick(env, message, "n", "2", jo)
+    await press(env, message, "form", jo)  # a form opened before the restart
+    await env.restart_bot()
+    assert "Images per request: 4" in await pick(env, message, "n", "4", jo)
+    submit = await env.fake.submit_modal("wan:me:form", {"negative": "fog"}, user=jo)
+    await env.fake.wait_for_ack(submit)
+    await env.fake.settle()
+    assert "Negative prompt: `fog`" in env.fake.get_message(message.id).content
+    assert env.bot is not None
+    assert await env.bot.launcher.defaults.get(jo.id) == MemberDefaults(n=4, negative_prompt="fog")
