@@ -126,7 +126,7 @@ async def submit_edit(
     )
     origin = Origin.of(interaction)
     parent_job_id = int(form["parent"]) or None
-    defaults_for = EDIT_DEFAULTS | unset(n=None, negative_prompt=request.negative_prompt)
+    defaults_for = EDIT_DEFAULTS | {"n"} | unset(negative_prompt=request.negative_prompt)
     return await bot.launcher.launch(
         origin, request, parent_job_id=parent_job_id, defaults_for=defaults_for
     )
