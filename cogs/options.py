@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 
 from bot.dashscope.models import MODELS, Kind, models_of
+from bot.dashscope.requests import ASPECTS
 
 
 async def model_choices(
@@ -26,3 +27,8 @@ async def size_choices(
     spec = MODELS.get(model) or MODELS[default_model]
     sizes = [f"{w}*{h}" for w, h in spec.recommended_sizes]
     return [app_commands.Choice(name=s, value=s) for s in sizes if current in s][:25]
+
+
+def aspect_choices() -> list[app_commands.Choice[str]]:
+    """The aspect ratios every model that takes a size can make (mapped per model)."""
+    return [app_commands.Choice(name=aspect, value=aspect) for aspect in ASPECTS]
