@@ -146,7 +146,7 @@ async def result_image(request: web.Request) -> web.Response:
         return _oss_refusal(404, "NoSuchKey", "The specified key does not exist.")
     width, height = task.size
     seed = task.seed + index  # the service documents seeds seed, seed+1, ... for n images
-    if task.model.protocol is Protocol.EDIT:
+    if task.inputs:
         render = partial(
             render_edit,
             task.prompt,
@@ -156,6 +156,7 @@ async def result_image(request: web.Request) -> web.Response:
             task.inputs,
             index,
             watermark=task.watermark,
+            blend=task.model.protocol is not Protocol.EDIT,
         )
     else:
         render = partial(
