@@ -220,10 +220,16 @@ class Job:
             strength=p.strength,
             upscale_factor=p.upscale_factor,
             expand=p.expand,
-            purpose=self.kind if self.kind is not MODELS[self.model].kind_of(p.function) else None,
+            purpose=self.kind if self.kind is not self._models_kind else None,
             style=p.style,
             source_image=p.source_image,
         )
+
+    @property
+    def _models_kind(self) -> Kind:
+        """The kind its model and function make (a model no longer known: the job's own)."""
+        spec = MODELS.get(self.model)
+        return spec.kind_of(self.params.function) if spec else self.kind
 
     @classmethod
     def queued(cls, job_id: int, new: NewJob, now: float) -> Job:

@@ -26,6 +26,7 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import check_mask
 from bot.simulator.inputs import load_images
 from bot.simulator.markers import find_markers
 from bot.simulator.models import Route
@@ -106,7 +107,17 @@ async def _submit(request: web.Request, route: Route) -> web.Response:
         raise invalid_parameter(INTERLEAVE_STREAMED if streaming else INTERLEAVE_NOT_STREAMED)
     size = generation.size
     inputs: tuple[bytes, ...] = ()
-    if generation.images:
+    if generation.tool is not None:
+        assert sim.http is not None
+        sides = (spec.size.min_side, spec.size.max_side)
+        names = ("base_image_url", "mask_image_url")[: len(generation.images)]
+        images = await load_images(generation.images, sim.http, sides, names=names, keep_full=True)
+        base = (images[0].width, images[0].height)
+        if len(images) > 1:
+            check_mask(base, (images[1].width, images[1].height))
+        size = generation.tool.result_size(*base)
+        inputs = tuple(image.full for image in images)
+    elif generation.images:  # an edit's, or wan2.6-image's
         assert sim.http is not None
         images = await load_images(generation.images, sim.http)
         inputs = tuple(image.kept for image in images)

@@ -3,6 +3,8 @@
 A generation is a gradient with a few shapes: the colours come from the prompt, the layout from
 prompt and seed, and the prompt is written on it. An edit visibly transforms its input images.
 Drawing happens at a small size and is scaled up, so a 1280*1280 PNG takes tens of milliseconds.
+The image tools work on the whole base image: an upscale is it resized, an expansion keeps its
+pixels where they were on a larger canvas, the other functions change it as much as `strength`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from bot.simulator.imageedit import EXPAND, SUPER_RESOLUTION, ToolCall
 
 DRAW_SIDE = 256  # the longest side of the small canvas
 
@@ -47,14 +51,15 @@ def _caption(image: Image.Image, prompt: str, watermark: bool) -> None:
     if len(text) > room:
         text = text[: room - 1] + "…"
     margin = size
-    draw.text(
-        (margin, height - margin - size),
-        text,
-        font=font,
-        fill=(255, 255, 255),
-        stroke_width=max(1, size // 10),
-        stroke_fill=(0, 0, 0),
-    )
+    if text:
+        draw.text(
+            (margin, height - margin - size),
+            text,
+            font=font,
+            fill=(255, 255, 255),
+            stroke_width=max(1, size // 10),
+            stroke_fill=(0, 0, 0),
+        )
     if watermark:
         draw.text(
             (width - margin, height - margin - 2 * size),
@@ -187,6 +192,34 @@ def render_edit(
         canvas = _edited(images, small, index, _digest("edit", prompt, seed))
     image = canvas.resize((width, height), Image.Resampling.BILINEAR)
     _caption(image, prompt, watermark)
+    return _png(image)
+
+
+def render_imageedit(
+    tool: ToolCall, prompt: str, seed: int, inputs: Sequence[bytes], *, watermark: bool = False
+) -> bytes:
+    """A wanx2.1-imageedit result from the whole base image (`inputs[0]`; `inputs[1]` the mask)."""
+    base = Image.open(io.BytesIO(inputs[0])).convert("RGB")
+    digest = _digest("imageedit", tool.function, prompt, seed)
+    (width, height), at = tool.placement(*base.size)
+    caption = ""  # an upscale or an expansion keeps the base image's pixels: no caption on them
+    if tool.function == SUPER_RESOLUTION:
+        image = base.resize((width, height), Image.Resampling.BICUBIC)
+    elif tool.function == EXPAND:
+        # Around the image: itself stretched, blurred and tinted, drawn small and scaled up.
+        small = _small_size(width, height)
+        around = ImageOps.fit(base, small).filter(ImageFilter.GaussianBlur(6))
+        around = Image.blend(around, Image.new("RGB", small, _colour(digest, 1)), 0.35)
+        image = around.resize((width, height), Image.Resampling.BILINEAR)
+        image.paste(base, at)
+    else:
+        changed = Image.blend(base, _transform(base, digest), 0.35 + 0.65 * tool.strength)
+        if len(inputs) > 1:  # only where the mask is white
+            mask = Image.open(io.BytesIO(inputs[1])).convert("L")
+            changed = Image.composite(changed, base, mask)
+        image = changed
+        caption = prompt
+    _caption(image, caption, watermark)
     return _png(image)
 
 

@@ -22,6 +22,7 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import ToolCall, parse_tool
 from bot.simulator.models import (
     EDIT_SIZE,
     MAX_SEED,
@@ -51,6 +52,7 @@ class GenerationRequest:
     watermark: bool
     images: list[str] = field(default_factory=list)
     interleave: bool = False  # wan2.6-image's mixed text-and-image output (streaming only)
+    tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -111,11 +113,16 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
     if not isinstance(negative, str):
         raise parameter_invalid("negative_prompt")
 
+    tool: ToolCall | None = None
     if spec.protocol is Protocol.EDIT:
         images = _image_list(payload.get("images"))
+    elif spec.protocol is Protocol.IMAGEEDIT:
+        tool, images = parse_tool(payload, params)
 
     size_text = params.get("size")
-    if size_text is None:
+    if spec.protocol is Protocol.IMAGEEDIT:  # the function sizes the result; a size is ignored
+        size = None
+    elif size_text is None:
         size = None if images else spec.size.default
     else:
         size = parse_size(size_text)
@@ -124,7 +131,7 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
             raise invalid_parameter(problem)
 
     interleave = bool(spec.message_images[1]) and _flag(params, "enable_interleave", default=False)
-    n = _n(params.get("n"), default=1 if interleave else 4)
+    n = _n(params.get("n"), default=1 if interleave or tool else 4)
     if interleave and n != 1:
         raise invalid_parameter("n must be 1 when enable_interleave is true.")
     return GenerationRequest(
@@ -135,10 +142,11 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
         n=n,
         size=size,
         seed=_seed(params.get("seed")),
-        prompt_extend=_flag(params, "prompt_extend", default=True),
+        prompt_extend=tool is None and _flag(params, "prompt_extend", default=True),
         watermark=_flag(params, "watermark", default=False),
         images=images,
         interleave=interleave,
+        tool=tool,
     )
 
 
@@ -218,7 +226,7 @@ def _image_list(images: Any) -> list[str]:
     return images
 
 
-def _n(value: Any, default: int = 4) -> int:
+def _n(value: Any, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
