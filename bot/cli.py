@@ -1,6 +1,6 @@
-"""The command line: `python -m bot imagine|edit|migrate-db|simulator`.
+"""The command line: `python -m bot imagine|edit|blend|migrate-db|simulator`.
 
-`imagine` and `edit` run the whole generation path without Discord: validate, submit, wait,
+`imagine`, `edit` and `blend` run the whole generation path without Discord: validate, submit, wait,
 download, save. Progress goes to stderr; stdout gets one line per saved file, so the output can
 be piped. Exit codes: 0 at least one image saved, 1 an API or task error, 2 a usage, input or
 configuration error.
@@ -33,8 +33,14 @@ from bot.dashscope import (
     TaskState,
     validate,
 )
-from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
+from bot.dashscope.models import (
+    DEFAULT_BLEND_MODEL,
+    DEFAULT_EDIT_MODEL,
+    DEFAULT_TEXT_TO_IMAGE_MODEL,
+    MODELS,
+)
 from bot.dashscope.requests import require_kind, seeded
+from bot.dashscope.tools import check_blend_count
 from bot.errors import InputRejected
 from bot.i18n import text
 from bot.logs import setup_logging
@@ -53,7 +59,9 @@ class UsageError(Exception):
 
 
 def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
-    parser.add_argument("prompt", help="what to make (or, for edit, how to change the images)")
+    parser.add_argument(
+        "prompt", help="what to make (for edit and blend: what to do with the images)"
+    )
     parser.add_argument("--negative-prompt", help="what to keep out of the image")
     parser.add_argument("--size", help="WIDTH*HEIGHT, e.g. 1280*1280 (default: the model's)")
     parser.add_argument("--n", type=int, default=1, help="number of images, 1-4 (default 1)")
@@ -83,15 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the synchronous endpoint (wan2.6-t2i, wan2.2-t2i-*): one long request",
     )
-    edit = commands.add_parser("edit", help="change one to three images as the prompt says")
-    _add_common(edit, DEFAULT_EDIT_MODEL)
-    edit.add_argument(
-        "--image",
-        action="append",
-        required=True,
-        metavar="PATH_OR_URL",
-        help="an input image (repeat for up to 3); order matters: image 1, image 2, …",
-    )
+    for name, default_model, what, count in (
+        ("edit", DEFAULT_EDIT_MODEL, "change one to three images as the prompt says", "up to 3"),
+        ("blend", DEFAULT_BLEND_MODEL, "combine two to four images as the prompt says", "2 to 4"),
+    ):
+        images = commands.add_parser(name, help=what)
+        _add_common(images, default_model)
+        images.add_argument(
+            "--image",
+            action="append",
+            required=True,
+            metavar="PATH_OR_URL",
+            help=f"an input image (repeat: {count}); order matters: image 1, image 2, …",
+        )
     worker = commands.add_parser(
         "worker", help="run queued jobs without Discord, saving each job's images to a folder"
     )
@@ -167,9 +179,11 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
         spec = MODELS.get(args.model)
         if spec is None:
             raise UsageError(text("invalid.model", model=args.model, choices=", ".join(MODELS)))
-        wanted = Kind.EDIT if args.command == "edit" else Kind.TEXT_TO_IMAGE
+        wanted = {"edit": Kind.EDIT, "blend": Kind.BLEND}.get(args.command, Kind.TEXT_TO_IMAGE)
         try:
             require_kind(ImageRequest(model=spec.name, prompt=""), wanted)
+            if wanted is Kind.BLEND:
+                check_blend_count(len(args.image))
         except InputRejected as exc:
             raise UsageError(describe(exc, "en", moment=utc_time)) from None
         if getattr(args, "sync", False) and not spec.supports_sync:
@@ -183,7 +197,7 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
 
     async with httpx.AsyncClient(follow_redirects=False) as http:
         try:
-            images = await _load_images(http, args.image, settings) if wanted is Kind.EDIT else []
+            images = await _load_images(http, args.image, settings) if wanted.takes_images else []
             request = seeded(
                 validate(
                     ImageRequest(

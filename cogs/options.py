@@ -1,12 +1,34 @@
-"""Autocomplete shared by the commands: models of a kind, and a model's recommended sizes."""
+"""Shared by the commands: option descriptions and names, and autocomplete (models of a kind,
+a model's recommended sizes)."""
 
 from __future__ import annotations
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str as _
 
 from bot.dashscope.models import MODELS, Kind, models_of
 from bot.dashscope.requests import ASPECTS
+
+# What the generation options mean, in the words every command shows (translated in [commands]).
+OPTION_DESCRIPTIONS = {
+    "negative_prompt": _("What to keep out of the image"),
+    "size": _("Width×height"),
+    "n": _("Number of images (1–4)"),
+    "seed": _("Seed for repeatable results (0–2147483647)"),
+    "prompt_extend": _("Let the model rewrite short prompts (default on)"),
+    "watermark": _("Stamp “AI-generated” on the images"),
+}
+
+
+def described(**own: _) -> dict[str, _]:
+    """Descriptions for a command: its own, and the shared options' (`OPTION_DESCRIPTIONS`)."""
+    return {**OPTION_DESCRIPTIONS, **own}
+
+
+def localised(*names: str) -> dict[str, _]:
+    """Option names translated through the catalogue's [commands] table."""
+    return {name: _(name) for name in names}
 
 
 async def model_choices(
