@@ -7,12 +7,13 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
+from bot.accounting.styles import StyleStore
 from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, Kind
 from bot.dashscope.requests import ImageRequest, require_kind
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.replies import tell_queued
-from cogs.options import model_choices, size_choices
+from cogs.options import model_choices, size_choices, style_choices
 
 SEED_MAX = 2_147_483_647
 
@@ -20,6 +21,10 @@ SEED_MAX = 2_147_483_647
 class Imagine(commands.Cog):
     def __init__(self, bot: WanBot) -> None:
         self.bot = bot
+
+    @property
+    def styles(self) -> StyleStore:
+        return StyleStore(self.bot.svc.db)
 
     @app_commands.command(
         name=_("imagine"), description=_("Make images from a text prompt with Wan")
@@ -33,6 +38,7 @@ class Imagine(commands.Cog):
         prompt_extend=_("Let the model rewrite short prompts (default on)"),
         watermark=_("Stamp “AI-generated” on the images"),
         model=_("Which Wan model"),
+        style=_("One of this server's styles, added to your prompt"),
     )
     @app_commands.rename(
         prompt=_("prompt"),
@@ -43,6 +49,7 @@ class Imagine(commands.Cog):
         prompt_extend=_("prompt_extend"),
         watermark=_("watermark"),
         model=_("model"),
+        style=_("style"),
     )
     async def imagine(
         self,
@@ -55,6 +62,7 @@ class Imagine(commands.Cog):
         prompt_extend: bool | None = None,
         watermark: bool | None = None,
         model: str | None = None,
+        style: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         origin = Origin.of(interaction)
@@ -69,8 +77,13 @@ class Imagine(commands.Cog):
             watermark=watermark,
         )
         require_kind(request, Kind.TEXT_TO_IMAGE)
+        model_chosen = model is not None
+        if style is not None:  # its words, negative prompt and model (if the member chose none)
+            request, model_chosen = await self.styles.apply(
+                interaction.guild_id, style, request, model_chosen=model_chosen
+            )
         job, status = await self.bot.launcher.launch(
-            origin, request, model_chosen=model is not None, size_chosen=size is not None
+            origin, request, model_chosen=model_chosen, size_chosen=size is not None
         )
         await tell_queued(interaction, origin.lang, job, status)
 
@@ -85,6 +98,12 @@ class Imagine(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return await size_choices(interaction, current, DEFAULT_TEXT_TO_IMAGE_MODEL)
+
+    @imagine.autocomplete("style")
+    async def _style(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await style_choices(self.styles, interaction, current)
 
 
 async def setup(bot: WanBot) -> None:
