@@ -77,6 +77,13 @@ def test_a_good_style_is_kept_under_its_lower_case_name() -> None:
             f"`{'x' * 33}` 不能作为风格名称：请使用 1 到 32 个字母、数字、- 或 _（不含空格）。",
         ),
         (
+            {"label": "y" * 10_000, "model": "m" * 10_000},  # quoted no longer than 64 characters
+            f"`{'y' * 64}…` can't be a style's name: use 1 to 32 letters, digits, - or _ (no spaces)."
+            f"\n`{'m' * 64}…` is not a text-to-image model. Choose one of: {T2I}.",
+            f"`{'y' * 64}…` 不能作为风格名称：请使用 1 到 32 个字母、数字、- 或 _（不含空格）。"
+            f"\n`{'m' * 64}…` 不是文生图模型。可选：{T2I}。",
+        ),
+        (
             {"suffix": "  \n "},
             "A style needs words to add to prompts.",
             "风格需要一段附加到提示词后的文字。",

@@ -91,7 +91,7 @@ def new_style(
     model = (model or "").strip() or None
     problems = []
     if not (0 < len(label) <= NAME_MAX and _NAME.fullmatch(label)):
-        problems.append(Problem("style.bad_name", {"name": label, "limit": NAME_MAX}))
+        problems.append(Problem("style.bad_name", {"name": shown(label), "limit": NAME_MAX}))
     if not suffix:
         problems.append(Problem("style.empty_suffix"))
     elif len(suffix) > SUFFIX_MAX:
@@ -102,7 +102,7 @@ def new_style(
         )
     if model is not None and (model not in MODELS or MODELS[model].kind is not Kind.TEXT_TO_IMAGE):
         models = ", ".join(spec.name for spec in models_of(Kind.TEXT_TO_IMAGE))
-        problems.append(Problem("style.bad_model", {"model": model, "models": models}))
+        problems.append(Problem("style.bad_model", {"model": shown(model), "models": models}))
     if problems:
         raise InputRejected(problems)
     return Style(label.lower(), label, suffix, negative, model, by_user, at)
@@ -231,10 +231,15 @@ class StyleStore:
         raise unknown(name, [row["label"] for row in await self.db.fetchall(_ALL, (guild_id,))])
 
 
+def shown(typed: str) -> str:
+    """What someone typed, as a refusal quotes it: no longer than any name could be, and more."""
+    return typed if len(typed) <= 2 * NAME_MAX else typed[: 2 * NAME_MAX] + "…"
+
+
 def unknown(name: str, labels: list[str]) -> InputRejected:
     if not labels:
-        return InputRejected.one("style.none", name=name)
-    return InputRejected.one("style.unknown", name=name, styles=", ".join(labels))
+        return InputRejected.one("style.none", name=shown(name))
+    return InputRejected.one("style.unknown", name=shown(name), styles=", ".join(labels))
 
 
 def _get(conn: Conn, guild_id: int, name: str) -> Style | None:
