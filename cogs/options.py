@@ -1,5 +1,5 @@
 """Shared by the commands: option descriptions and names, and autocomplete (models of a kind,
-a model's recommended sizes)."""
+a model's recommended sizes, the server's styles)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
 
+from bot.accounting.styles import StyleStore
 from bot.dashscope.models import MODELS, Kind, models_of
 from bot.dashscope.requests import ASPECTS
 
@@ -54,3 +55,17 @@ async def size_choices(
 def aspect_choices() -> list[app_commands.Choice[str]]:
     """The aspect ratios every model that takes a size can make (mapped per model)."""
     return [app_commands.Choice(name=aspect, value=aspect) for aspect in ASPECTS]
+
+
+async def style_choices(
+    store: StyleStore, interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """The server's styles whose name holds what was typed (none outside servers)."""
+    if interaction.guild_id is None:
+        return []
+    typed = current.strip().lower()
+    return [
+        app_commands.Choice(name=style.label, value=style.name)
+        for style in await store.all(interaction.guild_id)
+        if typed in style.name
+    ][:25]

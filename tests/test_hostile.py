@@ -553,6 +553,13 @@ CASES: list[Case] = [
         REFUSED,
         "Unknown model",
     ),
+    Case(
+        "style-mention-injection",
+        imagine("a cat", style="@everyone <@&1> `x`"),
+        REFUSED,
+        "There is no style",
+    ),
+    Case("style-10000-chars", imagine("a cat", style="s" * 10_000), REFUSED, "There is no style"),
     # Sizes, seeds, n, models.
     Case("size-zero", imagine(size="0*0"), REFUSED, "aspect ratio"),
     Case("size-huge", imagine(size="99999*99999"), REFUSED, "pixels"),

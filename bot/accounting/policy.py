@@ -298,7 +298,7 @@ class PolicyStore:
             " updated_at = excluded.updated_at",
             (guild_id, role_id, name, value, by_user, self.clock()),
         )
-        self._audit(conn, guild_id, by_user or 0, role_id, name, old, value)
+        write_audit(conn, guild_id, by_user or 0, name, old, value, self.clock(), role_id)
         return old
 
     async def reset(
@@ -319,7 +319,7 @@ class PolicyStore:
             (guild_id, role_id, name),
         )
         if old is not None:
-            self._audit(conn, guild_id, by_user, role_id, name, old, None)
+            write_audit(conn, guild_id, by_user, name, old, None, self.clock(), role_id)
         return old
 
     async def for_member(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
@@ -362,21 +362,23 @@ class PolicyStore:
         ).fetchone()
         return row["value"] if row else None
 
-    def _audit(
-        self,
-        conn: Conn,
-        guild_id: int,
-        user_id: int,
-        role_id: int,
-        name: str,
-        old: str | None,
-        new: str | None,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, user_id, role_id, name, old, new, self.clock()),
-        )
+
+def write_audit(
+    conn: Conn,
+    guild_id: int,
+    user_id: int,
+    name: str,
+    old: str | None,
+    new: str | None,
+    at: float,
+    role_id: int = SERVER,
+) -> None:
+    """One change in the server's audit log (`/wanadmin audit`): a setting's, or a style's."""
+    conn.execute(
+        "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (guild_id, user_id, role_id, name, old, new, at),
+    )
 
 
 @dataclass(frozen=True)
