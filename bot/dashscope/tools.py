@@ -33,6 +33,8 @@ ZOOM_CHOICES = (1.5, 2.0)
 VARY_STRENGTH = {"subtle": 0.3, "strong": 0.7}
 # What super_resolution is asked when the image's own prompt is not at hand (the CLI).
 UPSCALE_PROMPT = "Upscale the image, keeping every detail."
+# What expand is asked when the image's own prompt is not at hand and none is given (the CLI).
+EXPAND_PROMPT = "Extend the scene beyond its edges, matching its style and light."
 
 
 class Pan(StrEnum):
