@@ -35,6 +35,8 @@ VARY_STRENGTH = {"subtle": 0.3, "strong": 0.7}
 # What super_resolution is asked when the image's own prompt is not at hand (the CLI).
 UPSCALE_PROMPT = "Upscale the image, keeping every detail."
 BLEND_IMAGES = (2, 4)  # how many images one Blend takes (the model itself edits from one)
+# What expand is asked when the image's own prompt is not at hand and none is given (the CLI).
+EXPAND_PROMPT = "Extend the scene beyond its edges, matching its style and light."
 
 
 class Pan(StrEnum):
