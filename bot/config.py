@@ -67,7 +67,8 @@ EXPECTS: dict[str, str] = {
     "the number Discord recommends)",
     "shard_ids": "the ids of the shards this process runs, below SHARD_COUNT, as a list like 0,1 "
     "or a range like 0-3",
-    "prices": "model=price pairs separated by commas, e.g. wan2.6-t2i=0.2,wan2.5-i2i-preview=0.2",
+    "prices": "model=price (or model:function=price) pairs separated by commas, e.g. "
+    "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1",
     "currency": "a currency code of up to 5 letters, e.g. CNY or USD",
 }
 

@@ -394,3 +394,20 @@ def test_the_keys_region_is_dashscope_region_else_the_gateways(
     if region is not None:
         monkeypatch.setenv("DASHSCOPE_REGION", region)
     assert load_settings().region == expected
+
+
+def test_prices_per_model_and_per_function(monkeypatch):
+    monkeypatch.setenv("PRICES", "wan2.6-t2i=0.3, wanx2.1-imageedit:super_resolution=0.05")
+    table = load_settings().price_table
+    assert table["wan2.6-t2i"] == 0.3
+    assert table["wanx2.1-imageedit:super_resolution"] == 0.05
+    # The built-in list (documented estimates) prices the rest, the new models included.
+    assert (table["wanx2.1-imageedit"], table["wan2.6-image"]) == (0.14, 0.20)
+    assert "wanx2.1-imageedit:expand" not in table  # an expand costs the model's price
+    expects = (
+        "model=price (or model:function=price) pairs separated by commas, e.g. "
+        "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1"
+    )
+    for bad in ("wanx2.1-imageedit:colorize=0.1", "wan2.6-t2i:expand=0.1", "dall-e=0.1"):
+        message = config_error(monkeypatch, PRICES=bad)
+        assert message == f"invalid configuration: PRICES: expected {expects}"

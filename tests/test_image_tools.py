@@ -238,3 +238,24 @@ def test_vary_falls_back_to_the_edit_model_where_imageedit_is_not_offered() -> N
     assert (request.model, request.kind, request.n) == ("wan2.5-i2i-preview", Kind.VARY, 2)
     assert tools.offered(Kind.VARY, SINGAPORE) and not tools.offered(Kind.UPSCALE, SINGAPORE)
     assert not tools.offered(Kind.VARY, VIRGINIA) and tools.offered(Kind.BLEND, VIRGINIA)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_a_blend_of_other_than_two_to_four_images_is_refused(count: int) -> None:
+    with pytest.raises(InputRejected) as refused:
+        tools.blend((IMAGE,) * count, "together")
+    assert keys(refused.value) == ["invalid.blend_images"]
+    assert refused.value.values == {"low": 2, "high": 4, "count": count}
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_a_blend_of_two_to_four_images_is_one_wan26_image_request(count: int) -> None:
+    request = validate(tools.blend((IMAGE,) * count, "together", n=2, watermark=True))
+    assert (request.model, request.kind, request.n, request.watermark) == (
+        "wan2.6-image",
+        Kind.BLEND,
+        2,
+        True,
+    )
+    content = build_body(request)["input"]["messages"][0]["content"]
+    assert content == [{"text": "together"}, *[{"image": IMAGE}] * count]

@@ -234,6 +234,48 @@ def test_image_generation_async_call_wait_fetch_list(sdk_sim: SimulatorThread):
     assert listed.request_id
 
 
+def blend_messages(text: str, *images: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"text": text}, *({"image": i} for i in images)]}]
+
+
+def test_wan26_image_blends_sync_and_async(sdk_sim: SimulatorThread):
+    inputs = [data_uri(800, 600, (200, 30, 30)), data_uri(600, 600, (30, 200, 30))]
+    model = ImageGeneration.Models.wan2_6_image
+    response = ImageGeneration.call(
+        model=model,
+        messages=blend_messages("the two in one frame", *inputs),
+        enable_interleave=False,
+        n=2,
+        api_key=KEY,
+    )
+    assert response.status_code == 200, response
+    assert len(response.output.choices) == 2
+    assert response.usage.image_count == 2
+    width, height = fetch_png(response.output.choices[0].message.content[0]["image"]).size
+    assert abs(width / height - 4 / 3) < 0.01  # no size: the first input's aspect ratio
+
+    task = ImageGeneration.async_call(
+        model=model,
+        messages=blend_messages("the two in one frame", *inputs),
+        enable_interleave=False,
+        n=1,
+        size="1280*960",
+        api_key=KEY,
+    )
+    assert task.status_code == 200, task
+    done = ImageGeneration.wait(task, api_key=KEY)
+    assert done.output.task_status == "SUCCEEDED"
+    assert fetch_png(done.output.choices[0].message.content[0]["image"]).size == (1280, 960)
+    assert sdk_sim.state()["requests"]["multimodal-generation"] == 1
+    assert sdk_sim.state()["requests"]["image-generation"] == 1
+
+    refused = ImageGeneration.call(
+        model=model, messages=blend_messages("x", *inputs * 3), n=1, api_key=KEY
+    )
+    assert (refused.status_code, refused.code) == (400, "InvalidParameter")
+    assert "number of input images" in refused.message
+
+
 def test_cancel_a_pending_task(sdk_sim: SimulatorThread):
     running = []
     for i in range(5):  # fill wan2.6-t2i's five slots

@@ -82,3 +82,12 @@ async def test_each_tool_runs_as_a_job_and_delivers_images_of_its_size(tmp_path:
         assert len({image.tobytes() for image in [*varied, picture]}) == 3
         sent = r.sim.sim.requests
         assert sent["image2image"] == len(jobs)
+        # Durations are relearned after a restart per kind: an upscale is not a vary.
+        learned = [(model, kind) for model, _, kind, _ in await r.store.recent_durations()]
+        tools = IMAGE_TOOLS_MODEL
+        assert learned == [
+            (tools, "upscale"),
+            (tools, "expand"),
+            (tools, "expand"),
+            (tools, "vary"),
+        ]

@@ -5,6 +5,7 @@ Validation happens before anything is sent or charged, and names what to change.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
@@ -57,6 +58,8 @@ class ImageRequest:
     purpose: Kind | None = None
     style: str | None = None  # the server style applied to the prompt, shown in Info
     source_image: int | None = None  # the image (1-based) of the parent job acted on
+    # The size as a ratio ("16:9"), mapped to a size of the model by `validate`; not with size.
+    aspect: str | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -134,6 +137,55 @@ def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
     return None
 
 
+# Aspect ratios offered for every model that takes a size (all within 1:4–4:1 and within the
+# older models' 512–1440 px sides).
+ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9", "21:9")
+_SIZE_STEP = 16  # sizes we compute are multiples of 16 (the service's own picks are of 8)
+_RECOMMENDED_SLACK = 0.01  # a recommended size within 1% of the ratio stands for it
+
+
+def parse_aspect(aspect: str) -> tuple[int, int] | None:
+    """(W, H) of an aspect ratio we offer ("16:9"), or None."""
+    if aspect not in ASPECTS:
+        return None
+    width, height = aspect.split(":")
+    return int(width), int(height)
+
+
+def size_for_aspect(spec: ModelSpec, aspect: str) -> str | None:
+    """The model's size for an aspect ratio ("16:9" → "1696*960" for wan2.6-t2i), or None when
+    the ratio is not one we offer or the model takes no size.
+
+    A recommended size of the model within 1% of the ratio is taken (the one nearest the
+    default's pixel count); otherwise the size nearest the ratio among multiples of 16 near the
+    default's pixel count that the model accepts."""
+    ratio_parts = parse_aspect(aspect)
+    if ratio_parts is None or spec.protocol is Protocol.IMAGEEDIT:
+        return None
+    ratio = ratio_parts[0] / ratio_parts[1]
+    target = spec.default_size[0] * spec.default_size[1]
+
+    def off(size: tuple[int, int]) -> float:
+        return abs(size[0] / size[1] / ratio - 1)
+
+    def distance(size: tuple[int, int]) -> float:  # in pixels, relative to the default's
+        return abs(math.log(size[0] * size[1] / target))
+
+    recommended = [s for s in spec.recommended_sizes if off(s) <= _RECOMMENDED_SLACK]
+    if recommended:
+        return format_size(*min(recommended, key=distance))
+    candidates = []
+    for width in range(_SIZE_STEP, 4096 + 1, _SIZE_STEP):
+        height = max(_SIZE_STEP, round(width / ratio / _SIZE_STEP) * _SIZE_STEP)
+        if size_problem(spec, width, height) is None:
+            candidates.append((width, height))
+    if not candidates:
+        return None
+    # Near the ratio first, then near the default's pixel count (0.25: 1% of ratio is worth
+    # 4% of pixels).
+    return format_size(*min(candidates, key=lambda s: off(s) + 0.25 * distance(s)))
+
+
 def _text_problems(field: str, value: str) -> list[Problem]:
     bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS]
     return [Problem(f"invalid.control_chars.{field}")] if bad else []
@@ -176,6 +228,19 @@ def validate(request: ImageRequest) -> ImageRequest:
         problems += _text_problems("negative_prompt", negative)
 
     size = request.size
+    if request.aspect is not None:
+        mapped = size_for_aspect(spec, request.aspect) if isinstance(request.aspect, str) else None
+        if size is not None:
+            problems.append(Problem("invalid.size_and_aspect"))
+        elif mapped is None:
+            problems.append(
+                Problem(
+                    "invalid.aspect",
+                    {"aspect": request.aspect, "model": spec.name, "choices": ", ".join(ASPECTS)},
+                )
+            )
+        else:
+            size = mapped
     if size is not None:
         parsed = parse_size(size) if isinstance(size, str) else None
         if parsed is None:
@@ -212,7 +277,7 @@ def validate(request: ImageRequest) -> ImageRequest:
         )
     if problems:
         raise InputRejected(problems)
-    return replace(request, prompt=prompt, negative_prompt=negative, size=size)
+    return replace(request, prompt=prompt, negative_prompt=negative, size=size, aspect=None)
 
 
 def _number_in(value: object, bounds: tuple[float, float]) -> bool:

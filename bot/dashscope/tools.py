@@ -25,7 +25,8 @@ from bot.dashscope.models import (
     SUPER_RESOLUTION,
     Kind,
 )
-from bot.dashscope.requests import ImageRequest
+from bot.dashscope.requests import ImageRequest, require_kind
+from bot.errors import InputRejected
 
 UPSCALE_CHOICES = (2, 4)
 ZOOM_CHOICES = (1.5, 2.0)
@@ -33,6 +34,9 @@ ZOOM_CHOICES = (1.5, 2.0)
 VARY_STRENGTH = {"subtle": 0.3, "strong": 0.7}
 # What super_resolution is asked when the image's own prompt is not at hand (the CLI).
 UPSCALE_PROMPT = "Upscale the image, keeping every detail."
+BLEND_IMAGES = (2, 4)  # how many images one Blend takes (the model itself edits from one)
+# What expand is asked when the image's own prompt is not at hand and none is given (the CLI).
+EXPAND_PROMPT = "Extend the scene beyond its edges, matching its style and light."
 
 
 class Pan(StrEnum):
@@ -94,6 +98,22 @@ def vary(chosen: Chosen, strength: str, n: int, region: str | None) -> ImageRequ
         strength_value = VARY_STRENGTH[strength]
         return _on(chosen, IMAGE_TOOLS_MODEL, n, function=DESCRIPTION_EDIT, strength=strength_value)
     return _on(chosen, DEFAULT_EDIT_MODEL, n, purpose=Kind.VARY)
+
+
+def check_blend_count(count: int) -> None:
+    """Refuse a Blend of too few or too many images, before any is read."""
+    low, high = BLEND_IMAGES
+    if not low <= count <= high:
+        raise InputRejected.one("invalid.blend_images", low=low, high=high, count=count)
+
+
+def blend(images: tuple[str, ...], prompt: str, **options: Any) -> ImageRequest:
+    """Two to four images combined as `prompt` says (wan2.6-image's edit mode); `options` are
+    ImageRequest's (negative_prompt, size, n, seed, prompt_extend, watermark)."""
+    check_blend_count(len(images))
+    request = ImageRequest(model=DEFAULT_BLEND_MODEL, prompt=prompt, images=images, **options)
+    require_kind(request, Kind.BLEND)
+    return request
 
 
 def offered(kind: Kind, region: str | None) -> bool:

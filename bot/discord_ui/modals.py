@@ -16,6 +16,7 @@ from typing import Any
 
 import discord
 
+from bot.accounting.defaults import EDIT_DEFAULTS, unset
 from bot.dashscope.models import DEFAULT_EDIT_MODEL
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
@@ -23,6 +24,8 @@ from bot.discord_ui.attachments import choose, default_choice, images_from, is_i
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.repeats import start_once
 from bot.discord_ui.replies import respond, respond_error
+from bot.discord_ui.settings import FORM_ID as SETTINGS_FORM_ID
+from bot.discord_ui.settings import answer_settings_form
 from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job
@@ -97,6 +100,9 @@ async def answer_form(bot: WanBot, interaction: discord.Interaction) -> None:
     lang = lang_for(str(interaction.locale))
     form = EDIT_FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
     try:
+        if data.get("custom_id") == SETTINGS_FORM_ID:  # /settings: the member's own defaults
+            await answer_settings_form(bot, interaction, typed_values(data.get("components")))
+            return
         if form is None:
             await respond(interaction, text("reply.form_unknown", lang))
             return
@@ -128,7 +134,10 @@ async def submit_edit(
     )
     origin = Origin.of(interaction)
     parent_job_id = int(form["parent"]) or None
-    return await bot.launcher.launch(origin, request, parent_job_id=parent_job_id)
+    defaults_for = EDIT_DEFAULTS | {"n"} | unset(negative_prompt=request.negative_prompt)
+    return await bot.launcher.launch(
+        origin, request, parent_job_id=parent_job_id, defaults_for=defaults_for
+    )
 
 
 async def source_message(interaction: discord.Interaction, message_id: int) -> discord.Message:

@@ -120,7 +120,9 @@ def setting_value(name: str, value: str | None, limit: int | None = None) -> str
     if not value:
         return "—"
     spec = SETTINGS.get(name)
-    if spec is None or spec.kind not in ("channel", "channels"):
+    if spec is None:  # a style's change (or a setting of old): an admin's free words
+        return member_words(value, limit or FIELD_LIMIT, one_line=True)
+    if spec.kind not in ("channel", "channels"):
         return value if limit is None else clip(value, limit)
     mentions = [f"<#{part}>" for part in value.split(",") if part]
     shown = ", ".join(mentions)
@@ -336,6 +338,8 @@ def result_embed(
     if made_by:
         embed.add_field(name=text("tool.field", lang), value=made_by, inline=False)
     embed.add_field(name=text("result.model", lang), value=job.model)
+    if p.style:
+        embed.add_field(name=text("result.style", lang), value=member_words(p.style, FIELD_LIMIT))
     size = job.result_size or p.size  # an edit without a size: known only if DashScope said
     if size:
         embed.add_field(name=text("result.size", lang), value=size)

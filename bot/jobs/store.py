@@ -129,15 +129,16 @@ class JobStore:
         )
         return Job.from_row(row) if row else None
 
-    async def recent_durations(self, limit: int = 200) -> list[tuple[str, int, float]]:
-        """(model, n, seconds from submission to result) of recent asynchronous jobs."""
+    async def recent_durations(self, limit: int = 200) -> list[tuple[str, int, str, float]]:
+        """(model, n, kind, seconds from submission to result) of recent asynchronous jobs."""
         rows = await self.db.fetchall(
-            "SELECT model, n, delivering_at - submitted_at AS seconds FROM jobs"
+            "SELECT model, n, COALESCE(tool, kind) AS kind,"
+            " delivering_at - submitted_at AS seconds FROM jobs"
             " WHERE mode = 'async' AND submitted_at IS NOT NULL AND delivering_at IS NOT NULL"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [(r["model"], r["n"], r["seconds"]) for r in reversed(rows)]
+        return [(r["model"], r["n"], r["kind"], r["seconds"]) for r in reversed(rows)]
 
     async def recent_for_user(self, user_id: int, limit: int = 10) -> list[Job]:
         rows = await self.db.fetchall(

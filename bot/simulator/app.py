@@ -150,7 +150,7 @@ async def result_image(request: web.Request) -> web.Response:
         render = partial(
             render_imageedit, task.tool, task.prompt, seed, task.inputs, watermark=task.watermark
         )
-    elif task.model.protocol is Protocol.EDIT:
+    elif task.inputs:  # an edit's, or wan2.6-image's
         render = partial(
             render_edit,
             task.prompt,
@@ -160,6 +160,7 @@ async def result_image(request: web.Request) -> web.Response:
             task.inputs,
             index,
             watermark=task.watermark,
+            blend=task.model.protocol is not Protocol.EDIT,
         )
     else:
         render = partial(

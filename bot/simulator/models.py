@@ -6,7 +6,7 @@ From docs/dashscope.md §Regions, §Endpoints (routes), §Bodies and §Models (f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -102,6 +102,10 @@ class ModelSpec:
     submit_rps: int
     max_in_flight: int
     duration: tuple[float, float]  # typical seconds for n=1, before the speed divides it
+    # Images a message may carry beside its text, as (fewest, most); (0, 0): text only.
+    message_images: tuple[int, int] = (0, 0)
+    # Without a size, the output takes the aspect ratio of this input (index into the images).
+    size_from_input: int = -1
 
 
 def _legacy(name: str, prompt_limit: int, regions: frozenset[str], mode: Mode) -> ModelSpec:
@@ -185,6 +189,17 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
+
+# Edit or blend 1–4 images with one text (edit mode); interleaved output needs streaming.
+MODELS["wan2.6-image"] = replace(
+    MODELS["wan2.6-t2i"],
+    name="wan2.6-image",
+    prompt_limit=2000,
+    size=EDIT_SIZE,
+    duration=(20.0, 45.0),
+    message_images=(1, 4),
+    size_from_input=0,
+)
 
 # wanx2.1-imageedit's documented functions.
 IMAGEEDIT_FUNCTIONS = (
