@@ -7,6 +7,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
+from bot.accounting.defaults import unset
 from bot.dashscope.models import DEFAULT_BLEND_MODEL, SEED_MAX
 from bot.dashscope.tools import blend, check_blend_count
 from bot.discord_ui.app import WanBot
@@ -57,7 +58,7 @@ class Blend(commands.Cog):
         image4: discord.Attachment | None = None,
         negative_prompt: app_commands.Range[str, 1, 500] | None = None,
         size: str | None = None,
-        n: app_commands.Range[int, 1, 4] = 1,
+        n: app_commands.Range[int, 1, 4] | None = None,
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         prompt_extend: bool | None = None,
         watermark: bool | None = None,
@@ -72,13 +73,25 @@ class Blend(commands.Cog):
             prompt,
             negative_prompt=negative_prompt,
             size=size,
-            n=n,
+            n=1 if n is None else n,
             seed=seed,
             prompt_extend=prompt_extend,
             watermark=watermark,
         )
         origin = Origin.of(interaction)
-        job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
+        # What the command left out is taken from the member's defaults (not the model nor
+        # the shape: a blend keeps its first image's unless the command gives a size).
+        job, status = await self.bot.launcher.launch(
+            origin,
+            request,
+            size_chosen=size is not None,
+            defaults_for=unset(
+                n=n,
+                negative_prompt=negative_prompt,
+                prompt_extend=prompt_extend,
+                watermark=watermark,
+            ),
+        )
         await tell_queued(interaction, origin.lang, job, status)
 
     @blend.autocomplete("size")

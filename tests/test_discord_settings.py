@@ -152,6 +152,23 @@ async def test_negative_prompt_and_size_through_the_form_reach_edits_too(env: Bo
     assert job.state is JobState.DONE
     assert (job.n, job.params.negative_prompt, job.params.size) == (2, "blurry, text", None)
 
+    # So does a blend.
+    async def blend() -> Any:
+        inter = await env.fake.slash(
+            "blend",
+            {"prompt": "the two as one"},
+            user=erin,
+            channel=env.world.art,
+            attachments=[("a.png", png(640, 480)), ("b.png", png(480, 640))],
+        )
+        await env.fake.wait_for_ack(inter)
+        return inter
+
+    _, job = await launch(env, blend())
+    assert job.state is JobState.DONE
+    assert (job.model, job.n, job.params.negative_prompt) == ("wan2.6-image", 2, "blurry, text")
+    assert job.params.size is None
+
     # A bad size is refused in words; nothing changes.
     await press(env, message, "form", erin)
     bad = await env.fake.submit_modal("wan:me:form", {"size": "10*10"}, user=erin)
