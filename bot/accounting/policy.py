@@ -73,6 +73,10 @@ SETTINGS: dict[str, SettingSpec] = {
         ),
         SettingSpec("audit_channel", "channel", False),
         SettingSpec("exempt", "bool", True, _MORE, default="0"),
+        # Videos (Animate, Video): billed per second, so allowed at all, and capped in seconds.
+        SettingSpec("allow_video", "bool", True, _MORE, default="1"),
+        SettingSpec("video_seconds_per_user_day", "int", True, _ZERO_MAX, 0, 100_000, default="30"),
+        SettingSpec("video_seconds_per_guild_day", "int", False, None, 0, 1_000_000, default="300"),
     )
 }
 
@@ -84,6 +88,8 @@ LIMIT_SETTINGS = (
     "concurrent_jobs_per_user",
     "cooldown_seconds",
     "images_per_guild_day",
+    "video_seconds_per_user_day",
+    "video_seconds_per_guild_day",
 )
 
 
