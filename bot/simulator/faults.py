@@ -36,6 +36,7 @@ class FaultSettings:
     routes: str = "all"
     script: list[dict[str, str]] = field(default_factory=list)
     partial_failures: int = 0
+    video_mb: float = 0.0  # every video's MP4 at least this many MB (0: as small as usual)
     task_ttl: float = 86400.0
     result_ttl: float = 86400.0
 
@@ -44,7 +45,7 @@ class FaultSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability between 0 and 1, not {value!r}")
-        for name in ("latency_ms", "task_ttl", "result_ttl"):
+        for name in ("latency_ms", "task_ttl", "result_ttl", "video_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
