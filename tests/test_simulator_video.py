@@ -10,6 +10,8 @@ from typing import Any
 import av
 import pytest
 
+from bot.simulator import SimulatorConfig
+from bot.simulator.cli import build_parser, config_from_args
 from bot.simulator.clip import ClipSpec, render_clip
 from bot.simulator.models import MODELS, VIDEO_MODELS, VIDEO_SIZES
 from bot.simulator.video import i2v_size
@@ -344,3 +346,10 @@ def test_clips_move_and_are_deterministic():
     assert (frames[0] != frames[-1]).mean() > 0.01  # something moves
     green = frames[10][100:300, 100:700].mean()
     assert 100 < green < 200  # the input image's green (luma about 137) fills the frame
+
+
+def test_the_large_video_option_from_the_command_line():
+    args = build_parser().parse_args(["--video-mb", "12.5"])
+    assert config_from_args(args).fault_settings().video_mb == 12.5
+    with pytest.raises(ValueError, match="video_mb"):
+        SimulatorConfig(video_mb=-1)

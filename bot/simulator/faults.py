@@ -4,6 +4,7 @@ Random faults (`rate_429`, `rate_500`, `rate_503`, `rate_drop`) hit the API rout
 `routes` ("submit", "query" = task get/list/cancel, or "all"). `script` is a queue of scripted
 outcomes, each `{"route": "submit"|"query"|"any", "action": "429"|"500"|"503"|"drop"}`: the first
 step is used up by the next request on a matching route, ahead of any random fault.
+`video_mb` (0: off) makes the MP4 of every video submitted from then on at least that many MB.
 """
 
 from __future__ import annotations
