@@ -177,7 +177,7 @@ def _resolution(spec: ModelSpec, params: dict[str, Any]) -> str:
     sizes = {f"{w}*{h}": tier for tier in rules.resolutions for w, h in VIDEO_SIZES[tier]}
     if value is None:
         return rules.resolutions[-1]
-    text = "".join(value.split()) if isinstance(value, str) else value
+    text = "".join(value.split()) if isinstance(value, str) else ""
     if text not in sizes:
         raise _one_of("size", value, tuple(sizes), spec.name)
     return sizes[text]
