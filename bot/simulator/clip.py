@@ -51,12 +51,19 @@ class ClipSpec:
 
 
 def _still(spec: ClipSpec) -> Image.Image:
+    """The picture the camera pans across, captioned where every frame shows it."""
     size = (_even(spec.width * PAN), _even(spec.height * PAN))
     if spec.image:
         still = ImageOps.fit(Image.open(io.BytesIO(spec.image)).convert("RGB"), size)
-        caption(still, spec.prompt, spec.watermark)
-        return still
-    return draw_generation(spec.prompt, spec.seed, *size, watermark=spec.watermark)
+    else:
+        still = draw_generation(spec.prompt, spec.seed, *size, captioned=False)
+    # The frames' windows run from one corner of the still to the other: their common part is
+    # the frame size less the room on each side.
+    seen = (size[0] - spec.width, size[1] - spec.height, spec.width, spec.height)
+    common = still.crop(seen)
+    caption(common, spec.prompt, spec.watermark)
+    still.paste(common, seen[:2])
+    return still
 
 
 def _even(value: float) -> int:

@@ -87,9 +87,15 @@ def render_generation(
 
 
 def draw_generation(
-    prompt: str, seed: int, width: int, height: int, *, watermark: bool = False
+    prompt: str,
+    seed: int,
+    width: int,
+    height: int,
+    *,
+    watermark: bool = False,
+    captioned: bool = True,
 ) -> Image.Image:
-    """The picture of a text-to-image result (and a text-to-video's still)."""
+    """The picture of a text-to-image result (and, without its caption, a text-to-video's)."""
     palette = _digest("palette", prompt)
     layout = _digest("layout", prompt, seed)
     small = _small_size(width, height)
@@ -116,7 +122,8 @@ def draw_generation(
                 [(x, y - radius), (x + radius, y + radius), (x - radius, y + radius)], fill=fill
             )
     image = canvas.resize((width, height), Image.Resampling.BILINEAR)
-    caption(image, prompt, watermark)
+    if captioned:
+        caption(image, prompt, watermark)
     return image
 
 
