@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.simulator import SimulatorConfig
 from bot.simulator.cli import build_parser, config_from_args
-from bot.simulator.clip import ClipSpec, render_clip
+from bot.simulator.clip import ClipSpec, encode_clip, render_clip
 from bot.simulator.models import MODELS, VIDEO_MODELS, VIDEO_SIZES
 from bot.simulator.video import i2v_size
 from tests import test_simulator
@@ -338,6 +338,12 @@ async def test_video_urls_are_signed_and_expire(start: Starter):
 
 
 # --- the encoder -------------------------------------------------------------------------------
+
+
+def test_a_clip_asked_for_again_is_not_encoded_again():
+    spec = ClipSpec(624, 624, 5, False, "a cached clip", 77)
+    assert encode_clip(spec) is encode_clip(spec)
+    assert encode_clip(spec) == render_clip(spec)
 
 
 def test_clips_move_and_are_deterministic():
