@@ -66,6 +66,12 @@ _ACTIVE_SQL = (
 # When the member's last job was accepted: its reservation (one per job, made with it).
 _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
+# A settlement's two rows, once: the entries it added (none when the job was settled before).
+_SETTLE_SQL = (
+    "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model)"
+    " VALUES (?, ?, ?, 'charge', ?, ?, ?, ?), (?, ?, ?, 'refund', ?, ?, ?, ?)"
+    " ON CONFLICT (job_id, entry) DO NOTHING RETURNING entry"
+)
 
 
 def micros(amount: float) -> int:
@@ -187,7 +193,10 @@ class Quota:
         unit_price = self.price(new.request.model)
         if new.guild_id is not None:
             # The server's limits last: its lock, which every member of the server waits for
-            # on PostgreSQL, is held across the fewest statements (a refusal undoes the job).
+            # on PostgreSQL, is held across the fewest statements (a refusal undoes the job),
+            # and in pipeline mode: the lock goes with the first check, and the writes after
+            # the checks go with the COMMIT.
+            conn.pipeline()
             conn.lock("guild", new.guild_id)
             if limits.images_per_guild_day:
                 _check_window(
@@ -259,15 +268,12 @@ class Quota:
         delivered = max(0, min(delivered, job.n))
         refunded = job.n - delivered
         now = self.clock()
-        sql = (
-            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
-            " unit_price, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (job_id, entry) DO NOTHING"
-        )
         owner = (job.id, job.user_id, job.guild_id)
-        conn.execute(sql, (*owner, "charge", delivered, now, unit_price, model))
-        added = conn.execute(sql, (*owner, "refund", refunded, now, unit_price, model)).rowcount
-        if added and refunded:
+        added = conn.execute(
+            _SETTLE_SQL,
+            (*owner, delivered, now, unit_price, model, *owner, refunded, now, unit_price, model),
+        ).fetchall()
+        if refunded and any(row[0] == "refund" for row in added):
             _add_held(
                 conn, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price)
             )
@@ -389,10 +395,10 @@ def _add_held(
 ) -> None:
     """Keep the running totals in step with a reservation (or a refund: negative amounts) made
     at `reserved_at`; totals not built yet are left to be rebuilt from the ledger."""
-    conn.executemany(
-        "UPDATE quota_windows SET held = held + ? WHERE scope = ? AND owner = ? AND cutoff < ?",
-        [(images, "user_id", user_id, reserved_at)]
-        + ([(images, "guild_id", guild_id, reserved_at)] if guild_id is not None else []),
+    conn.execute(
+        "UPDATE quota_windows SET held = held + ? WHERE cutoff < ?"
+        " AND ((scope = 'user_id' AND owner = ?) OR (scope = 'guild_id' AND owner = ?))",
+        (images, reserved_at, user_id, guild_id),
     )
     if guild_id is not None and money:
         conn.execute(
