@@ -1,9 +1,10 @@
-"""The command line: `python -m bot imagine|edit|migrate-db|simulator`.
+"""The command line: `python -m bot imagine|edit|blend|upscale|zoom|pan|vary|migrate-db|simulator`.
 
-`imagine` and `edit` run the whole generation path without Discord: validate, submit, wait,
+`imagine`, `edit` and `blend` run the whole generation path without Discord: validate, submit, wait,
 download, save. Progress goes to stderr; stdout gets one line per saved file, so the output can
 be piped. Exit codes: 0 at least one image saved, 1 an API or task error, 2 a usage, input or
-configuration error.
+configuration error. `upscale`, `zoom`, `pan` and `vary` do the same with one image and the
+tool of that name (`bot.dashscope.tools`), as the buttons under a result on Discord do.
 
 `migrate-db` copies the SQLite database into an empty PostgreSQL one (`bot.storage.copy`):
 progress on stderr, the summary on stdout. Exit codes: 0 copied and checked, 1 a database
@@ -18,7 +19,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -31,15 +33,24 @@ from bot.dashscope import (
     Kind,
     TaskResult,
     TaskState,
+    tools,
     validate,
 )
-from bot.dashscope.models import DEFAULT_EDIT_MODEL, DEFAULT_TEXT_TO_IMAGE_MODEL, MODELS
+from bot.dashscope.models import (
+    DEFAULT_BLEND_MODEL,
+    DEFAULT_EDIT_MODEL,
+    DEFAULT_TEXT_TO_IMAGE_MODEL,
+    MODELS,
+    SideRange,
+    region_of_base_url,
+)
 from bot.dashscope.requests import require_kind, seeded
+from bot.dashscope.tools import check_blend_count
 from bot.errors import InputRejected
 from bot.i18n import text
 from bot.logs import setup_logging
 from bot.media.downloads import ResultFetcher
-from bot.media.inputs import prepare_image
+from bot.media.inputs import INPUT_SIDES, prepare_image
 from bot.presenter import describe, utc_time
 from bot.runtime.target import dashscope_target
 from bot.storage.db import DatabaseError, is_postgres_url, target_secrets
@@ -53,7 +64,9 @@ class UsageError(Exception):
 
 
 def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
-    parser.add_argument("prompt", help="what to make (or, for edit, how to change the images)")
+    parser.add_argument(
+        "prompt", help="what to make (for edit and blend: what to do with the images)"
+    )
     parser.add_argument("--negative-prompt", help="what to keep out of the image")
     parser.add_argument("--size", help="WIDTH*HEIGHT, e.g. 1280*1280 (default: the model's)")
     parser.add_argument("--n", type=int, default=1, help="number of images, 1-4 (default 1)")
@@ -83,15 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the synchronous endpoint (wan2.6-t2i, wan2.2-t2i-*): one long request",
     )
-    edit = commands.add_parser("edit", help="change one to three images as the prompt says")
-    _add_common(edit, DEFAULT_EDIT_MODEL)
-    edit.add_argument(
-        "--image",
-        action="append",
-        required=True,
-        metavar="PATH_OR_URL",
-        help="an input image (repeat for up to 3); order matters: image 1, image 2, …",
-    )
+    for name, default_model, what, count in (
+        ("edit", DEFAULT_EDIT_MODEL, "change one to three images as the prompt says", "up to 3"),
+        ("blend", DEFAULT_BLEND_MODEL, "combine two to four images as the prompt says", "2 to 4"),
+    ):
+        images = commands.add_parser(name, help=what)
+        _add_common(images, default_model)
+        images.add_argument(
+            "--image",
+            action="append",
+            required=True,
+            metavar="PATH_OR_URL",
+            help=f"an input image (repeat: {count}); order matters: image 1, image 2, …",
+        )
     worker = commands.add_parser(
         "worker", help="run queued jobs without Discord, saving each job's images to a folder"
     )
@@ -115,10 +132,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the SQLite database file (default: DATABASE_PATH)",
     )
+    _add_tool_commands(commands)
     commands.add_parser(
         "simulator", help="run the DashScope simulator (see: simulator --help)", add_help=False
     )
     return parser
+
+
+TOOL_COMMANDS = ("upscale", "zoom", "pan", "vary")
+
+
+def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """One command per image tool, named and shaped as its button on Discord."""
+    helps = {
+        "upscale": "make one image larger (2 or 4 times each side)",
+        "zoom": "zoom out: a larger canvas around one image, the image in the middle",
+        "pan": "extend one image on one side",
+        "vary": "new images close to one image, with its prompt",
+    }
+    for name in TOOL_COMMANDS:
+        tool = commands.add_parser(name, help=helps[name])
+        tool.add_argument("image", metavar="IMAGE", help="a file or an http(s) URL")
+        if name == "upscale":
+            tool.add_argument(
+                "--factor", type=int, choices=tools.UPSCALE_CHOICES, default=2, help="default 2"
+            )
+        elif name == "zoom":
+            tool.add_argument(
+                "--factor", type=float, choices=tools.ZOOM_CHOICES, default=2.0, help="default 2"
+            )
+        elif name == "pan":
+            tool.add_argument("--direction", required=True, choices=[p.value for p in tools.Pan])
+        if name == "vary":
+            tool.add_argument("prompt", help="what the image shows (its prompt)")
+            tool.add_argument("--strong", action="store_true", help="depart further from it")
+            tool.add_argument("--n", type=int, default=1, help="number of images, 1-4")
+        elif name != "upscale":
+            # An option, not a positional: argparse cannot take an optional positional after
+            # options (`pan IMAGE --direction up "more sky"`).
+            tool.add_argument(
+                "--prompt",
+                default=tools.EXPAND_PROMPT,
+                help="what to fill the new area with (default: more of the same scene)",
+            )
+        tool.add_argument("--seed", type=int, help="0-2147483647, for repeatable results")
+        tool.add_argument("--watermark", action="store_true", help="stamp 'AI-generated'")
+        tool.add_argument("--out", required=True, type=Path, help="folder to save the images in")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.runtime.worker import run_worker
 
             return asyncio.run(run_worker(settings, args.out, exit_when_idle=args.exit_when_idle))
+        if args.command in TOOL_COMMANDS:
+            return asyncio.run(tool_command(args, settings))
         return asyncio.run(generate_command(args, settings))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -167,42 +228,97 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
         spec = MODELS.get(args.model)
         if spec is None:
             raise UsageError(text("invalid.model", model=args.model, choices=", ".join(MODELS)))
-        wanted = Kind.EDIT if args.command == "edit" else Kind.TEXT_TO_IMAGE
+        wanted = {"edit": Kind.EDIT, "blend": Kind.BLEND}.get(args.command, Kind.TEXT_TO_IMAGE)
         try:
             require_kind(ImageRequest(model=spec.name, prompt=""), wanted)
+            if wanted is Kind.BLEND:
+                check_blend_count(len(args.image))
         except InputRejected as exc:
             raise UsageError(describe(exc, "en", moment=utc_time)) from None
         if getattr(args, "sync", False) and not spec.supports_sync:
             raise UsageError(text("invalid.sync_unsupported", model=spec.name))
-        out_dir: Path = args.out
-        if await asyncio.to_thread(out_dir.is_file):
-            raise UsageError(f"--out {out_dir} is a file; give a folder")
+        out_dir = await _out_folder(args)
     except UsageError as exc:
         print(f"wanbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    async def prepare(http: httpx.AsyncClient) -> ImageRequest:
+        images = await _load_images(http, args.image, settings) if wanted.takes_images else []
+        return ImageRequest(
+            model=spec.name,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            size=args.size,
+            n=args.n,
+            seed=args.seed,
+            prompt_extend=False if args.no_prompt_extend else None,
+            watermark=True if args.watermark else None,
+            images=tuple(images),
+        )
+
+    return await _run_request(settings, out_dir, prepare, sync=getattr(args, "sync", False))
+
+
+async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`upscale`, `zoom`, `pan` or `vary` on one image: the request `bot.dashscope.tools` builds,
+    the image loaded and checked for the model it goes to, then as `edit`."""
+    # The region of the key in use; None (every model) for the built-in simulator.
+    region = region_of_base_url(settings.dashscope_base_url) if settings.dashscope_api_key else None
+    chosen = tools.Chosen(
+        image="",  # loaded below, for the model the request goes to
+        prompt=getattr(args, "prompt", tools.UPSCALE_PROMPT),
+        seed=args.seed,
+        watermark=True if args.watermark else None,
+    )
+    if args.command == "upscale":
+        request = tools.upscale(chosen, args.factor)
+    elif args.command == "zoom":
+        request = tools.expand(chosen, tools.zoom_scales(args.factor))
+    elif args.command == "pan":
+        request = tools.expand(chosen, tools.pan_scales(tools.Pan(args.direction)))
+    else:
+        request = tools.vary(chosen, "strong" if args.strong else "subtle", args.n, region)
+    try:
+        if not tools.offered(request.kind, region):
+            raise UsageError(
+                f"{args.command} needs {request.model}, which DashScope offers only in "
+                f"{', '.join(request.spec.regions)}; DASHSCOPE_BASE_URL is the {region} gateway"
+            )
+        out_dir = await _out_folder(args)
+    except UsageError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def prepare(http: httpx.AsyncClient) -> ImageRequest:
+        sides = request.spec.input_sides
+        [image] = await _load_images(http, [args.image], settings, sides)
+        return replace(request, images=(image,))
+
+    return await _run_request(settings, out_dir, prepare)
+
+
+async def _out_folder(args: argparse.Namespace) -> Path:
+    out_dir: Path = args.out
+    if await asyncio.to_thread(out_dir.is_file):
+        raise UsageError(f"--out {out_dir} is a file; give a folder")
+    return out_dir
+
+
+async def _run_request(
+    settings: Settings,
+    out_dir: Path,
+    prepare: Callable[[httpx.AsyncClient], Awaitable[ImageRequest]],
+    *,
+    sync: bool = False,
+) -> int:
+    """Load the input images and build the request (`prepare`; what it rejects is a usage
+    error), then submit it, wait and save the images."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
         try:
-            images = await _load_images(http, args.image, settings) if wanted is Kind.EDIT else []
-            request = seeded(
-                validate(
-                    ImageRequest(
-                        model=spec.name,
-                        prompt=args.prompt,
-                        negative_prompt=args.negative_prompt,
-                        size=args.size,
-                        n=args.n,
-                        seed=args.seed,
-                        prompt_extend=False if args.no_prompt_extend else None,
-                        watermark=True if args.watermark else None,
-                        images=tuple(images),
-                    )
-                )
-            )
+            request = seeded(validate(await prepare(http)))
         except InputRejected as exc:
             print(f"wanbot: {describe(exc, 'en', moment=utc_time)}", file=sys.stderr)
             return EXIT_USAGE
-
         async with dashscope_target(settings) as target:
             if target.simulated:
                 print(text("cli.simulated"), file=sys.stderr)
@@ -213,7 +329,7 @@ async def generate_command(args: argparse.Namespace, settings: Settings) -> int:
                 workspace=settings.dashscope_workspace,
             )
             try:
-                result = await _run(client, request, sync=getattr(args, "sync", False))
+                result = await _run(client, request, sync=sync)
             except DashScopeError as exc:
                 print(f"wanbot: {describe(exc, 'en', moment=utc_time)}", file=sys.stderr)
                 print(f"wanbot: DashScope said: {exc}", file=sys.stderr)
@@ -278,7 +394,7 @@ async def migrate_db_command(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _load_images(
-    http: httpx.AsyncClient, sources: list[str], settings: Settings
+    http: httpx.AsyncClient, sources: list[str], settings: Settings, sides: SideRange = INPUT_SIDES
 ) -> list[str]:
     fetcher = ResultFetcher(
         http, settings.dashscope_base_url, max_bytes=settings.download_max_bytes, any_host=True
@@ -298,7 +414,7 @@ async def _load_images(
                 raise InputRejected.one(
                     "image.fetch", index=index, detail=f"{path}: {exc.strerror}"
                 ) from None
-        prepared = prepare_image(data, index)
+        prepared = prepare_image(data, index, sides)
         for change in prepared.changes:
             print(f"image {index}: {change}", file=sys.stderr)
         uris.append(prepared.data_uri)

@@ -15,13 +15,21 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.accounting.quota import DEFAULT_LIMITS
-from bot.dashscope.models import DEFAULT_PRICES, MODELS
+from bot.dashscope.models import (
+    BEIJING,
+    DEFAULT_PRICES,
+    MODELS,
+    SINGAPORE,
+    VIRGINIA,
+    region_of_base_url,
+)
 from bot.dispatch.engine import EngineConfig
 
 BEIJING_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 
 _ENGINE = EngineConfig()  # its defaults are the account limits' defaults
 
+REGIONS = (BEIJING, SINGAPORE, VIRGINIA)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A bound on SHARD_COUNT, so a typing slip cannot make a process open a million sessions.
 MAX_SHARDS = 65_536
@@ -33,6 +41,8 @@ EXPECTS: dict[str, str] = {
     "built-in simulator)",
     "dashscope_base_url": "an http(s) URL ending in /api/v1, e.g. " + BEIJING_BASE_URL,
     "dashscope_workspace": "a Model Studio workspace id, or unset",
+    "dashscope_region": f"one of {BEIJING}, {SINGAPORE}, {VIRGINIA} (unset: the region of "
+    "DASHSCOPE_BASE_URL)",
     "database_path": "a file path for the SQLite database, e.g. ./data/wanbot.db",
     "database_url": "a PostgreSQL URL, postgresql://user:password@host:5432/database (unset: "
     "SQLite at DATABASE_PATH)",
@@ -57,7 +67,8 @@ EXPECTS: dict[str, str] = {
     "the number Discord recommends)",
     "shard_ids": "the ids of the shards this process runs, below SHARD_COUNT, as a list like 0,1 "
     "or a range like 0-3",
-    "prices": "model=price pairs separated by commas, e.g. wan2.6-t2i=0.2,wan2.5-i2i-preview=0.2",
+    "prices": "model=price (or model:function=price) pairs separated by commas, e.g. "
+    "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1",
     "currency": "a currency code of up to 5 letters, e.g. CNY or USD",
 }
 
@@ -86,6 +97,9 @@ class Settings(BaseSettings):
     )
     dashscope_base_url: str = Field(default=BEIJING_BASE_URL)
     dashscope_workspace: str | None = None
+    # The key's region, for gateways whose host does not tell it (a proxy, tests): which
+    # models, and so which image tools, are offered.
+    dashscope_region: str | None = Field(default=None, description=EXPECTS["dashscope_region"])
     database_path: Path = Path("./data/wanbot.db")
     # PostgreSQL for several processes; it may hold a password, so it is a secret.
     database_url: SecretStr | None = Field(default=None, description=EXPECTS["database_url"])
@@ -207,6 +221,22 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("dashscope_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        region = str(value).strip().lower()
+        if region not in REGIONS:
+            raise ValueError("unknown region")
+        return region
+
+    @property
+    def region(self) -> str | None:
+        """The region whose models the key can use: DASHSCOPE_REGION, else the one
+        DASHSCOPE_BASE_URL names; None (every model offered) for a gateway we do not know."""
+        return self.dashscope_region or region_of_base_url(self.dashscope_base_url)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> str:
@@ -263,14 +293,17 @@ def parse_prices(text: str) -> dict[str, float]:
     for part in text.split(","):
         if not part.strip():
             continue
-        model, _, price = part.partition("=")
-        model = model.strip()
+        key, _, price = part.partition("=")
+        key = key.strip()
+        model, colon, function = key.partition(":")
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}")
+        if colon and function not in MODELS[model].functions:
+            raise ValueError(f"{model} has no function {function!r}")
         number = float(price)
         if not 0 <= number < 1000:
             raise ValueError("price out of range")
-        table[model] = number
+        table[key] = number
     return table
 
 

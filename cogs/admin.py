@@ -20,12 +20,22 @@ from discord.ext import commands
 
 from bot.accounting.chart import usage_chart
 from bot.accounting.policy import SERVER, SETTINGS, PolicyStore
+from bot.accounting.styles import (
+    AUDIT_PREFIX,
+    NAME_MAX,
+    NEGATIVE_MAX,
+    SUFFIX_MAX,
+    Style,
+    StyleStore,
+)
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
+from bot.dashscope.models import Kind
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.checks import ServerAdminGroup, owner_only
-from bot.discord_ui.render import setting_value
+from bot.discord_ui.render import member_words, setting_value
 from bot.discord_ui.replies import respond
 from bot.i18n import Lang, lang_for, text
+from cogs.options import model_choices, style_choices
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,8 @@ def _role_of(role: discord.Role | None) -> discord.Role | None:
 # Discord's limit for an embed's description.
 DESCRIPTION_MAX = 4096
 AUDIT_VALUE_MAX = 80  # characters of a value in the audit list: long allow-lists are cut
+STYLE_WORDS_MAX = 400  # characters of a style's suffix or negative prompt in an answer
+STYLE_LINE_ROOM = 130  # a style's line in the list apart from its words: name, model, marks
 
 
 async def setting_choices(
@@ -50,6 +62,21 @@ async def setting_choices(
     return [
         app_commands.Choice(name=name, value=name) for name in SETTINGS if current.lower() in name
     ][:25]
+
+
+def style_line(style: Style, lang: Lang, limit: int) -> str:
+    """A style as admins read it: its name, its words, what it keeps out and its model, the
+    admin's words escaped (each at most `limit` characters)."""
+    parts = [
+        f"**{member_words(style.label, 2 * NAME_MAX)}**: "
+        + member_words(style.prompt_suffix, limit, one_line=True)
+    ]
+    if style.negative_prompt:
+        negative = member_words(style.negative_prompt, limit, one_line=True)
+        parts.append(text("style.negative", lang, negative=negative))
+    if style.model:
+        parts.append(f"`{style.model}`")
+    return " · ".join(parts)
 
 
 class Admin(commands.Cog):
@@ -62,6 +89,11 @@ class Admin(commands.Cog):
     limits = ServerAdminGroup(
         name=_("limits"), description=_("Show or change this server's settings"), parent=wanadmin
     )
+    styles = ServerAdminGroup(
+        name=_("styles"),
+        description=_("Named styles that members can add to /imagine"),
+        parent=wanadmin,
+    )
 
     def __init__(self, bot: WanBot) -> None:
         self.bot = bot
@@ -69,6 +101,10 @@ class Admin(commands.Cog):
     @property
     def policy(self) -> PolicyStore:
         return self.bot.engine.quota.policy
+
+    @property
+    def style_store(self) -> StyleStore:
+        return StyleStore(self.bot.svc.db)
 
     @limits.command(
         name=_("show"), description=_("Every setting, its value and where it comes from")
@@ -250,6 +286,19 @@ class Admin(commands.Cog):
                 currency=currency,
             )
         ]
+        if report.kinds:
+            lines.append(f"**{text('admin.usage_kinds', lang)}**")
+            lines += [
+                text(
+                    "admin.usage_kind_line",
+                    lang,
+                    kind=text(f"admin.kind.{kind.kind.value}", lang),
+                    images=kind.images,
+                    cost=kind.cost,
+                    currency=currency,
+                )
+                for kind in report.kinds
+            ]
         if user is None and report.top:
             lines.append(f"**{text('admin.usage_top', lang)}**")
             lines += [
@@ -262,6 +311,102 @@ class Admin(commands.Cog):
         png = await asyncio.to_thread(usage_chart, report.days, currency, lang)
         chart = discord.File(io.BytesIO(png), "usage.png")
         await interaction.followup.send(embed=embed, file=chart, ephemeral=True)
+
+    @styles.command(name=_("add"), description=_("Add a style, or replace the one of that name"))
+    @app_commands.describe(
+        name=_("The style's name: letters, digits, - and _"),
+        suffix=_("Words added after each prompt"),
+        negative_prompt=_("What the style keeps out of images (optional)"),
+        model=_("The model when the member picks none (optional)"),
+    )
+    @app_commands.rename(
+        name=_("name"), suffix=_("suffix"), negative_prompt=_("negative_prompt"), model=_("model")
+    )
+    async def styles_add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, NAME_MAX],
+        suffix: app_commands.Range[str, 1, SUFFIX_MAX],
+        negative_prompt: app_commands.Range[str, 1, NEGATIVE_MAX] | None = None,
+        model: str | None = None,
+    ) -> None:
+        lang = lang_for(str(interaction.locale))
+        old, style = await self.style_store.add(
+            interaction.guild_id or 0,
+            name,
+            suffix,
+            negative_prompt,
+            model,
+            by_user=interaction.user.id,
+        )
+        line = style_line(style, lang, STYLE_WORDS_MAX)
+        words = (
+            text("style.added", lang, name=style.name, style=line)
+            if old is None
+            else text(
+                "style.replaced",
+                lang,
+                name=style.name,
+                style=line,
+                old=style_line(old, lang, STYLE_WORDS_MAX),
+            )
+        )
+        await respond(interaction, words)
+        await self._post_audit(
+            interaction,
+            lang,
+            member_words(AUDIT_PREFIX + style.label, 2 * NAME_MAX),
+            "",
+            old.summary() if old else None,
+            style.summary(),
+        )
+
+    @styles_add.autocomplete("model")
+    async def _style_model(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await model_choices(interaction, current, Kind.TEXT_TO_IMAGE)
+
+    @styles.command(name=_("remove"), description=_("Remove a style"))
+    @app_commands.describe(name=_("Which style"))
+    @app_commands.rename(name=_("name"))
+    async def styles_remove(
+        self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]
+    ) -> None:
+        lang = lang_for(str(interaction.locale))
+        old = await self.style_store.remove(
+            interaction.guild_id or 0, name, by_user=interaction.user.id
+        )
+        await respond(
+            interaction, text("style.removed", lang, style=style_line(old, lang, STYLE_WORDS_MAX))
+        )
+        await self._post_audit(
+            interaction,
+            lang,
+            member_words(AUDIT_PREFIX + old.label, 2 * NAME_MAX),
+            "",
+            old.summary(),
+            None,
+        )
+
+    @styles_remove.autocomplete("name")
+    async def _style_name(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await style_choices(self.style_store, interaction, current)
+
+    @styles.command(name=_("list"), description=_("This server's styles"))
+    async def styles_list(self, interaction: discord.Interaction) -> None:
+        lang = lang_for(str(interaction.locale))
+        styles = await self.style_store.all(interaction.guild_id or 0)
+        if not styles:
+            await respond(interaction, text("style.list_empty", lang))
+            return
+        # Each style's words shortened so that every style fits in one embed.
+        room = max(20, (DESCRIPTION_MAX // len(styles) - STYLE_LINE_ROOM) // 2)
+        lines = [style_line(style, lang, room) for style in styles]
+        embed = discord.Embed(title=text("style.list_title", lang), description="\n".join(lines))
+        await respond(interaction, "", embed=embed)
 
     @app_commands.command(
         name=_("wansync"), description=_("Owner only: publish the slash commands to every server")

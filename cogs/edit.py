@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
+from bot.accounting.defaults import EDIT_DEFAULTS, unset
 from bot.dashscope.models import DEFAULT_EDIT_MODEL, SEED_MAX
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
@@ -20,7 +21,7 @@ from bot.discord_ui.modals import answer_form, edit_form
 from bot.discord_ui.replies import relative_timestamp, respond, tell_queued
 from bot.i18n import Lang, lang_for, text
 from bot.presenter import describe
-from cogs.options import size_choices
+from cogs.options import aspect_choices, size_choices
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Edit(commands.Cog):
         n=_("Number of images (1–4)"),
         seed=_("Seed for repeatable results (0–2147483647)"),
         size=_("Width×height"),
+        aspect=_("Aspect ratio (instead of an exact size)"),
     )
     @app_commands.rename(
         prompt=_("prompt"),
@@ -58,7 +60,9 @@ class Edit(commands.Cog):
         n=_("n"),
         seed=_("seed"),
         size=_("size"),
+        aspect=_("aspect"),
     )
+    @app_commands.choices(aspect=aspect_choices())
     async def edit(
         self,
         interaction: discord.Interaction,
@@ -67,9 +71,10 @@ class Edit(commands.Cog):
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
         negative_prompt: app_commands.Range[str, 1, 500] | None = None,
-        n: app_commands.Range[int, 1, 4] = 1,
+        n: app_commands.Range[int, 1, 4] | None = None,
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         size: str | None = None,
+        aspect: str | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         attachments = [a for a in (image, image2, image3) if a is not None]
@@ -78,12 +83,18 @@ class Edit(commands.Cog):
             prompt=prompt,
             negative_prompt=negative_prompt,
             size=size,
-            n=n,
+            n=1 if n is None else n,
             seed=seed,
             images=await images_from(attachments, self.bot.attachment_origins),
+            aspect=aspect,
         )
         origin = Origin.of(interaction)
-        job, status = await self.bot.launcher.launch(origin, request, size_chosen=size is not None)
+        job, status = await self.bot.launcher.launch(
+            origin,
+            request,
+            size_chosen=(size or aspect) is not None,
+            defaults_for=unset(n=n, negative_prompt=negative_prompt) | EDIT_DEFAULTS,
+        )
         await tell_queued(interaction, origin.lang, job, status)
 
     @edit.autocomplete("size")
@@ -157,7 +168,11 @@ class Edit(commands.Cog):
                 images=await images_from(picked, self.bot.attachment_origins),
             )
             await self.bot.launcher.launch(
-                origin, request, parent_job_id=parent.id if parent else None, reply_to=message
+                origin,
+                request,
+                parent_job_id=parent.id if parent else None,
+                reply_to=message,
+                defaults_for=EDIT_DEFAULTS | {"n", "negative_prompt"},
             )
         except Exception as error:
             await self._refuse(message, origin.lang, error)

@@ -16,7 +16,14 @@ from discord.ext import commands
 from bot.accounting.quota import next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
-from bot.discord_ui.buttons import JobAction, cancel_job, own_job, refused_as_deleted
+from bot.discord_ui.buttons import (
+    ImageAction,
+    JobAction,
+    ToolsMenu,
+    cancel_job,
+    own_job,
+    refused_as_deleted,
+)
 from bot.discord_ui.deletion import record_repost
 from bot.discord_ui.delivery import as_jpeg, upload_batches
 from bot.discord_ui.launcher import Origin
@@ -33,10 +40,10 @@ class Jobs(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobAction)
+        self.bot.add_dynamic_items(JobAction, ImageAction, ToolsMenu)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(JobAction)
+        self.bot.remove_dynamic_items(JobAction, ImageAction, ToolsMenu)
 
     @app_commands.command(name=_("jobs"), description=_("Your recent jobs"))
     async def jobs(self, interaction: discord.Interaction) -> None:
@@ -106,7 +113,14 @@ class Jobs(commands.Cog):
                 embed=result_embed(found, lang, simulated=self.bot.delivery.simulated)
                 if last
                 else discord.utils.MISSING,
-                view=result_view(found.id, lang) if last else discord.utils.MISSING,
+                view=result_view(
+                    found.id,
+                    lang,
+                    images=shown_images(found, files),
+                    region=self.bot.settings.region,
+                )
+                if last
+                else discord.utils.MISSING,
             )
             await record_repost(self.bot.engine.store, found.id, posted)
 
@@ -211,6 +225,12 @@ class Jobs(commands.Cog):
             lines.append(text("reply.quota_exempt", lang))
         embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
+
+
+def shown_images(job: Job, files: list[tuple[str, bytes, str]]) -> list[int]:
+    """The positions (from 1) of the images a repost shows, from their names (`wan-<job>-<k>`)."""
+    numbers = [name.removeprefix(f"wan-{job.id}-") for name, _, _ in files]
+    return [int(k) for k in numbers if k.isascii() and k.isdigit()]
 
 
 def nothing_to_show(job: Job, lang: Lang) -> str:

@@ -66,6 +66,9 @@ ADMIN_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("wanadmin usage", {}),
     ("wanadmin usage", {"period": "7d"}),
     ("wanadmin usage", {"user": "alice"}),
+    ("wanadmin styles add", {"name": "noir", "suffix": "in film noir style"}),
+    ("wanadmin styles remove", {"name": "noir"}),
+    ("wanadmin styles list", {}),
 ]
 TALLY: Counter[str] = Counter()
 
@@ -149,7 +152,7 @@ def assert_refusal(answer: Any, expected: str) -> None:
 
 
 async def snapshot(env: BotEnv) -> tuple[Any, ...]:
-    """Everything a refused action must leave alone: jobs, ledger, settings, audit log."""
+    """Everything a refused action must leave alone: jobs, ledger, settings, audit log, styles."""
     assert env.bot is not None
     db = env.bot.engine.db
     # The job holding the model's slot (no member's) is left out: the poller updates its row.
@@ -159,6 +162,7 @@ async def snapshot(env: BotEnv) -> tuple[Any, ...]:
         "SELECT * FROM results ORDER BY rowid",
         "SELECT * FROM limit_settings ORDER BY rowid",
         "SELECT * FROM audit_log ORDER BY rowid",
+        "SELECT * FROM server_styles ORDER BY guild_id, name",
     )
     out = []
     for query in queries:

@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from bot.accounting.quota import (
     next_month_start,
 )
 from bot.accounting.usage import PERIODS, period_bounds, usage_report
+from bot.dashscope.models import Kind
+from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.replies import relative_timestamp
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
@@ -477,3 +479,35 @@ async def test_concurrent_members_never_pass_the_money_budget(make: Make, connec
     )
     assert report.images == sum(delivered.values())
     assert report.cost == pytest.approx(await setups[0].spent(), abs=1e-6)
+
+
+async def test_the_report_tells_images_and_cost_by_kind(make: Make) -> None:
+    """Each job counts under its kind: its tool (upscale, vary, expand, blend) or else its
+    kind column; a function's own price (`model:function`) is what its images cost."""
+    s = await make(start=utc(2026, 3, 10, 8))
+    s.quota.prices.update(
+        {"wanx2.1-imageedit": 0.14, "wanx2.1-imageedit:super_resolution": 0.05, "wan2.6-image": 0.3}
+    )
+    image = "data:image/png;base64,iVBORw0KGgo="
+    imageedit = ImageRequest("wanx2.1-imageedit", "a fox", images=(image,))
+    jobs = [
+        (ImageRequest("wan2.6-t2i", "a fox", n=2), 2),
+        (ImageRequest("wan2.6-t2i", "a fox", n=3), 1),
+        (replace(imageedit, function="super_resolution", upscale_factor=2), 1),
+        (replace(imageedit, function="expand", expand=(1.0, 1.0, 2.0, 1.0)), 1),
+        (replace(imageedit, function="expand", expand=(2.0, 2.0, 2.0, 2.0)), 1),
+        (ImageRequest("wan2.6-image", "both foxes", images=(image, image)), 1),
+        (ImageRequest("wan2.5-i2i-preview", "a fox", images=(image,), purpose=Kind.VARY), 0),
+    ]
+    for request, delivered in jobs:
+        job = await s.quota.reserve(NewJob(request, user_id=2, guild_id=GUILD))
+        await s.end(job, JobState.DONE, delivered)
+    report = await usage_report(s.db, GUILD, *period_bounds("this month", s.clock()))
+    assert [(k.kind, k.images, k.cost) for k in report.kinds] == [
+        (Kind.TEXT_TO_IMAGE, 3, pytest.approx(0.6)),
+        (Kind.UPSCALE, 1, pytest.approx(0.05)),
+        (Kind.EXPAND, 2, pytest.approx(0.28)),
+        (Kind.BLEND, 1, pytest.approx(0.3)),
+    ]  # the variation delivered nothing: no charge, no line
+    assert sum(k.images for k in report.kinds) == report.images
+    assert sum(k.cost for k in report.kinds) == pytest.approx(report.cost)

@@ -1,4 +1,4 @@
-"""`python -m bot imagine|edit` as a subprocess against the simulator on loopback."""
+"""`python -m bot imagine|edit|blend` as a subprocess against the simulator on loopback."""
 
 from __future__ import annotations
 
@@ -190,6 +190,43 @@ def test_edit_chain_from_a_previous_result(simulator, tmp_path):
     assert len(saved_paths(second.stdout)) == 1
 
 
+def test_blend_sends_every_image_in_one_request(simulator, tmp_path):
+    colours = [(220, 30, 30), (20, 170, 40), (30, 60, 220)]
+    paths = []
+    for k, colour in enumerate(colours):
+        paths += ["--image", str(tmp_path / f"{k}.png")]
+        Image.new("RGB", (900, 600) if k == 0 else (600, 600), colour).save(paths[-1])
+    result = run_cli(
+        "blend",
+        "the three side by side",
+        *paths,
+        "--n",
+        "2",
+        "--seed",
+        "9",
+        "--out",
+        str(tmp_path / "o"),
+        env=env_for(simulator),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "submitted (wan2.6-image, seed 9)" in result.stderr and "SUCCEEDED" in result.stderr
+    [task_id] = re.findall(r"task (\S+) submitted", result.stderr)
+    task = simulator.sim.store.tasks[task_id]
+    assert (task.model.name, len(task.inputs), task.n) == ("wan2.6-image", 3, 2)
+    saved = saved_paths(result.stdout)
+    assert len(saved) == 2
+    with Image.open(saved[0]) as image:
+        rgb = image.convert("RGB")
+        assert abs(rgb.width / rgb.height - 1.5) < 0.02  # the first image's shape
+        middle = [rgb.getpixel((x, rgb.height // 2)) for x in range(0, rgb.width, 16)]
+    for colour in colours:  # every input shows in the result
+        assert any(sum(abs(a - b) for a, b in zip(p, colour, strict=True)) < 90 for p in middle), (
+            colour
+        )
+
+
+@pytest.mark.parametrize("command", ["edit", "blend"])
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
@@ -198,14 +235,17 @@ def test_edit_chain_from_a_previous_result(simulator, tmp_path):
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "not a readable image"),
     ],
 )
-def test_bad_image_file_exits_2_and_sends_nothing(simulator, tmp_path, content, expected):
+def test_bad_image_file_exits_2_and_sends_nothing(simulator, tmp_path, command, content, expected):
     bad = tmp_path / "photo.png"
     bad.write_bytes(content)
+    # A blend takes two images: the bad one and a good one after it.
+    more = ["--image", str(write_image(tmp_path / "ok.png"))] if command == "blend" else []
     result = run_cli(
-        "edit",
+        command,
         "fix it",
         "--image",
         str(bad),
+        *more,
         "--out",
         str(tmp_path / "o"),
         env=env_for(simulator),
@@ -245,6 +285,9 @@ def test_too_small_image_says_what_to_change(simulator, tmp_path):
         (["imagine", "x", "--model", "wan2.5-i2i-preview"], "cannot make images from text"),
         (["imagine", "x", "--model", "wan2.5-t2i-preview", "--sync"], "no synchronous mode"),
         (["edit", "x"], "--image"),
+        (["blend", "x", "--image", "a.png"], "A blend takes 2 to 4 different images; you gave 1"),
+        (["blend", "x", *["--image", "a.png"] * 5], "you gave 5"),
+        (["blend", "x", "--image", "a.png", "--model", "wan2.6-t2i"], "cannot blend images"),
     ],
 )
 def test_usage_errors_exit_2(simulator, tmp_path, args, expected):
@@ -290,7 +333,7 @@ def test_no_token_explains_how_to_set_up(tmp_path):
 def test_help_lists_the_commands(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("run", "imagine", "edit", "worker", "doctor", "simulator"):
+    for command in ("run", "imagine", "edit", "blend", "worker", "doctor", "simulator"):
         assert command in result.stdout
 
 

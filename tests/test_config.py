@@ -141,6 +141,9 @@ LEVELS = "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
 URL_EXPECTS = "an http(s) URL ending in /api/v1, e.g. https://dashscope.aliyuncs.com/api/v1"
 SPEED_EXPECTS = "a number > 0 by which the built-in simulator shortens task durations"
 BYTES_EXPECTS = "a whole number of bytes between 1 MiB and 200 MiB"
+REGION_EXPECTS = (
+    "one of cn-beijing, ap-southeast-1, us-east-1 (unset: the region of DASHSCOPE_BASE_URL)"
+)
 
 
 @pytest.mark.parametrize(
@@ -161,6 +164,8 @@ BYTES_EXPECTS = "a whole number of bytes between 1 MiB and 200 MiB"
         ("DOWNLOAD_MAX_BYTES", "100", BYTES_EXPECTS),
         ("DOWNLOAD_MAX_BYTES", "1.5", BYTES_EXPECTS),
         ("DOWNLOAD_MAX_BYTES", str(200 * 1024 * 1024 + 1), BYTES_EXPECTS),
+        ("DASHSCOPE_REGION", "beijing", REGION_EXPECTS),
+        ("DASHSCOPE_REGION", "eu-central-1", REGION_EXPECTS),
     ],
 )
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch, name, value, expects):
@@ -369,3 +374,40 @@ def test_any_shard_ids_text_is_parsed_or_refused_with_a_reason(text):
         assert str(exc)
     else:
         assert ids is None or (ids == sorted(set(ids)) and all(0 <= i < MAX_SHARDS for i in ids))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "region", "expected"),
+    [
+        (BEIJING_BASE_URL, None, "cn-beijing"),
+        (SINGAPORE_BASE_URL, None, "ap-southeast-1"),
+        (SINGAPORE_BASE_URL, " US-East-1 ", "us-east-1"),  # a proxy in front of another region
+        ("http://127.0.0.1:8400/api/v1", None, None),  # unknown (a simulator): every model
+        ("http://127.0.0.1:8400/api/v1", "", None),
+        ("http://127.0.0.1:8400/api/v1", "ap-southeast-1", "ap-southeast-1"),
+    ],
+)
+def test_the_keys_region_is_dashscope_region_else_the_gateways(
+    monkeypatch, base_url, region, expected
+):
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", base_url)
+    if region is not None:
+        monkeypatch.setenv("DASHSCOPE_REGION", region)
+    assert load_settings().region == expected
+
+
+def test_prices_per_model_and_per_function(monkeypatch):
+    monkeypatch.setenv("PRICES", "wan2.6-t2i=0.3, wanx2.1-imageedit:super_resolution=0.05")
+    table = load_settings().price_table
+    assert table["wan2.6-t2i"] == 0.3
+    assert table["wanx2.1-imageedit:super_resolution"] == 0.05
+    # The built-in list (documented estimates) prices the rest, the new models included.
+    assert (table["wanx2.1-imageedit"], table["wan2.6-image"]) == (0.14, 0.20)
+    assert "wanx2.1-imageedit:expand" not in table  # an expand costs the model's price
+    expects = (
+        "model=price (or model:function=price) pairs separated by commas, e.g. "
+        "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1"
+    )
+    for bad in ("wanx2.1-imageedit:colorize=0.1", "wan2.6-t2i:expand=0.1", "dall-e=0.1"):
+        message = config_error(monkeypatch, PRICES=bad)
+        assert message == f"invalid configuration: PRICES: expected {expects}"

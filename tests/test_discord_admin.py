@@ -659,7 +659,11 @@ async def test_usage_report_with_a_png_chart(env: BotEnv) -> None:
     assert answer.ephemeral
     embed = answer.embeds[0]
     assert embed["title"] == "Usage: today"
-    assert embed["description"] == "3 images · 2 done, 1 failed, 0 cancelled · about 0.75 USD"
+    assert embed["description"].split("\n") == [
+        "3 images · 2 done, 1 failed, 0 cancelled · about 0.75 USD",
+        "**By kind**",
+        "text to image: 3 · 0.75 USD",
+    ]
     assert embed["image"]["url"] == "attachment://usage.png"
     [attachment] = answer.attachments
     assert attachment.filename == "usage.png"
@@ -670,8 +674,9 @@ async def test_usage_report_with_a_png_chart(env: BotEnv) -> None:
     [answer] = [m for m in replies(inter) if m.embeds]
     lines = answer.embeds[0]["description"].split("\n")
     assert answer.embeds[0]["title"] == "Usage: this month"
-    assert lines[1] == "**Top members**"
-    assert f"<@{member.id}>: 3 · 0.75 {CURRENCY}" in lines[2:]
+    assert lines[1] == "**By kind**" and lines[2].startswith("text to image: ")
+    top = lines.index("**Top members**")
+    assert f"<@{member.id}>: 3 · 0.75 {CURRENCY}" in lines[top + 1 :]
     [attachment] = answer.attachments
     with Image.open(io.BytesIO(env.fake.attachment_bytes(attachment.id))) as chart:
         assert chart.format == "PNG"
@@ -679,7 +684,9 @@ async def test_usage_report_with_a_png_chart(env: BotEnv) -> None:
     inter = await ask(env, "wanadmin usage", {"period": "30d"}, user=w.admin, locale="zh-CN")
     [answer] = [m for m in replies(inter) if m.embeds]
     assert answer.embeds[0]["title"] == "用量：最近 30 天"
-    assert answer.embeds[0]["description"].split("\n")[1] == "**用量最多的成员**"
+    lines = answer.embeds[0]["description"].split("\n")
+    assert lines[1] == "**按类型**" and lines[2].startswith("文生图：")
+    assert "**用量最多的成员**" in lines
 
 
 # --- audit trail -------------------------------------------------------------------------------

@@ -54,10 +54,23 @@ async def refused(env: BotEnv, action: Awaitable[Any]) -> str:
     return reply_text(inter)
 
 
-def edit(env: BotEnv, *uploads: Any, prompt: str = "make it pop", **kw: Any) -> Awaitable[Any]:
+@pytest.fixture(params=["edit", "blend"])
+def command(request: pytest.FixtureRequest) -> str:
+    """The commands that read attachments, with the same checks and the same words."""
+    return str(request.param)
+
+
+def edit(
+    env: BotEnv, *uploads: Any, command: str = "edit", prompt: str = "make it pop", **kw: Any
+) -> Awaitable[Any]:
+    """/edit with these uploads, or /blend with them and an ordinary image after them (a
+    blend takes two at least), so each upload keeps its number in the refusal."""
     w = env.world
+    attachments = list(uploads)
+    if command == "blend":
+        attachments.append(("other.png", png()))
     return env.fake.slash(
-        "edit", {"prompt": prompt}, user=w.alice, channel=w.general, attachments=list(uploads), **kw
+        command, {"prompt": prompt}, user=w.alice, channel=w.general, attachments=attachments, **kw
     )
 
 
@@ -69,38 +82,44 @@ def slash_imagine(env: BotEnv, user: Any = None, **options: Any) -> Awaitable[An
 # --- attachments ---------------------------------------------------------------------------
 
 
-async def test_wrong_file_type(env: BotEnv) -> None:
-    words = await refused(env, edit(env, ("notes.txt", b"just some text\n", "text/plain")))
+async def test_wrong_file_type(env: BotEnv, command: str) -> None:
+    words = await refused(
+        env, edit(env, ("notes.txt", b"just some text\n", "text/plain"), command=command)
+    )
     assert words == "`notes.txt` is not an image. Attach a JPEG, PNG, WEBP, BMP or GIF."
 
 
-async def test_image_too_small(env: BotEnv) -> None:
-    words = await refused(env, edit(env, ("tiny.png", png(200, 150))))
+async def test_image_too_small(env: BotEnv, command: str) -> None:
+    words = await refused(env, edit(env, ("tiny.png", png(200, 150)), command=command))
     assert words == (
         "Image 1 is 200×150 px; each side must be at least 384 px. Use a larger image."
     )
 
 
-async def test_second_image_too_small_names_it(env: BotEnv) -> None:
-    words = await refused(env, edit(env, ("ok.png", png()), ("tiny.png", png(300, 900))))
+async def test_second_image_too_small_names_it(env: BotEnv, command: str) -> None:
+    words = await refused(
+        env, edit(env, ("ok.png", png()), ("tiny.png", png(300, 900)), command=command)
+    )
     assert words == (
         "Image 2 is 300×900 px; each side must be at least 384 px. Use a larger image."
     )
 
 
-async def test_image_too_long_and_thin(env: BotEnv) -> None:
-    words = await refused(env, edit(env, ("strip.png", png(20000, 10))))
+async def test_image_too_long_and_thin(env: BotEnv, command: str) -> None:
+    words = await refused(env, edit(env, ("strip.png", png(20000, 10)), command=command))
     assert words == (
         "Image 1 is 20000×10 px: too long and thin to fit 384–5000 px per side. "
         "Crop it closer to a square."
     )
 
 
-async def test_corrupt_file(env: BotEnv) -> None:
+async def test_corrupt_file(env: BotEnv, command: str) -> None:
     noise = b"\x89PNG" + os.urandom(4000)
-    words = await refused(env, edit(env, ("broken.png", noise, "image/png")))
+    words = await refused(env, edit(env, ("broken.png", noise, "image/png"), command=command))
     assert words == "Image 1 is not a readable image. Use a JPEG, PNG, WEBP, BMP or GIF file."
-    words = await refused(env, edit(env, ("random.png", os.urandom(3000), "image/png")))
+    words = await refused(
+        env, edit(env, ("random.png", os.urandom(3000), "image/png"), command=command)
+    )
     assert words == "Image 1 is not a readable image. Use a JPEG, PNG, WEBP, BMP or GIF file."
 
 

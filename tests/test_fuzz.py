@@ -457,6 +457,7 @@ FIELDS = (
     "currency",
     "log_level",
     "dashscope_workspace",
+    "dashscope_region",
 )
 SETTING_TEXT = st.text(max_size=30) | st.sampled_from(
     ["1e400", "nan", "-1", "0", "²", "١٢", "http://", "ftp://x", "wan2.6-t2i=inf", "1_000"]
@@ -499,6 +500,7 @@ def test_config_loading(no_env: None, values: dict[str, str]) -> None:
     loaded.owner_id_set  # noqa: B018
     loaded.price_table  # noqa: B018
     loaded.log_level_number  # noqa: B018
+    assert loaded.region in (None, "cn-beijing", "ap-southeast-1", "us-east-1")
     assert "SECRET" not in repr(loaded) and "SECRET" not in str(loaded.model_dump())
 
 

@@ -23,7 +23,7 @@ import os
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -173,19 +173,28 @@ def imagine(prompt: str = "a lighthouse at dusk", **options: Any) -> Action:
     return act
 
 
-def edit(*uploads: Any, prompt: str = "make it brighter", **options: Any) -> Action:
-    async def act(env: BotEnv) -> Seen:
+@dataclass(frozen=True)
+class Attach:
+    """An Action: /edit with these uploads, or /blend with them and an ordinary image after
+    them (a blend takes two at least), so each upload keeps its number in the answer."""
+
+    uploads: tuple[Any, ...]
+    options: dict[str, Any]
+    command: str = "edit"
+
+    async def __call__(self, env: BotEnv) -> Seen:
         w = env.world
+        attachments = list(self.uploads)
+        if self.command == "blend":
+            attachments.append(("other.png", png()))
         inter = await env.fake.slash(
-            "edit",
-            {"prompt": prompt, **options},
-            user=w.alice,
-            channel=w.general,
-            attachments=list(uploads),
+            self.command, self.options, user=w.alice, channel=w.general, attachments=attachments
         )
         return Seen(interaction=inter)
 
-    return act
+
+def edit(*uploads: Any, prompt: str = "make it brighter", **options: Any) -> Action:
+    return Attach(uploads, {"prompt": prompt, **options})
 
 
 def command_data(env: BotEnv, name: str, **extra: Any) -> dict[str, Any]:
@@ -544,6 +553,13 @@ CASES: list[Case] = [
         REFUSED,
         "Unknown model",
     ),
+    Case(
+        "style-mention-injection",
+        imagine("a cat", style="@everyone <@&1> `x`"),
+        REFUSED,
+        "There is no style",
+    ),
+    Case("style-10000-chars", imagine("a cat", style="s" * 10_000), REFUSED, "There is no style"),
     # Sizes, seeds, n, models.
     Case("size-zero", imagine(size="0*0"), REFUSED, "aspect ratio"),
     Case("size-huge", imagine(size="99999*99999"), REFUSED, "pixels"),
@@ -668,6 +684,13 @@ CASES: list[Case] = [
         ),
         DROPPED,
     ),
+]
+
+# /blend reads its attachments with /edit's checks: every refused /edit case again, as a blend.
+CASES += [
+    replace(case, name=f"blend-{case.name}", act=replace(case.act, command="blend"))
+    for case in list(CASES)
+    if isinstance(case.act, Attach) and case.expect == REFUSED
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot.dashscope import tools
 from bot.dashscope.requests import ImageRequest, validate
 from bot.dashscope.results import GeneratedImage, ImageFailure, TaskResult, TaskState
 from bot.jobs.model import (
@@ -296,3 +297,16 @@ async def test_the_job_returned_by_insert_is_the_row_written(db: Database) -> No
     )
     built = await db.write(store.insert, new)
     assert built == await store.get(built.id)
+
+
+async def test_recent_durations_name_each_jobs_kind(store: JobStore, clock: FakeClock) -> None:
+    upscale = tools.upscale(tools.Chosen(image="data:image/png;base64,AAAA"), 2)
+    ids = [await insert(store), await insert(store, NewJob(validate(upscale), user_id=1))]
+    for job_id, seconds in zip(ids, (20.0, 6.0), strict=True):
+        await store.db.write(store.transition, job_id, S)
+        clock.advance(seconds)
+        await store.db.write(store.transition, job_id, D)
+    assert await store.recent_durations() == [
+        ("wan2.6-t2i", 1, "text-to-image", 20.0),
+        ("wanx2.1-imageedit", 1, "upscale", 6.0),
+    ]

@@ -29,7 +29,7 @@ from bot.jobs.store import JobStore
 from bot.storage.copy import TABLES, CopyMismatch, TargetNotEmpty, copy_database
 from bot.storage.db import Database, DatabaseError, migrations
 from bot.storage.postgres import safe_name
-from tests.backends import end_job, postgres_schema, postgres_url, with_password
+from tests.backends import end_job, execute, postgres_schema, postgres_url, with_password
 from tests.conftest import run_cli
 from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
 
@@ -132,6 +132,17 @@ async def build_history(path: Path, clock: FakeClock) -> None:
         await side.store.delete_for_good(first.id, by=ADMIN)
         await side.reserve(MEMBERS[1], GUILD, n=3)  # still queued: holds its images
         await side.reserve(MEMBERS[2], None)  # a direct message: no server
+        await execute(
+            db,
+            "INSERT INTO member_defaults (user_id, defaults, updated_at) VALUES (?, ?, ?)",
+            (MEMBERS[0], '{"n": 2, "aspect": "16:9"}', clock()),
+        )
+        await execute(
+            db,
+            "INSERT INTO server_styles (guild_id, name, label, prompt_suffix, negative_prompt,"
+            " model, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (GUILD, "noir", "Noir", "in film noir style", "colour", None, ADMIN, clock()),
+        )
     finally:
         await db.close()
 

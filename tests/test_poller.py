@@ -162,3 +162,23 @@ async def test_the_loop_lists_again_only_when_the_gap_has_passed() -> None:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+
+
+def test_a_kind_of_a_many_kind_model_learns_its_own_durations() -> None:
+    """wanx2.1-imageedit upscales in seconds and varies in tens of them: once a kind has three
+    samples its own figures count; before that, and for kinds never seen, the model's do."""
+    tools = "wanx2.1-imageedit"
+    durations = Durations()
+    for _ in range(3):
+        durations.observe(tools, 1, 4.0, "upscale")
+    durations.observe(tools, 1, 40.0, "vary")
+    assert durations.expected(tools, 1, "upscale") == 4.0
+    assert durations.earliest(tools, 1, "upscale") == pytest.approx(3.2)
+    mixed = 4.0 + 0.2 * 36.0
+    assert durations.expected(tools, 1, "vary") == pytest.approx(mixed)  # one sample only
+    assert durations.expected(tools, 1, "expand") == pytest.approx(mixed)  # none
+    for _ in range(2):
+        durations.observe(tools, 1, 40.0, "vary")
+    assert durations.expected(tools, 1, "vary") == 40.0
+    assert durations.earliest(tools, 1, "vary") == pytest.approx(32.0)
+    assert durations.earliest(tools, 1) == pytest.approx(3.2)  # the model's: its fastest

@@ -122,6 +122,75 @@ def test_image_synthesis_with_base_address_and_explicit_size(sdk_sim: SimulatorT
     assert [fetch_png(r.url).size for r in done.output.results] == [(1280, 720)] * 2
 
 
+def test_imageedit_upscale_and_expand(sdk_sim: SimulatorThread):
+    checks = Image.radial_gradient("L").resize((640, 520)).convert("RGB")
+    out = io.BytesIO()
+    checks.save(out, "PNG")
+    base = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+    upscaled = ImageSynthesis.call(
+        model="wanx2.1-imageedit",
+        function="super_resolution",
+        base_image_url=base,
+        prompt="sharper",
+        upscale_factor=2,
+        n=1,
+        api_key=KEY,
+    )
+    assert upscaled.status_code == 200, upscaled
+    assert upscaled.output.task_status == "SUCCEEDED"
+    assert upscaled.usage.image_count == 1
+    assert fetch_png(upscaled.output.results[0].url).size == (1280, 1040)
+    sdk_sim.advance_clock(1)  # two submissions a second
+    expanded = ImageSynthesis.call(
+        model="wanx2.1-imageedit",
+        function="expand",
+        base_image_url=base,
+        prompt="more sky",
+        top_scale=2.0,
+        bottom_scale=1.0,
+        left_scale=1.5,
+        right_scale=1.5,
+        seed=9,
+        api_key=KEY,
+    )
+    assert expanded.output.task_status == "SUCCEEDED", expanded
+    image = fetch_png(expanded.output.results[0].url).convert("RGB")
+    assert image.size == (960, 780)  # 1.5 times as wide, the image centred; half again on top
+    assert image.crop((160, 260, 800, 780)).tobytes() == checks.tobytes()
+
+
+def test_imageedit_vary_and_its_refusals(sdk_sim: SimulatorThread):
+    base = data_uri(800, 600, (30, 120, 60))
+    varied = ImageSynthesis.call(
+        model="wanx2.1-imageedit",
+        function="description_edit",
+        base_image_url=base,
+        prompt="at night",
+        strength=0.7,
+        n=2,
+        api_key=KEY,
+    )
+    assert varied.output.task_status == "SUCCEEDED", varied
+    images = [fetch_png(r.url).convert("RGB") for r in varied.output.results]
+    assert [i.size for i in images] == [(800, 600)] * 2
+    assert images[0].tobytes() != images[1].tobytes()
+    assert varied.usage.image_count == 2
+    sdk_sim.advance_clock(1)
+    small = ImageSynthesis.async_call(
+        model="wanx2.1-imageedit",
+        function="expand",
+        base_image_url=data_uri(500, 600, (1, 2, 3)),
+        prompt="wider",
+        api_key=KEY,
+    )
+    assert (small.status_code, small.code) == (400, "InvalidParameter")
+    assert "between 512 and 4096 pixels" in small.message
+    unknown = ImageSynthesis.async_call(
+        model="wanx2.1-imageedit", function="levitate", base_image_url=base, prompt="x", api_key=KEY
+    )
+    assert (unknown.status_code, unknown.code) == (400, "InvalidParameter")
+
+
 def test_image_generation_sync_call(sdk_sim: SimulatorThread):
     response = ImageGeneration.call(
         model="wan2.6-t2i", messages=MESSAGES, n=2, size="960*1696", api_key=KEY
@@ -163,6 +232,48 @@ def test_image_generation_async_call_wait_fetch_list(sdk_sim: SimulatorThread):
     assert listed.output["data"][0]["task_id"] == task_id
     assert listed.output["data"][0]["region"] == "cn-beijing"
     assert listed.request_id
+
+
+def blend_messages(text: str, *images: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"text": text}, *({"image": i} for i in images)]}]
+
+
+def test_wan26_image_blends_sync_and_async(sdk_sim: SimulatorThread):
+    inputs = [data_uri(800, 600, (200, 30, 30)), data_uri(600, 600, (30, 200, 30))]
+    model = ImageGeneration.Models.wan2_6_image
+    response = ImageGeneration.call(
+        model=model,
+        messages=blend_messages("the two in one frame", *inputs),
+        enable_interleave=False,
+        n=2,
+        api_key=KEY,
+    )
+    assert response.status_code == 200, response
+    assert len(response.output.choices) == 2
+    assert response.usage.image_count == 2
+    width, height = fetch_png(response.output.choices[0].message.content[0]["image"]).size
+    assert abs(width / height - 4 / 3) < 0.01  # no size: the first input's aspect ratio
+
+    task = ImageGeneration.async_call(
+        model=model,
+        messages=blend_messages("the two in one frame", *inputs),
+        enable_interleave=False,
+        n=1,
+        size="1280*960",
+        api_key=KEY,
+    )
+    assert task.status_code == 200, task
+    done = ImageGeneration.wait(task, api_key=KEY)
+    assert done.output.task_status == "SUCCEEDED"
+    assert fetch_png(done.output.choices[0].message.content[0]["image"]).size == (1280, 960)
+    assert sdk_sim.state()["requests"]["multimodal-generation"] == 1
+    assert sdk_sim.state()["requests"]["image-generation"] == 1
+
+    refused = ImageGeneration.call(
+        model=model, messages=blend_messages("x", *inputs * 3), n=1, api_key=KEY
+    )
+    assert (refused.status_code, refused.code) == (400, "InvalidParameter")
+    assert "number of input images" in refused.message
 
 
 def test_cancel_a_pending_task(sdk_sim: SimulatorThread):

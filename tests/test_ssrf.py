@@ -466,26 +466,31 @@ def forge(world: World, monkeypatch: pytest.MonkeyPatch, urls: dict[int, str]) -
     monkeypatch.setattr(payloads, "attachment", forged)
 
 
-async def invoke_edit(world: World, attachment: Any, prompt: str) -> Any:
+async def invoke_edit(world: World, attachment: Any, prompt: str, command: str = "edit") -> Any:
+    """/edit of `attachment`, or /blend of it and a second, ordinary image."""
     env, w = world.env, world.env.world
+    images: dict[str, Any] = {"image": attachment}
+    if command == "blend":
+        images = {"image1": attachment, "image2": ("other.png", png())}
     inter = await env.fake.slash(
-        "edit", {"prompt": prompt, "image": attachment}, user=w.alice, channel=w.general
+        command, {"prompt": prompt, **images}, user=w.alice, channel=w.general
     )
     await env.fake.wait_for_ack(inter)
     await env.fake.settle()
     return inter
 
 
+@pytest.mark.parametrize("command", ["edit", "blend"])
 @pytest.mark.parametrize("which", range(8))
 async def test_edit_refuses_an_attachment_url_off_discords_cdn(
-    world: World, which: int, monkeypatch: pytest.MonkeyPatch
+    world: World, which: int, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, w = world.env, world.env.world
     target = forged_targets(world)[which]
     attachment = env.fake.upload(("cat.png", png()), w.general)
     forge(world, monkeypatch, {attachment.id: target})
     jobs, api = await env.job_count(), world.proxy.hits["api"]
-    inter = await invoke_edit(world, attachment, "make it blue")
+    inter = await invoke_edit(world, attachment, "make it blue", command)
     [answer] = [m for m in replies(inter) if not m.loading]
     assert answer.ephemeral
     assert answer.content == ATTACHMENT_REFUSED.format(name="cat.png")

@@ -34,6 +34,8 @@ LEGACY_T2I = [  # each side in [512, 1440]
     "wanx2.0-t2i-turbo",
 ]
 EDIT = ["wan2.5-i2i-preview"]  # total pixels in [768², 1280²], ratio ≤ 4; 1–3 images
+# The image tools (dashscope-more.md): one function model, one blend model; tests/test_image_tools.py
+TOOLS = ["wanx2.1-imageedit", "wan2.6-image"]
 
 PROMPT_LIMIT = {  # §Models (wan2.6-t2i 2,000/2,100: we take the stricter 2,000)
     "wan2.6-t2i": 2000,
@@ -46,8 +48,14 @@ PROMPT_LIMIT = {  # §Models (wan2.6-t2i 2,000/2,100: we take the stricter 2,000
     "wan2.1-t2i-turbo": 500,
     "wanx2.0-t2i-turbo": 800,
     "wan2.5-i2i-preview": 2000,
+    "wanx2.1-imageedit": 800,
+    "wan2.6-image": 2000,
 }
 NEGATIVE_LIMIT = 500
+NO_NEGATIVE = {"wanx2.1-imageedit"}
+SIZED = [
+    model for model in MODELS if model != "wanx2.1-imageedit"
+]  # its canvas follows its function
 SEED_MAX = 2147483647
 SIZE_KEYS = {
     "invalid.size_format",
@@ -69,7 +77,7 @@ def documented_size_ok(model: str, width: int, height: int) -> bool:
         if (width, height) in T2I_RECOMMENDED_SIZES:
             return True
         return 1280 * 1280 <= width * height <= 1440 * 1440 and ratio_ok
-    if model in EDIT:
+    if model in EDIT or model == "wan2.6-image":
         return 768 * 768 <= width * height <= 1280 * 1280 and ratio_ok
     assert model in LEGACY_T2I
     return 512 <= width <= 1440 and 512 <= height <= 1440
@@ -77,8 +85,10 @@ def documented_size_ok(model: str, width: int, height: int) -> bool:
 
 def request(model: str = "wan2.6-t2i", **fields) -> ImageRequest:
     """A valid request for MODEL, changed by FIELDS (edits get one image unless told)."""
-    if model in EDIT:
+    if model in EDIT + TOOLS:
         fields.setdefault("images", (IMAGE,))
+    if model == "wanx2.1-imageedit":
+        fields.setdefault("function", "description_edit")
     fields.setdefault("prompt", "a red fox in the snow")
     return ImageRequest(model=model, **fields)
 
@@ -101,7 +111,7 @@ def check_message(req: ImageRequest, key: str, en: str, zh: str) -> None:
 
 
 def test_model_table_matches_the_docs():
-    assert set(MODELS) == set(NEW_T2I + LEGACY_T2I + EDIT)
+    assert set(MODELS) == set(NEW_T2I + LEGACY_T2I + EDIT + TOOLS)
     assert set(PROMPT_LIMIT) == set(MODELS)
 
 
@@ -224,7 +234,7 @@ def test_default_sizes(model, default):
     assert validate(request(model)).size == default
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", SIZED)
 def test_recommended_and_default_sizes_are_valid(model):
     spec = MODELS[model]
     for width, height in (*spec.recommended_sizes, spec.default_size):
@@ -259,7 +269,7 @@ def _with_examples(test):
 @settings(max_examples=400, deadline=None)
 @_with_examples
 @given(
-    model=st.sampled_from(sorted(MODELS)),
+    model=st.sampled_from(sorted(SIZED)),
     width=st.integers(min_value=1, max_value=6000),
     height=st.integers(min_value=1, max_value=6000),
 )
@@ -328,7 +338,7 @@ REFUSED_SIZES = [
 ]
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", SIZED)
 def test_no_refusal_suggests_a_size_it_refuses(model):
     """Every size a refusal offers passes validation, and the refusal states the whole rule:
     the offered sizes beside the range, so the offers never contradict it (§Models)."""
@@ -438,7 +448,7 @@ def test_empty_prompt(prompt):
     )
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", sorted(set(MODELS) - NO_NEGATIVE))
 def test_negative_prompt_limit(model):
     ok = validate(request(model, negative_prompt="n" * NEGATIVE_LIMIT))
     assert ok.negative_prompt == "n" * NEGATIVE_LIMIT
@@ -758,9 +768,12 @@ ASYNC_PATHS = {
     "wan2.5-i2i-preview": "/services/aigc/image2image/image-synthesis",
     **{model: "/services/aigc/text2image/image-synthesis" for model in LEGACY_T2I},
     "wan2.5-t2i-preview": "/services/aigc/text2image/image-synthesis",
+    "wanx2.1-imageedit": "/services/aigc/image2image/image-synthesis",
+    "wan2.6-image": "/services/aigc/image-generation/generation",
 }
 SYNC_PATHS = {
     "wan2.6-t2i": "/services/aigc/multimodal-generation/generation",
+    "wan2.6-image": "/services/aigc/multimodal-generation/generation",
     "wan2.2-t2i-flash": "/services/aigc/text2image/image-synthesis",
     "wan2.2-t2i-plus": "/services/aigc/text2image/image-synthesis",
 }
@@ -772,5 +785,5 @@ def test_endpoints_match_the_docs(model):
     assert spec.async_path == ASYNC_PATHS[model]
     assert spec.sync_path == SYNC_PATHS.get(model)
     assert (spec.n_min, spec.n_max) == (1, 4)
-    assert spec.negative_max == NEGATIVE_LIMIT
+    assert spec.negative_max == (0 if model in NO_NEGATIVE else NEGATIVE_LIMIT)
     assert spec.prompt_max == PROMPT_LIMIT[model]

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.dashscope.models import MODELS, Kind
-from bot.dashscope.requests import ImageRequest, parse_size, size_problem
+from bot.accounting.defaults import NO_DEFAULTS, MemberDefaults
+from bot.dashscope.models import MODELS, Kind, ModelSpec, Protocol
+from bot.dashscope.requests import ImageRequest, parse_size, size_for_aspect, size_problem
 from bot.errors import InputRejected, Problem
 from bot.storage.db import Conn, Database
 
@@ -297,7 +298,7 @@ class PolicyStore:
             " updated_at = excluded.updated_at",
             (guild_id, role_id, name, value, by_user, self.clock()),
         )
-        self._audit(conn, guild_id, by_user or 0, role_id, name, old, value)
+        write_audit(conn, guild_id, by_user or 0, name, old, value, self.clock(), role_id)
         return old
 
     async def reset(
@@ -318,7 +319,7 @@ class PolicyStore:
             (guild_id, role_id, name),
         )
         if old is not None:
-            self._audit(conn, guild_id, by_user, role_id, name, old, None)
+            write_audit(conn, guild_id, by_user, name, old, None, self.clock(), role_id)
         return old
 
     async def for_member(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
@@ -361,21 +362,23 @@ class PolicyStore:
         ).fetchone()
         return row["value"] if row else None
 
-    def _audit(
-        self,
-        conn: Conn,
-        guild_id: int,
-        user_id: int,
-        role_id: int,
-        name: str,
-        old: str | None,
-        new: str | None,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, user_id, role_id, name, old, new, self.clock()),
-        )
+
+def write_audit(
+    conn: Conn,
+    guild_id: int,
+    user_id: int,
+    name: str,
+    old: str | None,
+    new: str | None,
+    at: float,
+    role_id: int = SERVER,
+) -> None:
+    """One change in the server's audit log (`/wanadmin audit`): a setting's, or a style's."""
+    conn.execute(
+        "INSERT INTO audit_log (guild_id, user_id, role_id, setting, old_value, new_value,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (guild_id, user_id, role_id, name, old, new, at),
+    )
 
 
 @dataclass(frozen=True)
@@ -409,17 +412,26 @@ def apply_policy(
     *,
     model_chosen: bool = True,
     size_chosen: bool = True,
+    mine: MemberDefaults = NO_DEFAULTS,
 ) -> ImageRequest:
     """The request as this server allows it: defaults filled in, forced options applied.
-    Raises InputRejected when the channel, the model or the count is not allowed."""
+    Raises InputRejected when the channel, the model or the count is not allowed.
+
+    `mine` holds the member's own defaults for the options the command left out. They count as
+    the member's choice, within the server's rules: a model the server does not allow is passed
+    over (the server's default applies), n is capped at max_n, forced options stay forced."""
     check_place(policy, place)
     spec = request.spec
     changes: dict[str, Any] = {}
+    allowed = policy.list("allowed_models")
+    own = mine.model
+    fits = own in MODELS and MODELS[own].kind is spec.kind and (not allowed or own in allowed)
+    if not model_chosen and fits:
+        changes["model"], model_chosen = own, True
     default_model = policy.text("default_model")
     if not model_chosen and default_model and MODELS[default_model].kind is spec.kind:
         changes["model"] = default_model
     model = changes.get("model", request.model)
-    allowed = policy.list("allowed_models")
     if allowed and model not in allowed and not model_chosen:
         # The member chose no model: take the first allowed one of the right kind, if any.
         fitting = [name for name in allowed if MODELS[name].kind is spec.kind]
@@ -427,16 +439,37 @@ def apply_policy(
             model = changes["model"] = fitting[0]
     if allowed and model not in allowed:
         raise InputRejected.one("policy.model", model=model, models=", ".join(allowed))
-    default_size = policy.text("default_size")
-    if not size_chosen and default_size:
-        parsed = parse_size(default_size)
-        if parsed and size_problem(MODELS[model], *parsed) is None:
-            changes["size"] = default_size
+    chosen = MODELS[model]
+    if not size_chosen:
+        changes.update(
+            _own_size(chosen, mine) or _size_default(chosen, policy.text("default_size"))
+        )
+    if mine.n is not None:
+        changes["n"] = min(mine.n, policy.int("max_n"), chosen.n_max)
     # Past the model's own range, validation's message says more: leave it to validate().
-    if isinstance(request.n, int) and policy.int("max_n") < request.n <= MODELS[model].n_max:
+    elif isinstance(request.n, int) and policy.int("max_n") < request.n <= chosen.n_max:
         raise InputRejected.one("policy.max_n", max_n=policy.int("max_n"))
+    if mine.negative_prompt and len(mine.negative_prompt) <= chosen.negative_max:
+        changes["negative_prompt"] = mine.negative_prompt
+    if mine.prompt_extend is not None and chosen.protocol is not Protocol.IMAGEEDIT:
+        changes["prompt_extend"] = mine.prompt_extend
+    if mine.watermark is not None:
+        changes["watermark"] = mine.watermark
     for option in ("prompt_extend", "watermark"):
         forced = policy.text(option)
         if forced in ("on", "off"):
             changes[option] = forced == "on"
     return replace(request, **changes) if changes else request
+
+
+def _size_default(spec: ModelSpec, size: str | None) -> dict[str, Any]:
+    """A default size where it fits the model (else the model's own default applies)."""
+    parsed = parse_size(size) if size else None
+    return {"size": size} if parsed and size_problem(spec, *parsed) is None else {}
+
+
+def _own_size(spec: ModelSpec, mine: MemberDefaults) -> dict[str, Any]:
+    """The member's default aspect ratio or size, where the model can make it."""
+    if mine.aspect is not None and size_for_aspect(spec, mine.aspect) is not None:
+        return {"aspect": mine.aspect}
+    return _size_default(spec, mine.size)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.accounting.policy import LIMIT_SETTINGS, SETTINGS, Policy, PolicyStore
+from bot.dashscope.requests import ImageRequest
 from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
@@ -174,8 +175,9 @@ class Quota:
         self.policy = policy or PolicyStore(db, policy_defaults(defaults), clock)
         self.prices = prices or {}
 
-    def price(self, model: str) -> float:
-        return self.prices.get(model, 0.0)
+    def price(self, request: ImageRequest) -> float:
+        """One image's price: the function's own (`model:function`) if set, else the model's."""
+        return self.prices.get(request.price_key, self.prices.get(request.model, 0.0))
 
     async def reserve(self, new: NewJob) -> Job:
         """Check every limit and accept the job (queued, n images reserved) in one transaction.
@@ -190,7 +192,7 @@ class Quota:
         limits = limits_of(policy)
         self._check(conn, new, limits, now)
         job = self.store.insert(conn, new)
-        unit_price = self.price(new.request.model)
+        unit_price = self.price(new.request)
         if new.guild_id is not None:
             # The server's limits last: its lock, which every member of the server waits for
             # on PostgreSQL, is held across the fewest statements (a refusal undoes the job),

@@ -1,5 +1,6 @@
 """Usage reports for admins: images, jobs by outcome and estimated cost, per member or server,
-and the images and cost of each day (bot.accounting.chart draws them). Figures come from the
+per kind of job (text to image, edit, upscale, vary, expand, blend), and the images and cost of
+each day (bot.accounting.chart draws them). Figures come from the
 ledger, the same rows the budget is checked against, so a report and a refusal never disagree."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.accounting.quota import month_start
+from bot.dashscope.models import Kind
 from bot.storage.db import Database
 
 PERIODS = ("today", "7d", "30d", "this month")
@@ -35,6 +37,13 @@ class DayUsage:
 
 
 @dataclass(frozen=True)
+class KindUsage:
+    kind: Kind
+    images: int
+    cost: float
+
+
+@dataclass(frozen=True)
 class UsageReport:
     images: int
     cost: float
@@ -43,6 +52,7 @@ class UsageReport:
     cancelled: int
     top: list[tuple[int, int, float]]  # (user id, images, cost), most images first
     days: list[DayUsage]
+    kinds: list[KindUsage]  # the kinds with charged images, in `Kind`'s order
 
 
 async def usage_report(
@@ -53,7 +63,8 @@ async def usage_report(
     so a job accepted on the 31st and delivered on the 1st is in the same month for both."""
     args = (guild_id, start, end, user_id, user_id)
     charges = await db.fetchall(
-        "SELECT j.user_id, l.images, l.images * l.unit_price AS cost, r.created_at FROM ledger l"
+        # A job's kind: its tool (upscale, vary, expand, blend) or else its kind column.
+        "SELECT j.user_id, COALESCE(j.tool, j.kind) AS kind, l.images, l.images * l.unit_price AS cost, r.created_at FROM ledger l"
         " JOIN ledger r ON r.job_id = l.job_id AND r.entry = 'reserve'"
         " JOIN jobs j ON j.id = l.job_id WHERE l.entry = 'charge' AND j.guild_id = ?"
         " AND r.created_at BETWEEN ? AND ? AND (CAST(? AS BIGINT) IS NULL OR j.user_id = ?)",
@@ -67,6 +78,7 @@ async def usage_report(
     by_state = {row["state"]: row["n"] for row in outcomes}
     per_user: dict[int, list[float]] = {}
     per_day: dict[str, list[float]] = {}
+    per_kind: dict[str, list[float]] = {}
     for row in charges:
         user = per_user.setdefault(row["user_id"], [0, 0.0])
         user[0] += row["images"]
@@ -75,6 +87,9 @@ async def usage_report(
         totals = per_day.setdefault(day, [0, 0.0])
         totals[0] += row["images"]
         totals[1] += row["cost"]
+        kind = per_kind.setdefault(row["kind"], [0, 0.0])
+        kind[0] += row["images"]
+        kind[1] += row["cost"]
     days = []
     moment = datetime.fromtimestamp(start, UTC).date()
     last = datetime.fromtimestamp(end, UTC).date()
@@ -95,4 +110,9 @@ async def usage_report(
         cancelled=by_state.get("cancelled", 0),
         top=top,
         days=days,
+        kinds=[
+            KindUsage(kind, int(per_kind[kind][0]), round(per_kind[kind][1], 4))
+            for kind in Kind
+            if per_kind.get(kind, [0])[0]
+        ],
     )

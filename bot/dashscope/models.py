@@ -22,8 +22,20 @@ BEIJING, SINGAPORE, VIRGINIA = "cn-beijing", "ap-southeast-1", "us-east-1"
 
 
 class Kind(StrEnum):
+    """What a job does. A model does one kind, or several through its functions
+    (`FUNCTION_KINDS`); a request may name its kind when it differs from its model's."""
+
     TEXT_TO_IMAGE = "text-to-image"
     EDIT = "edit"
+    UPSCALE = "upscale"  # a chosen image made larger
+    VARY = "vary"  # new images close to a chosen one, with its prompt
+    EXPAND = "expand"  # zoom out or pan: a larger canvas with the chosen image at its place
+    BLEND = "blend"  # several images and an instruction
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether the job's input images are part of its request (kept in job_inputs)."""
+        return self is not Kind.TEXT_TO_IMAGE
 
 
 class Protocol(StrEnum):
@@ -33,6 +45,8 @@ class Protocol(StrEnum):
         "messages"  # input.messages[0].content[0].text; negative_prompt in parameters; choices[]
     )
     PROMPT = "prompt"  # input.prompt (+ input.images, input.negative_prompt); results[]
+    # wanx2.1-imageedit: input.function, input.prompt, input.base_image_url; results[]
+    IMAGEEDIT = "imageedit"
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,12 @@ class ModelSpec:
     regions: tuple[str, ...] = (BEIJING,)
     # Without `size`, an edit keeps its last input image's aspect ratio (docs/dashscope.md §Models).
     size_optional: bool = False
+    # The functions of a one-model-many-functions API (wanx2.1-imageedit); empty: none.
+    functions: tuple[str, ...] = ()
+    # Each side of an input image (docs/dashscope.md §Input images; imageedit is narrower).
+    input_sides: SideRange = SideRange(384, 5000)
+    # Parameters sent with every request to the model (wan2.6-image's edit mode).
+    fixed_parameters: tuple[tuple[str, object], ...] = ()
 
     @property
     def supports_sync(self) -> bool:
@@ -85,6 +105,15 @@ class ModelSpec:
     def default_size_text(self) -> str:
         return format_size(*self.default_size)
 
+    def kind_of(self, function: str | None) -> Kind:
+        """The kind of a request to this model with this function."""
+        return FUNCTION_KINDS.get(function or "", self.kind)
+
+    def offered_in(self, region: str | None) -> bool:
+        """Whether a key of `region` can use the model; None (a gateway we do not recognise,
+        such as the simulator or a proxy) offers every model."""
+        return region is None or region in self.regions
+
     def recommended_text(self) -> str:
         return ", ".join(format_size(w, h) for w, h in self.recommended_sizes)
 
@@ -92,6 +121,21 @@ class ModelSpec:
 def format_size(width: int, height: int) -> str:
     return f"{width}*{height}"
 
+
+# wanx2.1-imageedit's functions this bot uses, and the kind of job each makes.
+SUPER_RESOLUTION, EXPAND_FUNCTION, DESCRIPTION_EDIT = (
+    "super_resolution",
+    "expand",
+    "description_edit",
+)
+FUNCTION_KINDS: dict[str, Kind] = {
+    SUPER_RESOLUTION: Kind.UPSCALE,
+    EXPAND_FUNCTION: Kind.EXPAND,
+    DESCRIPTION_EDIT: Kind.VARY,
+}
+UPSCALE_FACTORS = (1, 4)  # upscale_factor's range (super_resolution)
+EXPAND_SCALES = (1.0, 2.0)  # top/bottom/left/right_scale's range (expand)
+STRENGTH_RANGE = (0.0, 1.0)  # strength's range (description_edit)
 
 _T2I_SIZES = ((1280, 1280), (1104, 1472), (1472, 1104), (960, 1696), (1696, 960))
 _T2I_PIXELS = PixelRange(1280 * 1280, 1440 * 1440)
@@ -179,6 +223,45 @@ MODELS: dict[str, ModelSpec] = {
             regions=(BEIJING, SINGAPORE),
             size_optional=True,
         ),
+        # One model, many functions; Beijing only (docs/dashscope.md §Image tools). The result
+        # has the input's size times upscale_factor (super_resolution) or its scales (expand).
+        ModelSpec(
+            name="wanx2.1-imageedit",
+            kind=Kind.EDIT,
+            protocol=Protocol.IMAGEEDIT,
+            async_path=IMAGE2IMAGE,
+            sync_path=None,
+            prompt_max=800,
+            negative_max=0,
+            size_rule=SideRange(512, 4096),
+            default_size=(1024, 1024),
+            recommended_sizes=(),
+            images_min=1,
+            images_max=1,
+            submit_rps=2,
+            max_in_flight=2,
+            size_optional=True,
+            functions=(DESCRIPTION_EDIT, EXPAND_FUNCTION, SUPER_RESOLUTION),
+            input_sides=SideRange(512, 4096),
+        ),
+        # Edit or blend one to four images with one instruction (edit mode); all three regions.
+        ModelSpec(
+            name="wan2.6-image",
+            kind=Kind.BLEND,
+            protocol=Protocol.MESSAGES,
+            async_path=IMAGE_GENERATION,
+            sync_path=MULTIMODAL_GENERATION,
+            prompt_max=2000,
+            negative_max=500,
+            size_rule=PixelRange(768 * 768, 1280 * 1280),
+            default_size=(1280, 1280),
+            recommended_sizes=((1280, 1280), (1024, 1024), (960, 1280), (1280, 960)),
+            images_min=1,
+            images_max=4,
+            regions=(BEIJING, SINGAPORE, VIRGINIA),
+            size_optional=True,
+            fixed_parameters=(("enable_interleave", False),),
+        ),
     )
 }
 
@@ -195,10 +278,14 @@ DEFAULT_PRICES: dict[str, float] = {
     "wan2.1-t2i-turbo": 0.14,
     "wanx2.0-t2i-turbo": 0.04,
     "wan2.5-i2i-preview": 0.20,
+    "wanx2.1-imageedit": 0.14,
+    "wan2.6-image": 0.20,
 }
 
 DEFAULT_TEXT_TO_IMAGE_MODEL = "wan2.6-t2i"
 DEFAULT_EDIT_MODEL = "wan2.5-i2i-preview"
+DEFAULT_BLEND_MODEL = "wan2.6-image"
+IMAGE_TOOLS_MODEL = "wanx2.1-imageedit"  # Upscale, Vary, Zoom out, Pan
 
 # Input images for edits (docs/dashscope.md §Input images): each side 384–5000 px, at most 10 MB.
 # Whether the 10 MB counts raw or base64 bytes is unconfirmed, so we keep raw bytes under 7.5 MB:
@@ -210,6 +297,12 @@ INPUT_MAX_BYTES = 7_500_000
 
 def get_model(name: str) -> ModelSpec | None:
     return MODELS.get(name)
+
+
+def price_key(model: str, function: str | None) -> str:
+    """The PRICES key of a request: `model:function` for a function's own price, which falls
+    back to the model's (`Quota.price`)."""
+    return f"{model}:{function}" if function else model
 
 
 def models_of(kind: Kind) -> list[ModelSpec]:

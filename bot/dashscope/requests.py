@@ -5,6 +5,7 @@ Validation happens before anything is sent or charged, and names what to change.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
@@ -12,14 +13,21 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.dashscope.models import (
+    DESCRIPTION_EDIT,
+    EXPAND_FUNCTION,
+    EXPAND_SCALES,
     MODELS,
     SEED_MAX,
+    STRENGTH_RANGE,
+    SUPER_RESOLUTION,
+    UPSCALE_FACTORS,
     Kind,
     ModelSpec,
     PixelRange,
     Protocol,
     SideRange,
     format_size,
+    price_key,
 )
 from bot.errors import InputRejected, Problem
 
@@ -41,6 +49,17 @@ class ImageRequest:
     prompt_extend: bool | None = None  # None → the API's default (on)
     watermark: bool | None = None  # None → the API's default (off)
     images: tuple[str, ...] = ()  # data: URIs or http(s) URLs, for edits
+    # wanx2.1-imageedit's function and its parameters (docs/dashscope.md §Image tools)
+    function: str | None = None
+    strength: float | None = None  # description_edit: 0 keeps the image, 1 departs from it
+    upscale_factor: int | None = None  # super_resolution
+    expand: tuple[float, float, float, float] | None = None  # expand: top, bottom, left, right
+    # The job's kind when it is not its model's (a Vary made by an edit model); None: the model's.
+    purpose: Kind | None = None
+    style: str | None = None  # the server style applied to the prompt, shown in Info
+    source_image: int | None = None  # the image (1-based) of the parent job acted on
+    # The size as a ratio ("16:9"), mapped to a size of the model by `validate`; not with size.
+    aspect: str | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -48,6 +67,14 @@ class ImageRequest:
         if spec is None:
             raise InputRejected.one("invalid.model", model=self.model, choices=", ".join(MODELS))
         return spec
+
+    @property
+    def kind(self) -> Kind:
+        return self.purpose or self.spec.kind_of(self.function)
+
+    @property
+    def price_key(self) -> str:
+        return price_key(self.model, self.function)
 
 
 def random_seed() -> int:
@@ -61,12 +88,15 @@ def seeded(request: ImageRequest) -> ImageRequest:
     return request if request.seed is not None else replace(request, seed=random_seed())
 
 
+_NOT_OF_KIND = {Kind.TEXT_TO_IMAGE: "invalid.model_not_text", Kind.BLEND: "invalid.model_not_blend"}
+
+
 def require_kind(request: ImageRequest, kind: Kind) -> None:
     """Refuse a model of the other kind (a text-to-image model for an edit, or the reverse)."""
     spec = request.spec
-    if spec.kind is not kind:
+    if request.kind is not kind:
         choices = ", ".join(m.name for m in MODELS.values() if m.kind is kind)
-        key = "invalid.model_not_edit" if kind is Kind.EDIT else "invalid.model_not_text"
+        key = _NOT_OF_KIND.get(kind, "invalid.model_not_edit")
         raise InputRejected.one(key, model=spec.name, choices=choices)
 
 
@@ -107,6 +137,55 @@ def size_problem(spec: ModelSpec, width: int, height: int) -> Problem | None:
     return None
 
 
+# Aspect ratios offered for every model that takes a size (all within 1:4–4:1 and within the
+# older models' 512–1440 px sides).
+ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9", "21:9")
+_SIZE_STEP = 16  # sizes we compute are multiples of 16 (the service's own picks are of 8)
+_RECOMMENDED_SLACK = 0.01  # a recommended size within 1% of the ratio stands for it
+
+
+def parse_aspect(aspect: str) -> tuple[int, int] | None:
+    """(W, H) of an aspect ratio we offer ("16:9"), or None."""
+    if aspect not in ASPECTS:
+        return None
+    width, height = aspect.split(":")
+    return int(width), int(height)
+
+
+def size_for_aspect(spec: ModelSpec, aspect: str) -> str | None:
+    """The model's size for an aspect ratio ("16:9" → "1696*960" for wan2.6-t2i), or None when
+    the ratio is not one we offer or the model takes no size.
+
+    A recommended size of the model within 1% of the ratio is taken (the one nearest the
+    default's pixel count); otherwise the size nearest the ratio among multiples of 16 near the
+    default's pixel count that the model accepts."""
+    ratio_parts = parse_aspect(aspect)
+    if ratio_parts is None or spec.protocol is Protocol.IMAGEEDIT:
+        return None
+    ratio = ratio_parts[0] / ratio_parts[1]
+    target = spec.default_size[0] * spec.default_size[1]
+
+    def off(size: tuple[int, int]) -> float:
+        return abs(size[0] / size[1] / ratio - 1)
+
+    def distance(size: tuple[int, int]) -> float:  # in pixels, relative to the default's
+        return abs(math.log(size[0] * size[1] / target))
+
+    recommended = [s for s in spec.recommended_sizes if off(s) <= _RECOMMENDED_SLACK]
+    if recommended:
+        return format_size(*min(recommended, key=distance))
+    candidates = []
+    for width in range(_SIZE_STEP, 4096 + 1, _SIZE_STEP):
+        height = max(_SIZE_STEP, round(width / ratio / _SIZE_STEP) * _SIZE_STEP)
+        if size_problem(spec, width, height) is None:
+            candidates.append((width, height))
+    if not candidates:
+        return None
+    # Near the ratio first, then near the default's pixel count (0.25: 1% of ratio is worth
+    # 4% of pixels).
+    return format_size(*min(candidates, key=lambda s: off(s) + 0.25 * distance(s)))
+
+
 def _text_problems(field: str, value: str) -> list[Problem]:
     bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS]
     return [Problem(f"invalid.control_chars.{field}")] if bad else []
@@ -138,7 +217,9 @@ def validate(request: ImageRequest) -> ImageRequest:
     negative = request.negative_prompt
     negative = (negative.strip() if isinstance(negative, str) else "") or None
     if negative is not None:
-        if len(negative) > spec.negative_max:
+        if not spec.negative_max:
+            problems.append(Problem("invalid.negative_unsupported", {"model": spec.name}))
+        elif len(negative) > spec.negative_max:
             problems.append(
                 Problem(
                     "invalid.negative_long", {"length": len(negative), "limit": spec.negative_max}
@@ -147,6 +228,19 @@ def validate(request: ImageRequest) -> ImageRequest:
         problems += _text_problems("negative_prompt", negative)
 
     size = request.size
+    if request.aspect is not None:
+        mapped = size_for_aspect(spec, request.aspect) if isinstance(request.aspect, str) else None
+        if size is not None:
+            problems.append(Problem("invalid.size_and_aspect"))
+        elif mapped is None:
+            problems.append(
+                Problem(
+                    "invalid.aspect",
+                    {"aspect": request.aspect, "model": spec.name, "choices": ", ".join(ASPECTS)},
+                )
+            )
+        else:
+            size = mapped
     if size is not None:
         parsed = parse_size(size) if isinstance(size, str) else None
         if parsed is None:
@@ -165,6 +259,7 @@ def validate(request: ImageRequest) -> ImageRequest:
     if request.seed is not None and (not _whole(request.seed) or not 0 <= request.seed <= SEED_MAX):
         problems.append(Problem("invalid.seed", {"seed": request.seed}))
 
+    problems += _tool_problems(request, spec)
     count = len(request.images)
     if spec.images_max == 0 and count:
         problems.append(Problem("invalid.images_unexpected", {"model": spec.name}))
@@ -182,7 +277,66 @@ def validate(request: ImageRequest) -> ImageRequest:
         )
     if problems:
         raise InputRejected(problems)
-    return replace(request, prompt=prompt, negative_prompt=negative, size=size)
+    return replace(request, prompt=prompt, negative_prompt=negative, size=size, aspect=None)
+
+
+def _number_in(value: object, bounds: tuple[float, float]) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (bounds[0] <= value <= bounds[1])
+    )
+
+
+def _tool_problems(request: ImageRequest, spec: ModelSpec) -> list[Problem]:
+    """The function and its parameters: named by the model's functions, each parameter only
+    with its function and within its documented range."""
+    function = request.function
+    if spec.functions and function not in spec.functions:
+        return [
+            Problem(
+                "invalid.function",
+                {
+                    "model": spec.name,
+                    "function": function or "",
+                    "choices": ", ".join(spec.functions),
+                },
+            )
+        ]
+    if not spec.functions and function is not None:
+        return [Problem("invalid.function_unexpected", {"model": spec.name})]
+    problems: list[Problem] = []
+    if spec.protocol is Protocol.IMAGEEDIT:  # the canvas follows the function, never a size
+        for name, value in (("size", request.size), ("prompt_extend", request.prompt_extend)):
+            if value is not None:
+                problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+    for name, given, owner in (
+        ("strength", request.strength, DESCRIPTION_EDIT),
+        ("upscale_factor", request.upscale_factor, SUPER_RESOLUTION),
+        ("expand", request.expand, EXPAND_FUNCTION),
+    ):
+        if given is not None and function != owner:
+            problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+    strength = request.strength
+    if (
+        function == DESCRIPTION_EDIT
+        and strength is not None
+        and not _number_in(strength, STRENGTH_RANGE)
+    ):
+        problems.append(Problem("invalid.strength", {"strength": request.strength}))
+    if function == SUPER_RESOLUTION:
+        factor = request.upscale_factor
+        if not _whole(factor) or not _number_in(factor, UPSCALE_FACTORS):
+            problems.append(Problem("invalid.upscale_factor", {"factor": factor}))
+    if function == EXPAND_FUNCTION:
+        scales = request.expand
+        if (
+            not isinstance(scales, tuple)
+            or len(scales) != 4
+            or not all(_number_in(scale, EXPAND_SCALES) for scale in scales)
+        ):
+            problems.append(Problem("invalid.expand_scales", {"scales": scales}))
+    return problems
 
 
 def build_body(request: ImageRequest) -> dict[str, Any]:
@@ -197,11 +351,27 @@ def build_body(request: ImageRequest) -> dict[str, Any]:
         parameters["prompt_extend"] = request.prompt_extend
     if request.watermark is not None:
         parameters["watermark"] = request.watermark
+    parameters.update(spec.fixed_parameters)
     body_input: dict[str, Any]
     if spec.protocol is Protocol.MESSAGES:
-        body_input = {"messages": [{"role": "user", "content": [{"text": request.prompt}]}]}
+        content: list[dict[str, str]] = [{"text": request.prompt}]
+        content += [{"image": image} for image in request.images]
+        body_input = {"messages": [{"role": "user", "content": content}]}
         if request.negative_prompt:
             parameters["negative_prompt"] = request.negative_prompt
+    elif spec.protocol is Protocol.IMAGEEDIT:
+        body_input = {
+            "function": request.function,
+            "prompt": request.prompt,
+            "base_image_url": request.images[0],
+        }
+        if request.strength is not None:
+            parameters["strength"] = request.strength
+        if request.upscale_factor is not None:
+            parameters["upscale_factor"] = request.upscale_factor
+        if request.expand is not None:
+            sides = ("top_scale", "bottom_scale", "left_scale", "right_scale")
+            parameters.update(zip(sides, request.expand, strict=True))
     else:
         body_input = {"prompt": request.prompt}
         if request.negative_prompt:

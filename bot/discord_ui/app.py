@@ -39,7 +39,7 @@ from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.imagine", "cogs.edit", "cogs.jobs", "cogs.admin")
+COGS = ("cogs.imagine", "cogs.edit", "cogs.jobs", "cogs.admin", "cogs.settings", "cogs.blend")
 
 # What the bot needs in a channel: view, send (also in threads), create public threads, attach
 # files, embed links, read history (to see what a reply refers to).
@@ -252,10 +252,11 @@ class WanBot(commands.AutoShardedBot):
 
 
 # discord.py runs each slash command and context menu, button, form and message event in a task
-# of its own, named so.
+# of its own, named so (the job buttons and the image tools are dynamic items).
 ANSWERING_TASKS = (
     "CommandTree-invoker",
     "discord-ui-view-dispatch-",
+    "discord-ui-dynamic-item-",
     "discord-ui-modal-dispatch-",
     "discord.py: on_message",
 )
@@ -308,7 +309,7 @@ async def run_bot(
         print(SETUP_HELP.format(invite=invite_url(settings.discord_application_id)))
         return 2
     point_discord_at(settings)
-    port = DiscordDelivery(simulated=settings.simulated)
+    port = DiscordDelivery(simulated=settings.simulated, region=settings.region)
     async with services(settings, port) as svc:
         if svc.simulated:
             log.warning("no DASHSCOPE_API_KEY: every result is simulated")

@@ -12,7 +12,7 @@ import discord
 from bot.config import Settings
 from bot.errors import InputRejected
 from bot.media.downloads import Origin, url_origin
-from bot.media.inputs import MAX_UPLOAD_BYTES, prepare_image
+from bot.media.inputs import MAX_UPLOAD_BYTES, PreparedImage, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,15 @@ async def images_from(
     attachments: list[discord.Attachment], origins: AttachmentOrigins
 ) -> tuple[str, ...]:
     """Download and normalise attachments into data URIs; refuse what cannot be used."""
-    uris = []
+    return tuple(image.data_uri for image in await prepared_from(attachments, origins))
+
+
+async def prepared_from(
+    attachments: list[discord.Attachment], origins: AttachmentOrigins
+) -> list[PreparedImage]:
+    """Download and normalise attachments (with their sizes as sent); refuse what cannot be
+    used."""
+    prepared = []
     for index, attachment in enumerate(attachments, start=1):
         if not is_image(attachment):
             raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
@@ -117,5 +125,5 @@ async def images_from(
             raise InputRejected.one(
                 "reply.attachment_fetch", filename=attachment.filename
             ) from None
-        uris.append(prepare_image(data, index).data_uri)
-    return tuple(uris)
+        prepared.append(prepare_image(data, index))
+    return prepared

@@ -57,8 +57,9 @@ class _Pending:
 
 
 class DiscordDelivery:
-    def __init__(self, *, simulated: bool = False) -> None:
+    def __init__(self, *, simulated: bool = False, region: str | None = None) -> None:
         self.simulated = simulated
+        self.region = region  # the key's region: which image tools a result offers
         self.bot: discord.Client | None = None
         self.expected: Callable[[Job], float] = lambda job: 0.0
         self._pending: dict[int, _Pending] = {}
@@ -303,6 +304,7 @@ class DiscordDelivery:
         reencoded = False
         failed_images = job.n - len(images)
         channel = self.bot.get_partial_messageable(target)
+        shown = [image.position + 1 for image in images]  # as members number them
         ids: dict[int, int] = {}
         index = 0
         while pending:
@@ -328,7 +330,9 @@ class DiscordDelivery:
                     )
                     if last
                     else discord.utils.MISSING,
-                    view=result_view(job.id, lang) if last else discord.utils.MISSING,
+                    view=result_view(job.id, lang, images=shown, region=self.region)
+                    if last
+                    else discord.utils.MISSING,
                     nonce=f"wb{job.id}-{index}",
                     allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
                 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.accounting.defaults import NO_DEFAULTS, DefaultsStore
 from bot.accounting.policy import Place, Policy, apply_policy, check_place
 from bot.dashscope.requests import ImageRequest, seeded, validate
 from bot.discord_ui.delivery import post_status
@@ -84,6 +85,7 @@ def place_of(channel: discord.abc.Messageable) -> Place:
 class JobLauncher:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.defaults = DefaultsStore(engine.db)
 
     async def launch(
         self,
@@ -94,14 +96,24 @@ class JobLauncher:
         reply_to: discord.Message | None = None,
         model_chosen: bool = True,
         size_chosen: bool = True,
+        defaults_for: frozenset[str] = frozenset(),
     ) -> tuple[Job, discord.Message]:
-        """Apply the server's policy, validate, reserve and queue; post the status message and
-        its thread."""
+        """Apply the member's own defaults (for the options named in `defaults_for`, those the
+        command left out) and the server's policy, validate, reserve and queue; post the status
+        message and its thread."""
         channel = origin.channel
         role_ids = origin.role_ids
         policy = await self._policy(origin)
+        mine = NO_DEFAULTS
+        if defaults_for:
+            mine = (await self.defaults.get(origin.user.id)).only(defaults_for)
         request = apply_policy(
-            policy, request, place_of(channel), model_chosen=model_chosen, size_chosen=size_chosen
+            policy,
+            request,
+            place_of(channel),
+            model_chosen=model_chosen,
+            size_chosen=size_chosen,
+            mine=mine,
         )
         request = seeded(validate(request))
         if not can_post(channel):  # before anything is reserved or sent to DashScope

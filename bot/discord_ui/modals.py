@@ -16,6 +16,7 @@ from typing import Any
 
 import discord
 
+from bot.accounting.defaults import EDIT_DEFAULTS, unset
 from bot.dashscope.models import DEFAULT_EDIT_MODEL
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot
@@ -23,21 +24,29 @@ from bot.discord_ui.attachments import choose, default_choice, images_from, is_i
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.repeats import start_once
 from bot.discord_ui.replies import respond, respond_error
+from bot.discord_ui.settings import FORM_ID as SETTINGS_FORM_ID
+from bot.discord_ui.settings import answer_settings_form
 from bot.errors import InputRejected
 from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job
 
 # The message id and the opening interaction's id are snowflakes (at most 20 digits), the parent
-# job at most 18 (as in job buttons): at most 69 characters of Discord's 100.
+# job at most 18 (as in job buttons), and a form on one image of the message names it (at most
+# 2 digits): at most 72 characters of Discord's 100.
 EDIT_FORM_TEMPLATE = re.compile(
     r"wan:edit:(?P<message_id>[0-9]{1,20}):(?P<parent>[0-9]{1,18}):(?P<opened_by>[0-9]{1,20})"
+    r"(?::(?P<image>[0-9]{1,2}))?"
 )
 INSTRUCTION, NEGATIVE, IMAGES = "instruction", "negative", "images"
 
 
-def edit_form_id(message_id: int, parent_job_id: int | None, opened_by: int) -> str:
-    """The form's custom_id; `opened_by` (the opening interaction) tells two forms apart."""
-    return f"wan:edit:{message_id}:{parent_job_id or 0}:{opened_by}"
+def edit_form_id(
+    message_id: int, parent_job_id: int | None, opened_by: int, image: int | None = None
+) -> str:
+    """The form's custom_id; `opened_by` (the opening interaction) tells two forms apart;
+    `image` (1-based among the message's images) makes it a form on that image alone."""
+    one = f":{image}" if image is not None else ""
+    return f"wan:edit:{message_id}:{parent_job_id or 0}:{opened_by}{one}"
 
 
 def edit_form(
@@ -47,11 +56,13 @@ def edit_form(
     *,
     from_bot: bool,
     parent_job_id: int | None = None,
+    image: int | None = None,
 ) -> discord.ui.Modal:
-    """The form asking for the instruction (and which images, when the message has several)."""
+    """The form asking for the instruction (and which images, when the message has several
+    and no `image` is given)."""
     form: discord.ui.Modal = discord.ui.Modal(
         title=text("modal.edit_title", lang),
-        custom_id=edit_form_id(message.id, parent_job_id, opened_by),
+        custom_id=edit_form_id(message.id, parent_job_id, opened_by, image),
     )
     form.add_item(
         discord.ui.TextInput(
@@ -68,7 +79,7 @@ def edit_form(
         )
     )
     images = [a for a in message.attachments if is_image(a)]
-    if len(images) > 1:
+    if len(images) > 1 and image is None:
         form.add_item(
             discord.ui.TextInput(
                 label=text("modal.images", lang),
@@ -89,6 +100,9 @@ async def answer_form(bot: WanBot, interaction: discord.Interaction) -> None:
     lang = lang_for(str(interaction.locale))
     form = EDIT_FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
     try:
+        if data.get("custom_id") == SETTINGS_FORM_ID:  # /settings: the member's own defaults
+            await answer_settings_form(bot, interaction, typed_values(data.get("components")))
+            return
         if form is None:
             await respond(interaction, text("reply.form_unknown", lang))
             return
@@ -111,7 +125,7 @@ async def submit_edit(
     bot: WanBot, interaction: discord.Interaction, form: re.Match[str], values: dict[str, str]
 ) -> tuple[Job, discord.Message]:
     message = await source_message(interaction, int(form["message_id"]))
-    picked = choose(list(message.attachments), values.get(IMAGES))
+    picked = choose(list(message.attachments), form["image"] or values.get(IMAGES))
     request = ImageRequest(
         model=DEFAULT_EDIT_MODEL,
         prompt=values.get(INSTRUCTION, ""),
@@ -120,7 +134,10 @@ async def submit_edit(
     )
     origin = Origin.of(interaction)
     parent_job_id = int(form["parent"]) or None
-    return await bot.launcher.launch(origin, request, parent_job_id=parent_job_id)
+    defaults_for = EDIT_DEFAULTS | {"n"} | unset(negative_prompt=request.negative_prompt)
+    return await bot.launcher.launch(
+        origin, request, parent_job_id=parent_job_id, defaults_for=defaults_for
+    )
 
 
 async def source_message(interaction: discord.Interaction, message_id: int) -> discord.Message:

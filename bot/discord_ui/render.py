@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import discord
 
 from bot.accounting.policy import SETTINGS
+from bot.dashscope.models import Kind
+from bot.dashscope.tools import VARY_STRENGTH, ZOOM_CHOICES, Pan, pan_scales, zoom_scales
+from bot.discord_ui.image_tools import (
+    BUTTON_ROWS,
+    MAX_IMAGES,
+    MENUS,
+    TOOLS,
+    image_custom_id,
+    label_key,
+    menu_custom_id,
+    option_value,
+    shown,
+)
 from bot.discord_ui.replies import relative_timestamp
 from bot.errors import Problem
 from bot.i18n import Lang, lang_for, text
@@ -107,7 +120,9 @@ def setting_value(name: str, value: str | None, limit: int | None = None) -> str
     if not value:
         return "—"
     spec = SETTINGS.get(name)
-    if spec is None or spec.kind not in ("channel", "channels"):
+    if spec is None:  # a style's change (or a setting of old): an admin's free words
+        return member_words(value, limit or FIELD_LIMIT, one_line=True)
+    if spec.kind not in ("channel", "channels"):
         return value if limit is None else clip(value, limit)
     mentions = [f"<#{part}>" for part in value.split(",") if part]
     shown = ", ".join(mentions)
@@ -201,8 +216,13 @@ def status_view(job: Job, lang: Lang) -> discord.ui.View | None:
     return _stopped(view)
 
 
-def result_view(job_id: int, lang: Lang) -> discord.ui.View:
-    return _job_buttons(
+def result_view(
+    job_id: int, lang: Lang, *, images: Sequence[int] = (1,), region: str | None = None
+) -> discord.ui.View:
+    """The actions on each image shown (`images`: their 1-based positions in the job; those
+    tools the key's `region` offers: image_tools.py), then Reroll, Edit, Info and Delete: at
+    most five rows."""
+    view = _job_buttons(
         job_id,
         lang,
         ("reroll", discord.ButtonStyle.primary),
@@ -210,6 +230,63 @@ def result_view(job_id: int, lang: Lang) -> discord.ui.View:
         ("info", discord.ButtonStyle.secondary),
         ("delete", discord.ButtonStyle.danger),
     )
+    shown_images = sorted(set(images))[:MAX_IMAGES]
+    rows = [*_tool_rows(job_id, lang, shown_images, region), list(view.children)]
+    view.clear_items()
+    for row, items in enumerate(rows):
+        for item in items:
+            item.row = row
+            view.add_item(item)
+    return _stopped(view)
+
+
+def _tool_rows(
+    job_id: int, lang: Lang, images: list[int], region: str | None
+) -> list[list[discord.ui.Item[discord.ui.View]]]:
+    rows: list[list[discord.ui.Item[discord.ui.View]]] = []
+    several = len(images) > 1  # "U2" and "Zoom out ×2 · image 2"; one image: "Upscale"
+    for name in BUTTON_ROWS:
+        tool = TOOLS[name]
+        if not images or not shown(tool, region):
+            continue
+        rows.append(
+            [
+                discord.ui.Button(
+                    label=text(f"tool.short_{name}", lang, image=position)
+                    if several
+                    else text(label_key(tool, region), lang),
+                    style=discord.ButtonStyle.secondary,
+                    custom_id=image_custom_id(job_id, position, name),
+                )
+                for position in images
+            ]
+        )
+    for menu, names in MENUS.items():
+        tools = [TOOLS[name] for name in names if shown(TOOLS[name], region)]
+        if not images or not tools:
+            continue
+        options = [
+            discord.SelectOption(
+                label=text(
+                    "tool.on_image", lang, tool=text(label_key(tool, region), lang), image=position
+                )
+                if several
+                else text(label_key(tool, region), lang),
+                value=option_value(tool.name, position),
+            )
+            for position in images
+            for tool in tools
+        ]
+        rows.append(
+            [
+                discord.ui.Select(
+                    custom_id=menu_custom_id(job_id, menu),
+                    placeholder=text(f"tool.menu_{menu}", lang),
+                    options=options,
+                )
+            ]
+        )
+    return rows
 
 
 def failure_view(job_id: int, lang: Lang) -> discord.ui.View:
@@ -257,7 +334,12 @@ def result_embed(
             value=member_words(p.negative_prompt, FIELD_LIMIT),
             inline=False,
         )
+    made_by = tool_words(job, lang)
+    if made_by:
+        embed.add_field(name=text("tool.field", lang), value=made_by, inline=False)
     embed.add_field(name=text("result.model", lang), value=job.model)
+    if p.style:
+        embed.add_field(name=text("result.style", lang), value=member_words(p.style, FIELD_LIMIT))
     size = job.result_size or p.size  # an edit without a size: known only if DashScope said
     if size:
         embed.add_field(name=text("result.size", lang), value=size)
@@ -277,6 +359,42 @@ def result_embed(
     if notes:
         embed.set_footer(text=" ".join(notes))
     return embed
+
+
+def tool_words(job: Job, lang: Lang) -> str | None:
+    """What a job did to which image, for its embed ("Upscale ×2 of image 2 of job #12");
+    None for text-to-image, edits and blends, which their prompt tells."""
+    p = job.params
+    if job.kind is Kind.UPSCALE:
+        words = text("tool.did_upscale", lang, factor=p.upscale_factor or "?")
+    elif job.kind is Kind.EXPAND:
+        words = _expand_words(p.expand, lang)
+    elif job.kind is Kind.VARY:
+        strength = next((k for k, v in VARY_STRENGTH.items() if v == p.strength), None)
+        if strength is not None:
+            words = text(f"tool.vary_{strength}", lang)
+        elif p.strength is not None:
+            words = text("tool.did_vary_strength", lang, strength=p.strength)
+        else:
+            words = text("tool.did_vary", lang)
+    else:
+        return None
+    if p.source_image is not None and job.parent_job_id is not None:
+        return text(
+            "tool.of_image", lang, tool=words, image=p.source_image, job_id=job.parent_job_id
+        )
+    return words
+
+
+def _expand_words(scales: tuple[float, float, float, float] | None, lang: Lang) -> str:
+    for factor in ZOOM_CHOICES:
+        if scales == zoom_scales(factor):
+            return text("tool.did_zoom", lang, factor=f"{factor:g}")
+    for direction in Pan:
+        if scales == pan_scales(direction):
+            return text(f"tool.pan_{direction.value}", lang)
+    top, bottom, left, right = scales or ("?", "?", "?", "?")
+    return text("tool.did_expand", lang, top=top, bottom=bottom, left=left, right=right)
 
 
 def info_embed(

@@ -28,7 +28,6 @@ from bot.dashscope.errors import (
     RateLimitedError,
     ServerError,
 )
-from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dashscope.retry import NO_RETRIES
@@ -242,8 +241,8 @@ class Engine:
         for job in await self.store.unnotified_endings(self.clock() - RESULT_LIFETIME):
             self._spawn(self._notify_end(job), f"show-end-{job.id}")
         # Learned durations survive restarts: relearn them from the jobs that finished.
-        for model, n, seconds in await self.store.recent_durations():
-            self.durations.observe(model, n, seconds)
+        for model, n, kind, seconds in await self.store.recent_durations():
+            self.durations.observe(model, n, seconds, kind)
         for job in await self.store.in_states(
             [JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING, JobState.DELIVERING]
         ):
@@ -470,7 +469,7 @@ class Engine:
             self._release_slot(model, job_id)
             return
         await self.db.write(self.store.update, job.id, submit_attempts=job.submit_attempts + 1)
-        images = await self.store.inputs(job.id) if job.kind is Kind.EDIT else ()
+        images = await self.store.inputs(job.id) if job.kind.takes_images else ()
         request = job.request(images)
         if job.sync:
             await self._run_sync(job, request)
@@ -540,7 +539,7 @@ class Engine:
             await self._fail(job, exc.code or "Error", *exc.problems)
             return
         self._release_slot(job.model, job.id)
-        self.durations.observe(job.model, job.n, self.clock() - started)
+        self.durations.observe(job.model, job.n, self.clock() - started, job.kind.value)
         await self._finished(job, result)
 
     # --- watching tasks ----------------------------------------------------------------------
@@ -580,7 +579,7 @@ class Engine:
         self._release_slot(tracked.model, tracked.job_id)
         if result.submit_time and result.end_time:
             seconds = (result.end_time - result.submit_time).total_seconds()
-            self.durations.observe(tracked.model, tracked.n, seconds)
+            self.durations.observe(tracked.model, tracked.n, seconds, tracked.kind)
         job = await self.store.get(tracked.job_id)
         if job is None or job.state.terminal:
             return

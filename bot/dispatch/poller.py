@@ -117,7 +117,8 @@ class Poller:
             return t.submitted_at + self.durations.latest(t.model, t.n, t.kind)
         expected = self.durations.expected(t.model, t.n, t.kind)
         spread = self.durations.spread(t.model, t.n, t.kind)
-        return t.submitted_at + max(self.durations.earliest(t.model, t.n), expected - spread)
+        earliest = self.durations.earliest(t.model, t.n, t.kind)
+        return t.submitted_at + max(earliest, expected - spread)
 
     def _repeat_interval(self, t: Tracked) -> float:
         if self._listing(self.clock()):
@@ -128,7 +129,7 @@ class Poller:
         return now >= self._could_finish_at(t)
 
     def _could_finish_at(self, t: Tracked) -> float:
-        return t.submitted_at + self.durations.earliest(t.model, t.n)
+        return t.submitted_at + self.durations.earliest(t.model, t.n, t.kind)
 
     def _listed(self, now: float) -> list[Tracked]:
         """The tasks the next list asks about: could be finishing, not yet seen finished."""

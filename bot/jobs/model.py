@@ -7,12 +7,12 @@ Every transition is one committed row update (see `JobStore.transition`); a tran
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from bot.dashscope.models import Kind
+from bot.dashscope.models import MODELS, Kind
 from bot.dashscope.requests import ImageRequest
 from bot.errors import Problem, problems_from_json
 
@@ -65,6 +65,15 @@ STATE_TIME_COLUMN: dict[JobState, str] = {
 }
 
 
+def stored_kind(kind: Kind) -> tuple[str, str | None]:
+    """A kind as the jobs row holds it: `kind` is text-to-image or edit, all the first schema
+    allows (every kind with input images is stored as an edit), and `tool` the kind itself
+    when it is neither. `Job.from_row` reads `tool` first."""
+    if kind in (Kind.TEXT_TO_IMAGE, Kind.EDIT):
+        return kind.value, None
+    return Kind.EDIT.value, kind.value
+
+
 class IllegalTransition(Exception):
     def __init__(self, job_id: int, current: JobState | None, target: JobState) -> None:
         super().__init__(f"job {job_id}: cannot go from {current} to {target}")
@@ -88,14 +97,29 @@ class JobParams:
     seed: int | None = None
     prompt_extend: bool | None = None
     watermark: bool | None = None
+    function: str | None = None
+    strength: float | None = None
+    upscale_factor: int | None = None
+    expand: tuple[float, float, float, float] | None = None
+    style: str | None = None
+    source_image: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":"))
+        # Unset tool fields are left out, so the rows of plain jobs stay as they were.
+        data = {k: v for k, v in self.__dict__.items() if v is not None or k in _BASE_PARAMS}
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> JobParams:
         data = json.loads(text)
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        params = cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        expand = params.expand
+        return replace(params, expand=tuple(expand)) if expand is not None else params  # type: ignore[arg-type]
+
+
+_BASE_PARAMS = frozenset(
+    ("prompt", "negative_prompt", "size", "seed", "prompt_extend", "watermark")
+)
 
 
 @dataclass(frozen=True)
@@ -114,12 +138,25 @@ class NewJob:
 
     @property
     def kind(self) -> Kind:
-        return self.request.spec.kind
+        return self.request.kind
 
     @cached_property
     def params(self) -> JobParams:
         r = self.request
-        return JobParams(r.prompt, r.negative_prompt, r.size, r.seed, r.prompt_extend, r.watermark)
+        return JobParams(
+            r.prompt,
+            r.negative_prompt,
+            r.size,
+            r.seed,
+            r.prompt_extend,
+            r.watermark,
+            r.function,
+            r.strength,
+            r.upscale_factor,
+            r.expand,
+            r.style,
+            r.source_image,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,7 +216,20 @@ class Job:
             prompt_extend=p.prompt_extend,
             watermark=p.watermark,
             images=images,
+            function=p.function,
+            strength=p.strength,
+            upscale_factor=p.upscale_factor,
+            expand=p.expand,
+            purpose=self.kind if self.kind is not self._models_kind else None,
+            style=p.style,
+            source_image=p.source_image,
         )
+
+    @property
+    def _models_kind(self) -> Kind:
+        """The kind its model and function make (a model no longer known: the job's own)."""
+        spec = MODELS.get(self.model)
+        return spec.kind_of(self.params.function) if spec else self.kind
 
     @classmethod
     def queued(cls, job_id: int, new: NewJob, now: float) -> Job:
@@ -223,7 +273,7 @@ class Job:
         return cls(
             id=row["id"],
             state=JobState(row["state"]),
-            kind=Kind(row["kind"]),
+            kind=Kind(row["tool"] or row["kind"]),
             model=row["model"],
             sync=row["mode"] == "sync",
             params=JobParams.from_json(row["params"]),

@@ -15,6 +15,7 @@ from bot.jobs.model import (
     NewJob,
     ResultImage,
     check_transition,
+    stored_kind,
 )
 from bot.storage.db import Conn, Database, as_dict
 
@@ -65,11 +66,11 @@ class JobStore:
         """Insert a queued job (inside a `Database.write`)."""
         now = self.clock()
         row = conn.execute(
-            "INSERT INTO jobs (state, kind, model, mode, params, n, user_id, guild_id, channel_id,"
-            " thread_id, locale, parent_job_id, created_at, updated_at)"
-            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO jobs (state, kind, tool, model, mode, params, n, user_id, guild_id,"
+            " channel_id, thread_id, locale, parent_job_id, created_at, updated_at)"
+            " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
-                new.kind.value,
+                *stored_kind(new.kind),
                 new.request.model,
                 "sync" if new.sync else "async",
                 new.params.to_json(),
@@ -128,15 +129,16 @@ class JobStore:
         )
         return Job.from_row(row) if row else None
 
-    async def recent_durations(self, limit: int = 200) -> list[tuple[str, int, float]]:
-        """(model, n, seconds from submission to result) of recent asynchronous jobs."""
+    async def recent_durations(self, limit: int = 200) -> list[tuple[str, int, str, float]]:
+        """(model, n, kind, seconds from submission to result) of recent asynchronous jobs."""
         rows = await self.db.fetchall(
-            "SELECT model, n, delivering_at - submitted_at AS seconds FROM jobs"
+            "SELECT model, n, COALESCE(tool, kind) AS kind,"
+            " delivering_at - submitted_at AS seconds FROM jobs"
             " WHERE mode = 'async' AND submitted_at IS NOT NULL AND delivering_at IS NOT NULL"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [(r["model"], r["n"], r["seconds"]) for r in reversed(rows)]
+        return [(r["model"], r["n"], r["kind"], r["seconds"]) for r in reversed(rows)]
 
     async def recent_for_user(self, user_id: int, limit: int = 10) -> list[Job]:
         rows = await self.db.fetchall(

@@ -9,7 +9,8 @@ DashScope takes JPEG, PNG (no alpha), BMP and WEBP, each side 384–5000 px, at 
 * images over 5000 px on a side are scaled down, and files over the byte cap are re-encoded.
 
 What cannot be fixed is refused: not an image, a decompression bomb, a side under 384 px, or a
-shape so long and thin that no scaling fits both sides into 384–5000 px.
+shape so long and thin that no scaling fits both sides into 384–5000 px. A model with narrower
+sides (wanx2.1-imageedit: 512–4096) passes its own `sides`.
 The result is sent as a `data:` URI, so DashScope never fetches an expiring link.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from bot.dashscope.models import INPUT_MAX_BYTES, INPUT_MAX_SIDE, INPUT_MIN_SIDE
+from bot.dashscope.models import INPUT_MAX_BYTES, INPUT_MAX_SIDE, INPUT_MIN_SIDE, SideRange
 from bot.errors import InputRejected
 
 # Formats we can read and turn into something DashScope accepts.
@@ -33,6 +34,8 @@ PASS_THROUGH = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", 
 MAX_PIXELS = 40_000_000
 # A file larger than this is refused before it is even opened.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Each side of an edit's input image (docs/dashscope.md §Input images).
+INPUT_SIDES = SideRange(INPUT_MIN_SIDE, INPUT_MAX_SIDE)
 # EXIF orientations other than 1 (as stored) that exif_transpose acts on.
 _ROTATING_ORIENTATIONS = frozenset(range(2, 9))
 
@@ -47,8 +50,9 @@ class PreparedImage:
     changes: tuple[str, ...]  # what we did to it, for the user ("flattened transparency"…)
 
 
-def prepare_image(data: bytes, index: int = 1) -> PreparedImage:
-    """Validate and normalise one input image; raise `InputRejected` saying what to change."""
+def prepare_image(data: bytes, index: int = 1, sides: SideRange = INPUT_SIDES) -> PreparedImage:
+    """Validate and normalise one input image for a model taking `sides` (each side in
+    pixels); raise `InputRejected` saying what to change."""
     if not data:
         raise InputRejected.one("image.empty", index=index)
     if len(data) > MAX_UPLOAD_BYTES:
@@ -71,11 +75,11 @@ def prepare_image(data: bytes, index: int = 1) -> PreparedImage:
     image, flattened = _to_rgb(image)
     if flattened:
         changes.append(flattened)
-    image = _fit_sides(image, index, changes)
+    image = _fit_sides(image, index, changes, sides)
 
     if not changes and fmt in PASS_THROUGH and len(data) <= INPUT_MAX_BYTES:
         return _prepared(data, PASS_THROUGH[fmt], image.size, ())
-    encoded, mime = _encode(image, changes)
+    encoded, mime = _encode(image, changes, sides.min_side)
     return _prepared(encoded, mime, image.size, tuple(changes))
 
 
@@ -125,32 +129,28 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
     return image.convert("RGB"), "converted to RGB colour"
 
 
-def _fit_sides(image: Image.Image, index: int, changes: list[str]) -> Image.Image:
+def _fit_sides(image: Image.Image, index: int, changes: list[str], sides: SideRange) -> Image.Image:
     width, height = image.size
     short, long = min(width, height), max(width, height)
+    low, high = sides.min_side, sides.max_side
     # Scaling keeps the shape: both sides fit in [MIN, MAX] only if long/short <= MAX/MIN.
-    if long * INPUT_MIN_SIDE > short * INPUT_MAX_SIDE:
+    if long * low > short * high:
         raise InputRejected.one(
-            "image.too_thin",
-            index=index,
-            width=width,
-            height=height,
-            min_side=INPUT_MIN_SIDE,
-            max_side=INPUT_MAX_SIDE,
+            "image.too_thin", index=index, width=width, height=height, min_side=low, max_side=high
         )
-    if short < INPUT_MIN_SIDE:
+    if short < low:
         raise InputRejected.one(
-            "image.too_small", index=index, width=width, height=height, min_side=INPUT_MIN_SIDE
+            "image.too_small", index=index, width=width, height=height, min_side=low
         )
-    if long > INPUT_MAX_SIDE:
-        scale = INPUT_MAX_SIDE / long
+    if long > high:
+        scale = high / long
         new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = image.resize(new_size, Image.Resampling.LANCZOS)
         changes.append(f"scaled down to {new_size[0]}×{new_size[1]}")
     return image
 
 
-def _encode(image: Image.Image, changes: list[str]) -> tuple[bytes, str]:
+def _encode(image: Image.Image, changes: list[str], min_side: int) -> tuple[bytes, str]:
     """PNG when it fits the byte cap (lossless), else JPEG, scaling down as a last resort."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG", optimize=False, compress_level=6)
@@ -159,10 +159,10 @@ def _encode(image: Image.Image, changes: list[str]) -> tuple[bytes, str]:
     while True:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=92, optimize=True)
-        if buffer.tell() <= INPUT_MAX_BYTES or min(image.size) <= INPUT_MIN_SIDE:
+        if buffer.tell() <= INPUT_MAX_BYTES or min(image.size) <= min_side:
             changes.append("re-encoded as JPEG to fit the 7.5 MB limit")
             return buffer.getvalue(), "image/jpeg"
-        scale = max(INPUT_MIN_SIDE / min(image.size), 0.8)
+        scale = max(min_side / min(image.size), 0.8)
         image = image.resize(
             (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
         )

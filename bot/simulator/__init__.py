@@ -20,6 +20,10 @@ Prompt markers (deterministic, work from any process; see `bot.simulator.markers
     sim:slow=SECONDS      the task runs SECONDS real seconds (the speed does not divide it)
 
 Synchronous calls report a task failure as the matching HTTP error envelope instead.
+
+wan2.6-image is served in its edit mode (one text and 1–4 images; the results tile every input
+so a test can see each was used); its interleaved mode streams, which the simulator does not:
+such a request gets a 400.
 """
 
 from bot.simulator.app import create_app

@@ -17,6 +17,8 @@ from bot.simulator.errors import (
     ASYNC_NOT_SUPPORTED,
     CANCEL_UNSUPPORTED,
     INPUT_INAPPROPRIATE,
+    INTERLEAVE_NOT_STREAMED,
+    INTERLEAVE_STREAMED,
     IP_INFRINGEMENT,
     SYNC_NOT_SUPPORTED,
     ApiError,
@@ -24,9 +26,10 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import check_mask
 from bot.simulator.inputs import load_images
 from bot.simulator.markers import find_markers
-from bot.simulator.models import Protocol, Route
+from bot.simulator.models import Route
 from bot.simulator.results import result_url
 from bot.simulator.rules import edit_default_size, parse_body, resolve_model, validate
 from bot.simulator.state import Simulator
@@ -99,14 +102,28 @@ async def _submit(request: web.Request, route: Route) -> web.Response:
         raise ApiError.of(INPUT_INAPPROPRIATE)
     if markers.ip:
         raise ApiError.of(IP_INFRINGEMENT)
+    if generation.interleave:
+        streaming = request.headers.get("X-DashScope-SSE", "").strip().lower() == "enable"
+        raise invalid_parameter(INTERLEAVE_STREAMED if streaming else INTERLEAVE_NOT_STREAMED)
     size = generation.size
     inputs: tuple[bytes, ...] = ()
-    if spec.protocol is Protocol.EDIT:
+    if generation.tool is not None:
+        assert sim.http is not None
+        sides = (spec.size.min_side, spec.size.max_side)
+        names = ("base_image_url", "mask_image_url")[: len(generation.images)]
+        images = await load_images(generation.images, sim.http, sides, names=names, keep_full=True)
+        base = (images[0].width, images[0].height)
+        if len(images) > 1:
+            check_mask(base, (images[1].width, images[1].height))
+        size = generation.tool.result_size(*base)
+        inputs = tuple(image.full for image in images)
+    elif generation.images:  # an edit's, or wan2.6-image's
         assert sim.http is not None
         images = await load_images(generation.images, sim.http)
         inputs = tuple(image.kept for image in images)
         if size is None:
-            size = edit_default_size(images[-1].width, images[-1].height)
+            first = images[spec.size_from_input]
+            size = edit_default_size(first.width, first.height)
     assert size is not None
     task = sim.create_task(
         generation, size, inputs, request[REQUEST_ID], request[API_KEY_ID], listed=is_async

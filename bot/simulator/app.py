@@ -30,7 +30,7 @@ from bot.simulator.control import add_control_routes
 from bot.simulator.errors import BODY_TOO_LARGE, NOT_FOUND, URL_ERROR, ApiError
 from bot.simulator.faults import ACTIONS
 from bot.simulator.models import Protocol
-from bot.simulator.render import render_edit, render_generation
+from bot.simulator.render import render_edit, render_generation, render_imageedit
 from bot.simulator.results import oss_error, signature_matches
 from bot.simulator.state import Simulator
 
@@ -146,7 +146,11 @@ async def result_image(request: web.Request) -> web.Response:
         return _oss_refusal(404, "NoSuchKey", "The specified key does not exist.")
     width, height = task.size
     seed = task.seed + index  # the service documents seeds seed, seed+1, ... for n images
-    if task.model.protocol is Protocol.EDIT:
+    if task.tool is not None:
+        render = partial(
+            render_imageedit, task.tool, task.prompt, seed, task.inputs, watermark=task.watermark
+        )
+    elif task.inputs:  # an edit's, or wan2.6-image's
         render = partial(
             render_edit,
             task.prompt,
@@ -156,6 +160,7 @@ async def result_image(request: web.Request) -> web.Response:
             task.inputs,
             index,
             watermark=task.watermark,
+            blend=task.model.protocol is not Protocol.EDIT,
         )
     else:
         render = partial(

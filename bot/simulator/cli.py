@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"an accepted key (repeatable; default {DEFAULT_API_KEY}); "
         "KEY:REGION marks a key of another region, refused here",
     )
-    parser.add_argument("--region", default="cn-beijing")
+    parser.add_argument(
+        "--region",
+        default="cn-beijing",
+        help="the region served: its keys, and only the models it offers (default cn-beijing)",
+    )
     parser.add_argument("--task-ttl", type=float, default=86400.0, help="seconds a task is kept")
     parser.add_argument("--result-ttl", type=float, default=86400.0, help="result URL lifetime")
     parser.add_argument("--task-query-qps", type=int, default=20)

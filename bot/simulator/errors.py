@@ -95,6 +95,12 @@ DOWNLOAD_TIMEOUT = ErrorSpec(
     "InvalidParameter.DataInspection",
     "Download the media resource timed out during the data inspection process.",
 )
+# wan2.6-image's interleaved (text-and-image) output only comes as a stream, which the
+# simulator does not serve: the bot never asks for it.
+INTERLEAVE_NOT_STREAMED = (
+    "enable_interleave=true requires streaming output: send the X-DashScope-SSE: enable header."
+)
+INTERLEAVE_STREAMED = "Streaming interleaved output is not served by the simulator."
 
 # Codes a task can end with, and the message and HTTP status each has when a synchronous call
 # reports it directly.

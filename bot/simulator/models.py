@@ -6,7 +6,7 @@ From docs/dashscope.md §Regions, §Endpoints (routes), §Bodies and §Models (f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -24,6 +24,7 @@ class Protocol(StrEnum):
     MESSAGES = "messages"  # wan2.6: input.messages, negative_prompt in parameters, choices[]
     PROMPT = "prompt"  # legacy text-to-image: input.prompt, results[]
     EDIT = "edit"  # image edit: input.prompt + input.images, results[]
+    IMAGEEDIT = "imageedit"  # wanx2.1-imageedit: input.function + input.base_image_url, results[]
 
 
 Mode = Literal["sync", "async", "both"]
@@ -101,6 +102,10 @@ class ModelSpec:
     submit_rps: int
     max_in_flight: int
     duration: tuple[float, float]  # typical seconds for n=1, before the speed divides it
+    # Images a message may carry beside its text, as (fewest, most); (0, 0): text only.
+    message_images: tuple[int, int] = (0, 0)
+    # Without a size, the output takes the aspect ratio of this input (index into the images).
+    size_from_input: int = -1
 
 
 def _legacy(name: str, prompt_limit: int, regions: frozenset[str], mode: Mode) -> ModelSpec:
@@ -168,8 +173,47 @@ MODELS: dict[str, ModelSpec] = {
             max_in_flight=5,
             duration=(30.0, 60.0),
         ),
+        # One model, many functions (docs/dashscope.md §Image tools), its rules in
+        # bot.simulator.imageedit. `size` bounds the base image: the result's follows the function.
+        ModelSpec(
+            name="wanx2.1-imageedit",
+            protocol=Protocol.IMAGEEDIT,
+            routes={Route.IMAGE2IMAGE: "async"},
+            regions=_CN,
+            prompt_limit=800,
+            reject_long_prompt=False,
+            size=SizeRule(default=(1024, 1024), min_side=512, max_side=4096),
+            submit_rps=2,
+            max_in_flight=2,
+            duration=(10.0, 30.0),
+        ),
     )
 }
+
+# Edit or blend 1–4 images with one text (edit mode); interleaved output needs streaming.
+MODELS["wan2.6-image"] = replace(
+    MODELS["wan2.6-t2i"],
+    name="wan2.6-image",
+    prompt_limit=2000,
+    size=EDIT_SIZE,
+    duration=(20.0, 45.0),
+    message_images=(1, 4),
+    size_from_input=0,
+)
+
+# wanx2.1-imageedit's documented functions.
+IMAGEEDIT_FUNCTIONS = (
+    "stylization_all",
+    "stylization_local",
+    "description_edit",
+    "description_edit_with_mask",
+    "remove_watermark",
+    "expand",
+    "super_resolution",
+    "colorization",
+    "doodle",
+    "control_cartoon_feature",
+)
 
 NEGATIVE_PROMPT_LIMIT = 500
 MAX_SEED = 2_147_483_647

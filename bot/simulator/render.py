@@ -3,6 +3,8 @@
 A generation is a gradient with a few shapes: the colours come from the prompt, the layout from
 prompt and seed, and the prompt is written on it. An edit visibly transforms its input images.
 Drawing happens at a small size and is scaled up, so a 1280*1280 PNG takes tens of milliseconds.
+The image tools work on the whole base image: an upscale is it resized, an expansion keeps its
+pixels where they were on a larger canvas, the other functions change it as much as `strength`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from bot.simulator.imageedit import EXPAND, SUPER_RESOLUTION, ToolCall
 
 DRAW_SIDE = 256  # the longest side of the small canvas
 
@@ -47,14 +51,15 @@ def _caption(image: Image.Image, prompt: str, watermark: bool) -> None:
     if len(text) > room:
         text = text[: room - 1] + "…"
     margin = size
-    draw.text(
-        (margin, height - margin - size),
-        text,
-        font=font,
-        fill=(255, 255, 255),
-        stroke_width=max(1, size // 10),
-        stroke_fill=(0, 0, 0),
-    )
+    if text:
+        draw.text(
+            (margin, height - margin - size),
+            text,
+            font=font,
+            fill=(255, 255, 255),
+            stroke_width=max(1, size // 10),
+            stroke_fill=(0, 0, 0),
+        )
     if watermark:
         draw.text(
             (width - margin, height - margin - 2 * size),
@@ -123,6 +128,49 @@ def _transform(image: Image.Image, digest: bytes) -> Image.Image:
     return Image.blend(image, tint, 0.3)
 
 
+def _edited(
+    images: list[Image.Image], small: tuple[int, int], index: int, digest: bytes
+) -> Image.Image:
+    """The last input (then the others in turn, for later images) fitted to the canvas and
+    transformed, with the remaining inputs inset as thumbnails."""
+    base_at = (len(images) - 1 + index) % len(images)
+    canvas = _transform(ImageOps.fit(images[base_at], small), digest)
+    thumb_side = max(16, min(small) // 4)
+    offset = 4
+    for at, other in enumerate(images):
+        if at == base_at:
+            continue
+        thumb = ImageOps.fit(other, (thumb_side, thumb_side))
+        canvas.paste(ImageOps.expand(thumb, border=2, fill=(255, 255, 255)), (offset, 4))
+        offset += thumb_side + 8
+    return canvas
+
+
+def _tiles(width: int, height: int, count: int) -> list[tuple[int, int, int, int]]:
+    """Boxes splitting a canvas for `count` inputs: strips along the longer side, 2×2 for four."""
+    if count == 4:
+        w, h = width // 2, height // 2
+        return [(x, y, x + w, y + h) for y in (0, h) for x in (0, w)]
+    if width >= height:
+        step = width // count
+        return [(i * step, 0, (i + 1) * step, height) for i in range(count)]
+    step = height // count
+    return [(0, i * step, width, (i + 1) * step) for i in range(count)]
+
+
+def _blended(
+    images: list[Image.Image], small: tuple[int, int], index: int, digest: bytes
+) -> Image.Image:
+    """Every input as one tile of the canvas, starting from a later input for each later
+    image, lightly tinted: a viewer can tell each input was used."""
+    start = index % len(images)
+    canvas = Image.new("RGB", small)
+    order = images[start:] + images[:start]
+    for image, box in zip(order, _tiles(*small, len(order)), strict=True):
+        canvas.paste(ImageOps.fit(image, (box[2] - box[0], box[3] - box[1])), box[:2])
+    return Image.blend(canvas, Image.new("RGB", small, _colour(digest, 1)), 0.15)
+
+
 def render_edit(
     prompt: str,
     seed: int,
@@ -132,23 +180,46 @@ def render_edit(
     index: int,
     *,
     watermark: bool = False,
+    blend: bool = False,
 ) -> bytes:
-    """An edit result: the last input (then the others in turn, for later images) fitted to the
-    output size and transformed, with the remaining inputs inset as thumbnails."""
+    """A result made from input images: an edit transforms one and insets the others; a blend
+    (wan2.6-image) tiles them all."""
     images = [Image.open(io.BytesIO(data)).convert("RGB") for data in inputs]
-    base_at = (len(images) - 1 + index) % len(images)
     small = _small_size(width, height)
-    canvas = _transform(ImageOps.fit(images[base_at], small), _digest("edit", prompt, seed))
-    thumb_side = max(16, min(small) // 4)
-    offset = 4
-    for at, other in enumerate(images):
-        if at == base_at:
-            continue
-        thumb = ImageOps.fit(other, (thumb_side, thumb_side))
-        canvas.paste(ImageOps.expand(thumb, border=2, fill=(255, 255, 255)), (offset, 4))
-        offset += thumb_side + 8
+    if blend:
+        canvas = _blended(images, small, index, _digest("blend", prompt, seed))
+    else:
+        canvas = _edited(images, small, index, _digest("edit", prompt, seed))
     image = canvas.resize((width, height), Image.Resampling.BILINEAR)
     _caption(image, prompt, watermark)
+    return _png(image)
+
+
+def render_imageedit(
+    tool: ToolCall, prompt: str, seed: int, inputs: Sequence[bytes], *, watermark: bool = False
+) -> bytes:
+    """A wanx2.1-imageedit result from the whole base image (`inputs[0]`; `inputs[1]` the mask)."""
+    base = Image.open(io.BytesIO(inputs[0])).convert("RGB")
+    digest = _digest("imageedit", tool.function, prompt, seed)
+    (width, height), at = tool.placement(*base.size)
+    caption = ""  # an upscale or an expansion keeps the base image's pixels: no caption on them
+    if tool.function == SUPER_RESOLUTION:
+        image = base.resize((width, height), Image.Resampling.BICUBIC)
+    elif tool.function == EXPAND:
+        # Around the image: itself stretched, blurred and tinted, drawn small and scaled up.
+        small = _small_size(width, height)
+        around = ImageOps.fit(base, small).filter(ImageFilter.GaussianBlur(6))
+        around = Image.blend(around, Image.new("RGB", small, _colour(digest, 1)), 0.35)
+        image = around.resize((width, height), Image.Resampling.BILINEAR)
+        image.paste(base, at)
+    else:
+        changed = Image.blend(base, _transform(base, digest), 0.35 + 0.65 * tool.strength)
+        if len(inputs) > 1:  # only where the mask is white
+            mask = Image.open(io.BytesIO(inputs[1])).convert("L")
+            changed = Image.composite(changed, base, mask)
+        image = changed
+        caption = prompt
+    _caption(image, caption, watermark)
     return _png(image)
 
 

@@ -22,6 +22,7 @@ from bot.simulator.errors import (
     invalid_parameter,
     parameter_invalid,
 )
+from bot.simulator.imageedit import ToolCall, parse_tool
 from bot.simulator.models import (
     EDIT_SIZE,
     MAX_SEED,
@@ -50,6 +51,8 @@ class GenerationRequest:
     prompt_extend: bool
     watermark: bool
     images: list[str] = field(default_factory=list)
+    interleave: bool = False  # wan2.6-image's mixed text-and-image output (streaming only)
+    tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -88,8 +91,9 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
     if not isinstance(params, dict):
         raise parameter_invalid("parameters")
 
+    images: list[str] = []
     if spec.protocol is Protocol.MESSAGES:
-        prompt = _message_text(payload)
+        prompt, images = _message_content(payload, spec)
         negative = params.get("negative_prompt")
     else:
         raw_prompt = payload.get("prompt")
@@ -109,30 +113,40 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
     if not isinstance(negative, str):
         raise parameter_invalid("negative_prompt")
 
-    images: list[str] = []
+    tool: ToolCall | None = None
     if spec.protocol is Protocol.EDIT:
         images = _image_list(payload.get("images"))
+    elif spec.protocol is Protocol.IMAGEEDIT:
+        tool, images = parse_tool(payload, params)
 
     size_text = params.get("size")
-    if size_text is None:
-        size = None if spec.protocol is Protocol.EDIT else spec.size.default
+    if spec.protocol is Protocol.IMAGEEDIT:  # the function sizes the result; a size is ignored
+        size = None
+    elif size_text is None:
+        size = None if images else spec.size.default
     else:
         size = parse_size(size_text)
         problem = spec.size.problem(*size)
         if problem:
             raise invalid_parameter(problem)
 
+    interleave = bool(spec.message_images[1]) and _flag(params, "enable_interleave", default=False)
+    n = _n(params.get("n"), default=1 if interleave or tool else 4)
+    if interleave and n != 1:
+        raise invalid_parameter("n must be 1 when enable_interleave is true.")
     return GenerationRequest(
         model=spec,
         route=route,
         prompt=prompt,
         negative_prompt=negative[:NEGATIVE_PROMPT_LIMIT],
-        n=_n(params.get("n")),
+        n=n,
         size=size,
         seed=_seed(params.get("seed")),
-        prompt_extend=_flag(params, "prompt_extend", default=True),
+        prompt_extend=tool is None and _flag(params, "prompt_extend", default=True),
         watermark=_flag(params, "watermark", default=False),
         images=images,
+        interleave=interleave,
+        tool=tool,
     )
 
 
@@ -162,7 +176,9 @@ def edit_default_size(width: int, height: int) -> tuple[int, int]:
     return out_w, out_h
 
 
-def _message_text(payload: dict[str, Any]) -> str:
+def _message_content(payload: dict[str, Any], spec: ModelSpec) -> tuple[str, list[str]]:
+    """The one user message's text and images: exactly one {"text"} and, for a model that
+    takes them, its allowed number of {"image"} items (URLs or data URIs)."""
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise parameter_invalid("messages")
@@ -172,19 +188,30 @@ def _message_text(payload: dict[str, Any]) -> str:
     if not isinstance(message, dict) or message.get("role") != "user":
         raise invalid_parameter("The role of the message must be user.")
     content = message.get("content")
-    if (
-        not isinstance(content, list)
-        or len(content) != 1
-        or not isinstance(content[0], dict)
-        or set(content[0]) != {"text"}
+    one_text = invalid_parameter(
+        'Only one text is allowed per request: content must hold exactly one {"text": ...}.'
+    )
+    fewest, most = spec.message_images
+    if not isinstance(content, list) or not all(
+        isinstance(item, dict) and len(item) == 1 and set(item) <= {"text", "image"}
+        for item in content
     ):
+        raise one_text
+    texts = [item["text"] for item in content if "text" in item]
+    images = [item["image"] for item in content if "image" in item]
+    if len(texts) != 1 or (images and not most):
+        raise one_text
+    if not fewest <= len(images) <= most:
         raise invalid_parameter(
-            'Only one text is allowed per request: content must hold exactly one {"text": ...}.'
+            f"The number of input images is invalid: {len(images)}, "
+            f"between {fewest} and {most} are allowed."
         )
-    text = content[0]["text"]
+    if not all(isinstance(image, str) and image for image in images):
+        raise parameter_invalid("image")
+    text = texts[0]
     if not isinstance(text, str) or not text.strip():
         raise parameter_invalid("text")
-    return text
+    return text, images
 
 
 def _image_list(images: Any) -> list[str]:
@@ -199,9 +226,9 @@ def _image_list(images: Any) -> list[str]:
     return images
 
 
-def _n(value: Any) -> int:
+def _n(value: Any, default: int) -> int:
     if value is None:
-        return 4
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
         raise invalid_parameter("Range of n should be [1, 4]")
     return value

@@ -191,6 +191,7 @@ class Simulator:
             submitted_at=self.now(),
             api_key_id=api_key_id,
             listed=listed,
+            tool=request.tool,
         )
         self.store.add(task, task.submitted_at)
         self.submissions += 1

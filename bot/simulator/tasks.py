@@ -12,6 +12,7 @@ import heapq
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from bot.simulator.imageedit import ToolCall
 from bot.simulator.models import ModelSpec, Route
 
 PENDING = "PENDING"
@@ -44,12 +45,13 @@ class Task:
     seed: int
     prompt_extend: bool
     watermark: bool
-    inputs: tuple[bytes, ...]  # an edit's input images, downscaled PNGs
+    inputs: tuple[bytes, ...]  # an edit's input images, downscaled PNGs (image tools: whole)
     duration: float  # running time in real seconds
     outcome: Outcome
     submitted_at: float
     api_key_id: str
     listed: bool = True  # synchronous calls run as tasks but are not visible as such
+    tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
     started_at: float | None = None
     ended_at: float | None = None
     canceled_at: float | None = None

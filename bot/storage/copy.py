@@ -51,6 +51,8 @@ TABLES = (
     Table("quota_windows", "scope, owner"),
     Table("quota_spend", "guild_id, month"),
     Table("reposts", "message_id"),
+    Table("member_defaults", "user_id"),
+    Table("server_styles", "guild_id, name"),
     # After limit_settings, whose trigger on PostgreSQL has just written a version per server:
     # those rows make way for the source's own.
     Table("policy_versions", "guild_id"),
