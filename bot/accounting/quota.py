@@ -23,7 +23,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.storage.db import Conn, Database
+from bot.storage.db import Conn, Cursor, Database
 
 DAY = 24 * 3600.0
 
@@ -195,11 +195,13 @@ class Quota:
         unit_price = self.price(new.request)
         if new.guild_id is not None:
             # The server's limits last: its lock, which every member of the server waits for
-            # on PostgreSQL, is held across the fewest statements (a refusal undoes the job),
-            # and in pipeline mode: the lock goes with the first check, and the writes after
-            # the checks go with the COMMIT.
+            # on PostgreSQL, is held across the fewest round trips (a refusal undoes the job).
+            # In pipeline mode the lock and both of the server's reads go in one, the writes
+            # after the checks and the COMMIT in another.
             conn.pipeline()
             conn.lock("guild", new.guild_id)
+            budget = policy.money("monthly_budget")
+            spend = _spend(conn, new.guild_id, now) if budget > 0 else None
             if limits.images_per_guild_day:
                 _check_window(
                     conn,
@@ -210,7 +212,7 @@ class Quota:
                     new.request.n,
                     now,
                 )
-            self._check_budget(conn, new, policy.money("monthly_budget"), unit_price, now)
+            self._check_budget(conn, new, budget, unit_price, now, spend)
         n = new.request.n
         conn.execute(
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
@@ -247,11 +249,17 @@ class Quota:
             )
 
     def _check_budget(
-        self, conn: Conn, new: NewJob, budget: float, unit_price: float, now: float
+        self,
+        conn: Conn,
+        new: NewJob,
+        budget: float,
+        unit_price: float,
+        now: float,
+        spend: Cursor | None = None,
     ) -> None:
         if budget <= 0 or new.guild_id is None:
             return
-        spent = _spent_micros(conn, new.guild_id, now)
+        spent = _spent_micros(conn, new.guild_id, now, spend)
         if spent + new.request.n * micros(unit_price) > micros(budget):
             raise BudgetExceeded(
                 budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
@@ -370,12 +378,19 @@ def _check_window(
     )
 
 
-def _spent_micros(conn: Conn, guild_id: int, now: float) -> int:
-    """Money held or charged this month by the server, from the running total."""
+def _spend(conn: Conn, guild_id: int, now: float) -> Cursor:
+    """The query for the server's running total of this month's money (its row read later)."""
+    return conn.execute(
+        "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?",
+        (guild_id, month_start(now)),
+    )
+
+
+def _spent_micros(conn: Conn, guild_id: int, now: float, spend: Cursor | None = None) -> int:
+    """Money held or charged this month by the server, from the running total (`spend`: its
+    query, already sent)."""
     month = month_start(now)
-    row = conn.execute(
-        "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?", (guild_id, month)
-    ).fetchone()
+    row = (spend if spend is not None else _spend(conn, guild_id, now)).fetchone()
     if row is not None:
         return int(row[0])
     spent = conn.execute(_SPENT_MICROS_SQL, (guild_id, month, next_month_start(now))).fetchone()[0]
