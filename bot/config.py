@@ -67,8 +67,8 @@ EXPECTS: dict[str, str] = {
     "the number Discord recommends)",
     "shard_ids": "the ids of the shards this process runs, below SHARD_COUNT, as a list like 0,1 "
     "or a range like 0-3",
-    "prices": "model=price (or model:function=price) pairs separated by commas, e.g. "
-    "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1",
+    "prices": "model=price (or model:function=price, or model:720P=price of a video second) "
+    "pairs separated by commas, e.g. wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1",
     "currency": "a currency code of up to 5 letters, e.g. CNY or USD",
 }
 
@@ -298,8 +298,10 @@ def parse_prices(text: str) -> dict[str, float]:
         model, colon, function = key.partition(":")
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}")
-        if colon and function not in MODELS[model].functions:
-            raise ValueError(f"{model} has no function {function!r}")
+        spec = MODELS[model]
+        if colon and function not in spec.functions + spec.resolutions:
+            kind = "resolution" if spec.resolutions else "function"
+            raise ValueError(f"{model} has no {kind} {function!r}")
         number = float(price)
         if not 0 <= number < 1000:
             raise ValueError("price out of range")

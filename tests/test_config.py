@@ -405,8 +405,8 @@ def test_prices_per_model_and_per_function(monkeypatch):
     assert (table["wanx2.1-imageedit"], table["wan2.6-image"]) == (0.14, 0.20)
     assert "wanx2.1-imageedit:expand" not in table  # an expand costs the model's price
     expects = (
-        "model=price (or model:function=price) pairs separated by commas, e.g. "
-        "wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1"
+        "model=price (or model:function=price, or model:720P=price of a video second) "
+        "pairs separated by commas, e.g. wan2.6-t2i=0.2,wanx2.1-imageedit:super_resolution=0.1"
     )
     for bad in ("wanx2.1-imageedit:colorize=0.1", "wan2.6-t2i:expand=0.1", "dall-e=0.1"):
         message = config_error(monkeypatch, PRICES=bad)

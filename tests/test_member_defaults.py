@@ -22,7 +22,7 @@ from tests.backends import execute, fresh_database
 from tests.engine_helpers import FakeClock
 from tests.test_policy import GENERAL, policy, request
 
-SIZED = [spec for spec in MODELS.values() if spec.protocol is not Protocol.IMAGEEDIT]
+SIZED = [s for s in MODELS.values() if s.protocol not in (Protocol.IMAGEEDIT, Protocol.VIDEO)]
 
 
 def refusal(error: pytest.ExceptionInfo[InputRejected]) -> tuple[str, str]:

@@ -36,6 +36,21 @@ LEGACY_T2I = [  # each side in [512, 1440]
 EDIT = ["wan2.5-i2i-preview"]  # total pixels in [768², 1280²], ratio ≤ 4; 1–3 images
 # The image tools (dashscope-more.md): one function model, one blend model; tests/test_image_tools.py
 TOOLS = ["wanx2.1-imageedit", "wan2.6-image"]
+# Video (dashscope-more.md §Video): image to video, text to video; tests/test_video_requests.py
+I2V = [
+    "wan2.5-i2v-preview",
+    "wan2.6-i2v",
+    "wan2.2-i2v-plus",
+    "wanx2.1-i2v-turbo",
+    "wanx2.1-i2v-plus",
+]
+T2V = [
+    "wan2.5-t2v-preview",
+    "wan2.6-t2v",
+    "wan2.2-t2v-plus",
+    "wanx2.1-t2v-turbo",
+    "wanx2.1-t2v-plus",
+]
 
 PROMPT_LIMIT = {  # §Models (wan2.6-t2i 2,000/2,100: we take the stricter 2,000)
     "wan2.6-t2i": 2000,
@@ -50,12 +65,12 @@ PROMPT_LIMIT = {  # §Models (wan2.6-t2i 2,000/2,100: we take the stricter 2,000
     "wan2.5-i2i-preview": 2000,
     "wanx2.1-imageedit": 800,
     "wan2.6-image": 2000,
+    **{model: 1500 if model.startswith(("wan2.5", "wan2.6")) else 800 for model in I2V + T2V},
 }
 NEGATIVE_LIMIT = 500
 NO_NEGATIVE = {"wanx2.1-imageedit"}
-SIZED = [
-    model for model in MODELS if model != "wanx2.1-imageedit"
-]  # its canvas follows its function
+# imageedit's canvas follows its function; videos have sizes of their own (test_video_requests)
+SIZED = [model for model in MODELS if model not in ["wanx2.1-imageedit", *I2V, *T2V]]
 SEED_MAX = 2147483647
 SIZE_KEYS = {
     "invalid.size_format",
@@ -85,7 +100,7 @@ def documented_size_ok(model: str, width: int, height: int) -> bool:
 
 def request(model: str = "wan2.6-t2i", **fields) -> ImageRequest:
     """A valid request for MODEL, changed by FIELDS (edits get one image unless told)."""
-    if model in EDIT + TOOLS:
+    if model in EDIT + TOOLS + I2V:
         fields.setdefault("images", (IMAGE,))
     if model == "wanx2.1-imageedit":
         fields.setdefault("function", "description_edit")
@@ -111,7 +126,7 @@ def check_message(req: ImageRequest, key: str, en: str, zh: str) -> None:
 
 
 def test_model_table_matches_the_docs():
-    assert set(MODELS) == set(NEW_T2I + LEGACY_T2I + EDIT + TOOLS)
+    assert set(MODELS) == set(NEW_T2I + LEGACY_T2I + EDIT + TOOLS + I2V + T2V)
     assert set(PROMPT_LIMIT) == set(MODELS)
 
 
@@ -770,6 +785,7 @@ ASYNC_PATHS = {
     "wan2.5-t2i-preview": "/services/aigc/text2image/image-synthesis",
     "wanx2.1-imageedit": "/services/aigc/image2image/image-synthesis",
     "wan2.6-image": "/services/aigc/image-generation/generation",
+    **{model: "/services/aigc/video-generation/video-synthesis" for model in I2V + T2V},
 }
 SYNC_PATHS = {
     "wan2.6-t2i": "/services/aigc/multimodal-generation/generation",
@@ -784,6 +800,6 @@ def test_endpoints_match_the_docs(model):
     spec = MODELS[model]
     assert spec.async_path == ASYNC_PATHS[model]
     assert spec.sync_path == SYNC_PATHS.get(model)
-    assert (spec.n_min, spec.n_max) == (1, 4)
+    assert (spec.n_min, spec.n_max) == ((1, 1) if model in I2V + T2V else (1, 4))
     assert spec.negative_max == (0 if model in NO_NEGATIVE else NEGATIVE_LIMIT)
     assert spec.prompt_max == PROMPT_LIMIT[model]

@@ -176,8 +176,10 @@ class Quota:
         self.prices = prices or {}
 
     def price(self, request: ImageRequest) -> float:
-        """One image's price: the function's own (`model:function`) if set, else the model's."""
-        return self.prices.get(request.price_key, self.prices.get(request.model, 0.0))
+        """One image's price: the function's own (`model:function`) if set, else the model's;
+        one video's: its seconds at the price of a second at its resolution (`model:720P`)."""
+        unit = self.prices.get(request.price_key, self.prices.get(request.model, 0.0))
+        return unit * (request.duration or 0) if request.kind.makes_video else unit
 
     async def reserve(self, new: NewJob) -> Job:
         """Check every limit and accept the job (queued, n images reserved) in one transaction.

@@ -15,6 +15,7 @@ IMAGE_GENERATION = "/services/aigc/image-generation/generation"
 MULTIMODAL_GENERATION = "/services/aigc/multimodal-generation/generation"
 TEXT2IMAGE = "/services/aigc/text2image/image-synthesis"
 IMAGE2IMAGE = "/services/aigc/image2image/image-synthesis"
+VIDEO_SYNTHESIS = "/services/aigc/video-generation/video-synthesis"
 
 SEED_MAX = 2_147_483_647
 
@@ -31,11 +32,17 @@ class Kind(StrEnum):
     VARY = "vary"  # new images close to a chosen one, with its prompt
     EXPAND = "expand"  # zoom out or pan: a larger canvas with the chosen image at its place
     BLEND = "blend"  # several images and an instruction
+    ANIMATE = "animate"  # an image made into a video
+    VIDEO = "video"  # a video from text
 
     @property
     def takes_images(self) -> bool:
         """Whether the job's input images are part of its request (kept in job_inputs)."""
-        return self is not Kind.TEXT_TO_IMAGE
+        return self not in (Kind.TEXT_TO_IMAGE, Kind.VIDEO)
+
+    @property
+    def makes_video(self) -> bool:
+        return self in (Kind.ANIMATE, Kind.VIDEO)
 
 
 class Protocol(StrEnum):
@@ -47,6 +54,9 @@ class Protocol(StrEnum):
     PROMPT = "prompt"  # input.prompt (+ input.images, input.negative_prompt); results[]
     # wanx2.1-imageedit: input.function, input.prompt, input.base_image_url; results[]
     IMAGEEDIT = "imageedit"
+    # video-synthesis: input.prompt (+ img_url, negative_prompt); parameters duration and
+    # resolution (image to video) or size (text to video); output.video_url
+    VIDEO = "video"
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,11 @@ class ModelSpec:
     input_sides: SideRange = SideRange(384, 5000)
     # Parameters sent with every request to the model (wan2.6-image's edit mode).
     fixed_parameters: tuple[tuple[str, object], ...] = ()
+    # Video models: the lengths in seconds and the resolutions they make ("480P", "720P",
+    # "1080P"), the first of each the default; whether they can add sound (`audio`).
+    durations: tuple[int, ...] = ()
+    resolutions: tuple[str, ...] = ()
+    audio: bool = False
 
     @property
     def supports_sync(self) -> bool:
@@ -113,6 +128,11 @@ class ModelSpec:
         """Whether a key of `region` can use the model; None (a gateway we do not recognise,
         such as the simulator or a proxy) offers every model."""
         return region is None or region in self.regions
+
+    @property
+    def video_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The sizes a text-to-video model makes, across its resolutions."""
+        return tuple(size for res in self.resolutions for size in VIDEO_SIZES.get(res, ()))
 
     def recommended_text(self) -> str:
         return ", ".join(format_size(w, h) for w, h in self.recommended_sizes)
@@ -137,10 +157,65 @@ UPSCALE_FACTORS = (1, 4)  # upscale_factor's range (super_resolution)
 EXPAND_SCALES = (1.0, 2.0)  # top/bottom/left/right_scale's range (expand)
 STRENGTH_RANGE = (0.0, 1.0)  # strength's range (description_edit)
 
+# Text-to-video sizes by resolution (docs/dashscope.md §Video, UNCONFIRMED: tolerate more).
+VIDEO_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "480P": ((832, 480), (480, 832), (624, 624)),
+    "720P": ((1280, 720), (720, 1280), (960, 960), (1088, 832), (832, 1088)),
+    "1080P": ((1920, 1080), (1080, 1920), (1440, 1440), (1632, 1248), (1248, 1632)),
+}
+
+
+def resolution_of(width: int, height: int) -> str | None:
+    """The resolution a text-to-video size belongs to."""
+    return next((res for res, sizes in VIDEO_SIZES.items() if (width, height) in sizes), None)
+
+
 _T2I_SIZES = ((1280, 1280), (1104, 1472), (1472, 1104), (960, 1696), (1696, 960))
 _T2I_PIXELS = PixelRange(1280 * 1280, 1440 * 1440)
 _LEGACY_SIDES = SideRange(512, 1440)
 _LEGACY_SIZES = ((1024, 1024), (720, 1280), (1280, 720), (768, 1152), (1152, 768), (1440, 1440))
+
+
+def _video(
+    name: str,
+    kind: Kind,
+    durations: tuple[int, ...],
+    resolutions: tuple[str, ...],
+    *,
+    prompt_max: int = 800,
+    audio: bool = False,
+    regions: tuple[str, ...] = (BEIJING, SINGAPORE),
+) -> ModelSpec:
+    """A Wan video model (docs/dashscope.md §Video): one video per task, asynchronous only."""
+    image = kind is Kind.ANIMATE
+    sizes = tuple(size for res in resolutions for size in VIDEO_SIZES[res])
+    return ModelSpec(
+        name=name,
+        kind=kind,
+        protocol=Protocol.VIDEO,
+        async_path=VIDEO_SYNTHESIS,
+        sync_path=None,
+        prompt_max=prompt_max,
+        negative_max=500,
+        size_rule=SideRange(360, 2000),
+        default_size=(1280, 720) if (1280, 720) in sizes else sizes[0],
+        recommended_sizes=() if image else sizes,
+        n_max=1,
+        images_min=1 if image else 0,
+        images_max=1 if image else 0,
+        submit_rps=2,
+        max_in_flight=2,  # lower than for images on several video models (UNCONFIRMED)
+        regions=regions,
+        size_optional=image,  # an image-to-video clip takes its image's shape at `resolution`
+        input_sides=SideRange(360, 2000),
+        durations=durations,
+        resolutions=resolutions,
+        audio=audio,
+    )
+
+
+_HD = ("720P", "1080P")
+_ALL_RES = ("480P", "720P", "1080P")
 
 
 def _legacy(name: str, prompt_max: int, regions: tuple[str, ...], sync: bool) -> ModelSpec:
@@ -262,6 +337,16 @@ MODELS: dict[str, ModelSpec] = {
             size_optional=True,
             fixed_parameters=(("enable_interleave", False),),
         ),
+        _video("wan2.5-i2v-preview", Kind.ANIMATE, (5, 10), _ALL_RES, prompt_max=1500, audio=True),
+        _video("wan2.6-i2v", Kind.ANIMATE, (5, 10, 15), _HD, prompt_max=1500, audio=True),
+        _video("wan2.2-i2v-plus", Kind.ANIMATE, (5,), ("480P", "1080P")),
+        _video("wanx2.1-i2v-turbo", Kind.ANIMATE, (5, 3, 4), ("720P", "480P"), regions=(BEIJING,)),
+        _video("wanx2.1-i2v-plus", Kind.ANIMATE, (5,), ("720P",), regions=(BEIJING,)),
+        _video("wan2.5-t2v-preview", Kind.VIDEO, (5, 10), _ALL_RES, prompt_max=1500, audio=True),
+        _video("wan2.6-t2v", Kind.VIDEO, (5, 10, 15), _HD, prompt_max=1500, audio=True),
+        _video("wan2.2-t2v-plus", Kind.VIDEO, (5,), ("480P", "1080P")),
+        _video("wanx2.1-t2v-turbo", Kind.VIDEO, (5,), ("720P", "480P"), regions=(BEIJING,)),
+        _video("wanx2.1-t2v-plus", Kind.VIDEO, (5,), ("720P",), regions=(BEIJING,)),
     )
 }
 
@@ -280,12 +365,33 @@ DEFAULT_PRICES: dict[str, float] = {
     "wan2.5-i2i-preview": 0.20,
     "wanx2.1-imageedit": 0.14,
     "wan2.6-image": 0.20,
+    # Video: the price of one second, by model and resolution (`model:720P`), list prices as we
+    # read them (UNCONFIRMED: set the account's with PRICES); a model's own key covers the rest.
+    **{
+        f"{model}:{res}": price
+        for model, prices in {
+            "wan2.5-i2v-preview": (0.3, 0.6, 1.0),
+            "wan2.6-i2v": (0.3, 0.6, 1.0),
+            "wan2.2-i2v-plus": (0.14, 0.7, 0.7),
+            "wanx2.1-i2v-turbo": (0.24, 0.24, 0.24),
+            "wanx2.1-i2v-plus": (0.7, 0.7, 0.7),
+            "wan2.5-t2v-preview": (0.3, 0.6, 1.0),
+            "wan2.6-t2v": (0.3, 0.6, 1.0),
+            "wan2.2-t2v-plus": (0.14, 0.7, 0.7),
+            "wanx2.1-t2v-turbo": (0.24, 0.24, 0.24),
+            "wanx2.1-t2v-plus": (0.7, 0.7, 0.7),
+        }.items()
+        for res, price in zip(("480P", "720P", "1080P"), prices, strict=True)
+        if res in MODELS[model].resolutions
+    },
 }
 
 DEFAULT_TEXT_TO_IMAGE_MODEL = "wan2.6-t2i"
 DEFAULT_EDIT_MODEL = "wan2.5-i2i-preview"
 DEFAULT_BLEND_MODEL = "wan2.6-image"
 IMAGE_TOOLS_MODEL = "wanx2.1-imageedit"  # Upscale, Vary, Zoom out, Pan
+DEFAULT_ANIMATE_MODEL = "wan2.5-i2v-preview"
+DEFAULT_VIDEO_MODEL = "wan2.5-t2v-preview"
 
 # Input images for edits (docs/dashscope.md §Input images): each side 384–5000 px, at most 10 MB.
 # Whether the 10 MB counts raw or base64 bytes is unconfirmed, so we keep raw bytes under 7.5 MB:
@@ -299,10 +405,10 @@ def get_model(name: str) -> ModelSpec | None:
     return MODELS.get(name)
 
 
-def price_key(model: str, function: str | None) -> str:
-    """The PRICES key of a request: `model:function` for a function's own price, which falls
-    back to the model's (`Quota.price`)."""
-    return f"{model}:{function}" if function else model
+def price_key(model: str, detail: str | None) -> str:
+    """The PRICES key of a request: `model:function` for a function's own price, or
+    `model:720P` for a video resolution's, which fall back to the model's (`Quota.price`)."""
+    return f"{model}:{detail}" if detail else model
 
 
 def models_of(kind: Kind) -> list[ModelSpec]:

@@ -21,6 +21,7 @@ from bot.dashscope.models import (
     STRENGTH_RANGE,
     SUPER_RESOLUTION,
     UPSCALE_FACTORS,
+    VIDEO_SIZES,
     Kind,
     ModelSpec,
     PixelRange,
@@ -28,6 +29,7 @@ from bot.dashscope.models import (
     SideRange,
     format_size,
     price_key,
+    resolution_of,
 )
 from bot.errors import InputRejected, Problem
 
@@ -60,6 +62,11 @@ class ImageRequest:
     source_image: int | None = None  # the image (1-based) of the parent job acted on
     # The size as a ratio ("16:9"), mapped to a size of the model by `validate`; not with size.
     aspect: str | None = None
+    # Video (docs/dashscope.md §Video): seconds, "480P" | "720P" | "1080P", sound on or off.
+    # Validation fills the model's default length and resolution, which pricing needs.
+    duration: int | None = None
+    resolution: str | None = None
+    audio: bool | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -74,7 +81,7 @@ class ImageRequest:
 
     @property
     def price_key(self) -> str:
-        return price_key(self.model, self.function)
+        return price_key(self.model, self.function or self.resolution)
 
 
 def random_seed() -> int:
@@ -160,8 +167,8 @@ def size_for_aspect(spec: ModelSpec, aspect: str) -> str | None:
     default's pixel count); otherwise the size nearest the ratio among multiples of 16 near the
     default's pixel count that the model accepts."""
     ratio_parts = parse_aspect(aspect)
-    if ratio_parts is None or spec.protocol is Protocol.IMAGEEDIT:
-        return None
+    if ratio_parts is None or spec.protocol in (Protocol.IMAGEEDIT, Protocol.VIDEO):
+        return None  # no size, or sizes of a video's own (`_video_shape`)
     ratio = ratio_parts[0] / ratio_parts[1]
     target = spec.default_size[0] * spec.default_size[1]
 
@@ -205,7 +212,9 @@ def validate(request: ImageRequest) -> ImageRequest:
     # Fields of the wrong type (only a malformed payload carries them) are refused, not crashed on.
     prompt = request.prompt.strip() if isinstance(request.prompt, str) else ""
     if all(unicodedata.category(c) in _INVISIBLE for c in prompt):
-        problems.append(Problem("invalid.prompt_empty"))
+        if spec.kind is not Kind.ANIMATE:  # an image's motion prompt is optional
+            problems.append(Problem("invalid.prompt_empty"))
+        prompt = ""
     elif len(prompt) > spec.prompt_max:
         problems.append(
             Problem(
@@ -227,30 +236,14 @@ def validate(request: ImageRequest) -> ImageRequest:
             )
         problems += _text_problems("negative_prompt", negative)
 
-    size = request.size
-    if request.aspect is not None:
-        mapped = size_for_aspect(spec, request.aspect) if isinstance(request.aspect, str) else None
-        if size is not None:
-            problems.append(Problem("invalid.size_and_aspect"))
-        elif mapped is None:
-            problems.append(
-                Problem(
-                    "invalid.aspect",
-                    {"aspect": request.aspect, "model": spec.name, "choices": ", ".join(ASPECTS)},
-                )
-            )
-        else:
-            size = mapped
-    if size is not None:
-        parsed = parse_size(size) if isinstance(size, str) else None
-        if parsed is None:
-            problems.append(Problem("invalid.size_format", {"size": size}))
-        else:
-            size = format_size(*parsed)
-            if (problem := size_problem(spec, *parsed)) is not None:
-                problems.append(problem)
-    elif not spec.size_optional:
-        size = spec.default_size_text
+    duration, resolution = request.duration, request.resolution
+    if spec.protocol is Protocol.VIDEO:
+        size, duration, resolution = _video_shape(request, spec, problems)
+    else:
+        for name in ("duration", "resolution", "audio"):
+            if getattr(request, name) is not None:
+                problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+        size = _image_size(request, spec, problems)
 
     if not _whole(request.n) or not spec.n_min <= request.n <= spec.n_max:
         problems.append(
@@ -277,7 +270,129 @@ def validate(request: ImageRequest) -> ImageRequest:
         )
     if problems:
         raise InputRejected(problems)
-    return replace(request, prompt=prompt, negative_prompt=negative, size=size, aspect=None)
+    return replace(
+        request,
+        prompt=prompt,
+        negative_prompt=negative,
+        size=size,
+        aspect=None,
+        duration=duration,
+        resolution=resolution,
+    )
+
+
+def _image_size(request: ImageRequest, spec: ModelSpec, problems: list[Problem]) -> str | None:
+    """An image's size, normalised: `size`, or `aspect` mapped to the model's, or its default
+    (None where the model keeps its input's shape)."""
+    size = request.size
+    if request.aspect is not None:
+        mapped = size_for_aspect(spec, request.aspect) if isinstance(request.aspect, str) else None
+        if size is not None:
+            problems.append(Problem("invalid.size_and_aspect"))
+        elif mapped is None:
+            problems.append(
+                Problem(
+                    "invalid.aspect",
+                    {"aspect": request.aspect, "model": spec.name, "choices": ", ".join(ASPECTS)},
+                )
+            )
+        else:
+            size = mapped
+    if size is None:
+        return None if spec.size_optional else spec.default_size_text
+    parsed = parse_size(size) if isinstance(size, str) else None
+    if parsed is None:
+        problems.append(Problem("invalid.size_format", {"size": size}))
+        return size
+    if (problem := size_problem(spec, *parsed)) is not None:
+        problems.append(problem)
+    return format_size(*parsed)
+
+
+def _video_shape(
+    request: ImageRequest, spec: ModelSpec, problems: list[Problem]
+) -> tuple[str | None, int | None, str | None]:
+    """A video's size (text to video), length and resolution, defaults filled: an
+    image-to-video clip takes its image's shape at `resolution`; a text-to-video one is one of
+    the model's sizes, picked by `size`, or by `aspect` within `resolution`."""
+    duration = spec.durations[0] if request.duration is None else request.duration
+    if not _whole(duration) or duration not in spec.durations:
+        choices = ", ".join(str(d) for d in sorted(spec.durations))
+        problems.append(
+            Problem(
+                "invalid.duration", {"model": spec.name, "duration": duration, "choices": choices}
+            )
+        )
+    if request.audio is not None and not spec.audio:
+        problems.append(Problem("invalid.parameter_unexpected", {"parameter": "audio"}))
+    resolution = request.resolution
+    choices = ", ".join(spec.resolutions)
+    if resolution is not None and resolution not in spec.resolutions:
+        problems.append(
+            Problem(
+                "invalid.resolution",
+                {"model": spec.name, "resolution": resolution, "choices": choices},
+            )
+        )
+        return None, duration, resolution
+    if spec.kind is Kind.ANIMATE:
+        for name in ("size", "aspect"):
+            if getattr(request, name) is not None:
+                problems.append(Problem("invalid.parameter_unexpected", {"parameter": name}))
+        return None, duration, resolution or _default_resolution(spec)
+    if request.size is not None and request.aspect is not None:
+        problems.append(Problem("invalid.size_and_aspect"))
+        return None, duration, resolution
+    if request.size is not None:
+        parsed = parse_size(request.size) if isinstance(request.size, str) else None
+        own = resolution_of(*parsed) if parsed else None
+        if parsed is None or parsed not in spec.video_sizes or resolution not in (None, own):
+            sizes = spec.video_sizes if resolution is None else VIDEO_SIZES[resolution]
+            problems.append(
+                Problem(
+                    "invalid.video_size",
+                    {
+                        "model": spec.name,
+                        "size": request.size,
+                        "choices": ", ".join(format_size(*s) for s in sizes),
+                    },
+                )
+            )
+            return None, duration, resolution
+        return format_size(*parsed), duration, own
+    resolution = resolution or _default_resolution(spec)
+    sizes = VIDEO_SIZES[resolution]
+    if request.aspect is None:
+        return format_size(*sizes[0]), duration, resolution
+    ratio = parse_aspect(request.aspect) if isinstance(request.aspect, str) else None
+    if ratio is not None:
+        wanted = ratio[0] / ratio[1]
+        nearest = min(sizes, key=lambda s: abs(s[0] / s[1] / wanted - 1))
+        if abs(nearest[0] / nearest[1] / wanted - 1) <= _VIDEO_ASPECT_SLACK:
+            return format_size(*nearest), duration, resolution
+    offered = [a for a in ASPECTS if _video_aspect_fits(a, sizes)]
+    problems.append(
+        Problem(
+            "invalid.aspect",
+            {"aspect": request.aspect, "model": spec.name, "choices": ", ".join(offered)},
+        )
+    )
+    return None, duration, resolution
+
+
+# How far a text-to-video size may be from the aspect ratio asked (832*1088 is 3:4 within 2%).
+_VIDEO_ASPECT_SLACK = 0.05
+
+
+def _video_aspect_fits(aspect: str, sizes: tuple[tuple[int, int], ...]) -> bool:
+    ratio = parse_aspect(aspect)
+    assert ratio is not None
+    wanted = ratio[0] / ratio[1]
+    return any(abs(w / h / wanted - 1) <= _VIDEO_ASPECT_SLACK for w, h in sizes)
+
+
+def _default_resolution(spec: ModelSpec) -> str:
+    return "720P" if "720P" in spec.resolutions else spec.resolutions[0]
 
 
 def _number_in(value: object, bounds: tuple[float, float]) -> bool:
@@ -342,6 +457,8 @@ def _tool_problems(request: ImageRequest, spec: ModelSpec) -> list[Problem]:
 def build_body(request: ImageRequest) -> dict[str, Any]:
     """The JSON body for the request's protocol (docs/dashscope.md §Bodies)."""
     spec = request.spec
+    if spec.protocol is Protocol.VIDEO:
+        return _video_body(request)
     parameters: dict[str, Any] = {"n": request.n}
     if request.size is not None:
         parameters["size"] = request.size
@@ -378,4 +495,25 @@ def build_body(request: ImageRequest) -> dict[str, Any]:
             body_input["negative_prompt"] = request.negative_prompt
         if request.images:
             body_input["images"] = list(request.images)
+    return {"model": spec.name, "input": body_input, "parameters": parameters}
+
+
+def _video_body(request: ImageRequest) -> dict[str, Any]:
+    """video-synthesis (the SDK's VideoSynthesis): one video, so no `n`."""
+    spec = request.spec
+    body_input: dict[str, Any] = {}
+    if request.prompt:
+        body_input["prompt"] = request.prompt
+    if request.negative_prompt:
+        body_input["negative_prompt"] = request.negative_prompt
+    if request.images:
+        body_input["img_url"] = request.images[0]
+    parameters: dict[str, Any] = {"duration": request.duration}
+    if spec.kind is Kind.ANIMATE:
+        parameters["resolution"] = request.resolution
+    else:
+        parameters["size"] = request.size
+    for name in ("seed", "prompt_extend", "watermark", "audio"):
+        if (value := getattr(request, name)) is not None:
+            parameters[name] = value
     return {"model": spec.name, "input": body_input, "parameters": parameters}

@@ -5,6 +5,7 @@ Parsing is by name and tolerant: unknown keys are ignored, missing optional ones
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
@@ -80,6 +81,7 @@ class TaskResult:
     scheduled_time: datetime | None = None
     end_time: datetime | None = None
     size: str | None = None  # usage.size when given
+    video_seconds: float | None = None  # usage.duration: the seconds of video billed
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -154,6 +156,17 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _as_seconds(value: Any) -> float | None:
+    """A number of seconds DashScope reported (a number or a numeric string), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _images_and_failures(output: dict[str, Any]) -> tuple[list[GeneratedImage], list[ImageFailure]]:
     images: list[GeneratedImage] = []
     failures: list[ImageFailure] = []
@@ -170,6 +183,14 @@ def _images_and_failures(output: dict[str, Any]) -> tuple[list[GeneratedImage], 
             )
         else:
             failures.append(ImageFailure(_text(entry.get("code")), _text(entry.get("message"))))
+    if output.get("video_url"):  # a video task's one result (docs/dashscope.md §Video)
+        images.append(
+            GeneratedImage(
+                url=str(output["video_url"]),
+                actual_prompt=_text(output.get("actual_prompt")),
+                orig_prompt=_text(output.get("orig_prompt")),
+            )
+        )
     for choice in output.get("choices") or []:
         if not isinstance(choice, dict):
             continue
@@ -212,14 +233,23 @@ def parse_task(body: dict[str, Any], *, default_state: TaskState | None = None) 
     images, failures = _images_and_failures(output)
     raw_usage = body.get("usage")
     usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-    known = {"task_id", "task_status", "results", "choices", "task_metrics", "code", "message"}
+    known = {
+        "task_id",
+        "task_status",
+        "results",
+        "choices",
+        "task_metrics",
+        "code",
+        "message",
+        "video_url",
+    }
     return TaskResult(
         state=state,
         task_id=_text(output.get("task_id")),
         request_id=_text(body.get("request_id")),
         images=tuple(images),
         failures=tuple(failures),
-        image_count=_as_int(usage.get("image_count")),
+        image_count=_as_int(usage.get("image_count", usage.get("video_count"))),
         metrics=_metrics(output),
         code=_text(output.get("code")),
         message=_text(output.get("message")),
@@ -227,6 +257,7 @@ def parse_task(body: dict[str, Any], *, default_state: TaskState | None = None) 
         scheduled_time=parse_time(output.get("scheduled_time")),
         end_time=parse_time(output.get("end_time")),
         size=_text(usage.get("size")),
+        video_seconds=_as_seconds(usage.get("duration")),
         extra={k: v for k, v in output.items() if k not in known},
     )
 

@@ -19,9 +19,15 @@ from bot.jobs.model import Job
 
 @dataclass(frozen=True)
 class DeliveredImage:
+    """One result (an image, or a job's one video) downloaded for delivery. `url` and
+    `expires_at` are where DashScope keeps it and until when: a video too large to upload even
+    re-encoded is posted as that link."""
+
     position: int
     content: bytes
     content_type: str | None
+    url: str | None = None
+    expires_at: float | None = None
 
 
 class DeliveryError(Exception):

@@ -67,11 +67,12 @@ STATE_TIME_COLUMN: dict[JobState, str] = {
 
 def stored_kind(kind: Kind) -> tuple[str, str | None]:
     """A kind as the jobs row holds it: `kind` is text-to-image or edit, all the first schema
-    allows (every kind with input images is stored as an edit), and `tool` the kind itself
+    allows (every kind with input images is stored as an edit, the others as text-to-image),
+    and `tool` the kind itself
     when it is neither. `Job.from_row` reads `tool` first."""
     if kind in (Kind.TEXT_TO_IMAGE, Kind.EDIT):
         return kind.value, None
-    return Kind.EDIT.value, kind.value
+    return (Kind.EDIT if kind.takes_images else Kind.TEXT_TO_IMAGE).value, kind.value
 
 
 class IllegalTransition(Exception):
@@ -103,6 +104,9 @@ class JobParams:
     expand: tuple[float, float, float, float] | None = None
     style: str | None = None
     source_image: int | None = None
+    duration: int | None = None  # video: seconds
+    resolution: str | None = None  # video: "480P" | "720P" | "1080P"
+    audio: bool | None = None  # video: sound
 
     def to_json(self) -> str:
         # Unset tool fields are left out, so the rows of plain jobs stay as they were.
@@ -156,6 +160,9 @@ class NewJob:
             r.expand,
             r.style,
             r.source_image,
+            r.duration,
+            r.resolution,
+            r.audio,
         )
 
 
@@ -223,6 +230,9 @@ class Job:
             purpose=self.kind if self.kind is not self._models_kind else None,
             style=p.style,
             source_image=p.source_image,
+            duration=p.duration,
+            resolution=p.resolution,
+            audio=p.audio,
         )
 
     @property
