@@ -99,6 +99,12 @@ async def test_an_animation_and_a_text_video_are_delivered_as_mp4s_and_charged_b
         for request in requests:
             train(r.engine, request)
         jobs = [await r.engine.submit_job(NewJob(q, user_id=1)) for q in requests]
+        # The ETA the status shows: what this model took for videos of this length and size.
+        assert [r.engine.expected_seconds(job) for job in jobs] == [pytest.approx(0.3)] * 2
+        longer = text_video(duration=10, size="1920*1080")
+        unseen = await r.engine.submit_job(NewJob(longer, user_id=1), start=False)
+        assert r.engine.expected_seconds(unseen) > 200  # minutes, until one is seen
+        await r.engine.cancel(unseen.id, 1)
         await r.wait_idle(timeout=60)
         for job in jobs:
             done = await r.job(job.id)
