@@ -13,7 +13,9 @@ import pytest
 
 from bot.accounting.quota import DAY, Limits, QuotaExceeded
 from bot.accounting.usage import usage_report
+from bot.dashscope.models import Kind
 from bot.dashscope.requests import ImageRequest, validate
+from bot.i18n import text
 from bot.jobs.model import Job, JobState, NewJob
 from bot.presenter import describe, utc_time
 from bot.storage.db import Conn
@@ -218,3 +220,12 @@ async def test_two_requests_for_the_last_seconds_one_wins(make: Make, connection
         "SELECT SUM(seconds) AS s FROM ledger WHERE entry = 'reserve' AND guild_id = ?", (GUILD,)
     )
     assert row is not None and row["s"] == 15
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_usage_report_names_every_kind_videos_too(lang: str) -> None:
+    """`/wanadmin usage` names each kind with charges: a video's too (a missing name would be
+    a KeyError once a server has made one)."""
+    names = {kind: text(f"admin.kind.{kind.value}", lang) for kind in Kind}
+    assert len(set(names.values())) == len(Kind)
+    assert names[Kind.VIDEO] == {"en": "video (videos from text)", "zh": "文生视频"}[lang]
