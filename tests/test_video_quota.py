@@ -201,21 +201,27 @@ async def test_a_servers_seconds_per_day_hold_for_everyone(make: Make) -> None:
     assert "this server has 0 s of its 10 s of video" in words(refusal)
 
 
+@pytest.mark.parametrize("scope", ["member", "server"])
 @pytest.mark.parametrize("connections", [1, 3])
-async def test_two_requests_for_the_last_seconds_one_wins(make: Make, connections: int) -> None:
-    setups = [
-        await make(Limits(0, 0, 0, 0, video_seconds_per_user_day=0, video_seconds_per_guild_day=15))
-        for _ in range(connections)
-    ]
+async def test_two_requests_for_the_last_seconds_one_wins(
+    make: Make, connections: int, scope: str
+) -> None:
+    """Five seconds left, six requests of five at once (as if from several processes): one of
+    one member's own, or of six members on the server's."""
+    caps = {"video_seconds_per_user_day": 15} if scope == "member" else {}
+    caps |= {"video_seconds_per_guild_day": 15} if scope == "server" else {}
+    setups = [await make(Limits(0, 0, 0, 0, **caps)) for _ in range(connections)]
     await reserve_video(setups[0], 10, user=2)
+    users = [2] * 6 if scope == "member" else list(range(10, 16))
     outcomes = await asyncio.gather(
-        *(reserve_video(setups[i % connections], 5, user=10 + i) for i in range(6)),
+        *(reserve_video(setups[i % connections], 5, user=u) for i, u in enumerate(users)),
         return_exceptions=True,
     )
     won = [o for o in outcomes if isinstance(o, Job)]
     lost = [o for o in outcomes if isinstance(o, QuotaExceeded)]
     assert len(won) == 1 and len(lost) == 5, outcomes
-    assert {o.limit for o in lost} == {"video_guild_day"}
+    limit = "video_user_day" if scope == "member" else "video_guild_day"
+    assert {o.limit for o in lost} == {limit}
     row = await setups[0].db.fetchone(
         "SELECT SUM(seconds) AS s FROM ledger WHERE entry = 'reserve' AND guild_id = ?", (GUILD,)
     )
