@@ -282,6 +282,24 @@ async def test_a_member_over_a_limit_is_refused_in_words(env: BotEnv) -> None:
         await policy.reset(guild, "images_per_user_day", by_user=ADMIN)
 
 
+async def test_vary_makes_no_more_images_than_the_clickers_max_n(env: BotEnv) -> None:
+    """A Vary makes as many images as its result had, but the clicker did not choose that
+    number: under a lower max_n it makes max_n images (and charges those), not a refusal
+    telling the clicker to ask for fewer."""
+    assert env.bot is not None
+    policy, guild = env.bot.engine.quota.policy, env.world.guild.id
+    owner, clicker = member(env, "two-owner"), member(env, "max-one")
+    _, job = await imagine(env, "two foxes", user=owner, n=2, **SMALL)
+    [result] = env.result_messages(job)
+    await policy.set(guild, "max_n", "1", by_user=ADMIN)
+    try:
+        _, varied = await launch(env, choose(env, result, job, "vary_subtle", 2, clicker))
+    finally:
+        await policy.reset(guild, "max_n", by_user=ADMIN)
+    assert varied.state is JobState.DONE and varied.n == 1
+    assert await env.ledger(varied.id) == {"reserve": 1, "charge": 1, "refund": 0}
+
+
 async def test_a_model_the_server_does_not_allow_is_refused_in_words(env: BotEnv) -> None:
     assert env.bot is not None
     policy, guild = env.bot.engine.quota.policy, env.world.guild.id

@@ -234,7 +234,8 @@ async def start_tool(
     request = tool.build(chosen, job, region)
     check_sides(request, image, position, text(tool.label_key, lang))
     origin = Origin.of(interaction)
-    return await bot.launcher.launch(origin, request, parent_job_id=job.id)
+    # A Vary makes as many images as its result had: the clicker's max_n cuts that, in silence.
+    return await bot.launcher.launch(origin, request, parent_job_id=job.id, n_chosen=False)
 
 
 def check_sides(request: ImageRequest, image: PreparedImage, position: int, tool: str) -> None:
