@@ -30,6 +30,7 @@ from bot.discord_ui.image_tools import (
     TOOLS_MENU_TEMPLATE,
     ImageTool,
     image_custom_id,
+    label_key,
     menu_custom_id,
     parse_option,
     shown,
@@ -232,7 +233,7 @@ async def start_tool(
         watermark=job.params.watermark,
     )
     request = tool.build(chosen, job, region)
-    check_sides(request, image, position, text(tool.label_key, lang))
+    check_sides(request, image, position, text(label_key(tool, region), lang))
     origin = Origin.of(interaction)
     # A Vary makes as many images as its result had: the clicker's max_n cuts that, in silence.
     return await bot.launcher.launch(origin, request, parent_job_id=job.id, n_chosen=False)
