@@ -23,19 +23,6 @@ from cogs.options import (
     style_choices,
 )
 
-IMAGINE_OPTIONS = (
-    "prompt",
-    "negative_prompt",
-    "size",
-    "n",
-    "seed",
-    "prompt_extend",
-    "watermark",
-    "model",
-    "aspect",
-    "style",
-)
-
 
 class Imagine(commands.Cog):
     def __init__(self, bot: WanBot) -> None:
@@ -56,7 +43,7 @@ class Imagine(commands.Cog):
             style=_("One of this server's styles, added to your prompt"),
         )
     )
-    @app_commands.rename(**localised(*IMAGINE_OPTIONS))
+    @localised
     @app_commands.choices(aspect=aspect_choices())
     async def imagine(
         self,
