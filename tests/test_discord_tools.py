@@ -300,6 +300,22 @@ async def test_vary_makes_no_more_images_than_the_clickers_max_n(env: BotEnv) ->
     assert await env.ledger(varied.id) == {"reserve": 1, "charge": 1, "refund": 0}
 
 
+async def test_a_forced_prompt_extension_does_not_refuse_the_tools(env: BotEnv) -> None:
+    """wanx2.1-imageedit has no prompt extension: a server forcing it (on or off) still gets
+    Upscale, Zoom out, Pan and Vary, sent without it."""
+    assert env.bot is not None
+    policy, guild = env.bot.engine.quota.policy, env.world.guild.id
+    clicker = member(env, "forced-extend")
+    _, job = await imagine(env, "an extended meadow", user=clicker, **SMALL)
+    [result] = env.result_messages(job)
+    await policy.set(guild, "prompt_extend", "on", by_user=ADMIN)
+    try:
+        _, up = await launch(env, choose(env, result, job, "upscale2", 1, clicker))
+    finally:
+        await policy.reset(guild, "prompt_extend", by_user=ADMIN)
+    assert up.state is JobState.DONE and up.params.prompt_extend is None
+
+
 async def test_a_model_the_server_does_not_allow_is_refused_in_words(env: BotEnv) -> None:
     assert env.bot is not None
     policy, guild = env.bot.engine.quota.policy, env.world.guild.id

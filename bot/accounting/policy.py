@@ -456,11 +456,15 @@ def apply_policy(
         raise InputRejected.one("policy.max_n", max_n=policy.int("max_n"))
     if mine.negative_prompt and len(mine.negative_prompt) <= chosen.negative_max:
         changes["negative_prompt"] = mine.negative_prompt
-    if mine.prompt_extend is not None and chosen.protocol is not Protocol.IMAGEEDIT:
-        changes["prompt_extend"] = mine.prompt_extend
-    if mine.watermark is not None:
-        changes["watermark"] = mine.watermark
-    for option in ("prompt_extend", "watermark"):
+    # wanx2.1-imageedit (Upscale, Vary, Zoom out, Pan) takes no prompt extension at all: neither
+    # the member's default nor the server's forced value applies to it.
+    options: tuple[str, ...] = ("prompt_extend", "watermark")
+    if chosen.protocol is Protocol.IMAGEEDIT:
+        options = ("watermark",)
+    for option in options:
+        own = getattr(mine, option)
+        if own is not None:
+            changes[option] = own
         forced = policy.text(option)
         if forced in ("on", "off"):
             changes[option] = forced == "on"
