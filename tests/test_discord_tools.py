@@ -363,6 +363,17 @@ async def test_an_image_the_model_does_not_take_is_refused_in_words(
     await refused(env, result, job, tool, 1, clicker, words)
 
 
+async def test_an_unusable_image_is_named_by_its_number_in_the_result(env: BotEnv) -> None:
+    """A result's image 2 that cannot be used at all is "image 2" in the refusal, as on its
+    button, not the first of the one image read."""
+    clicker = member(env, "second-image")
+    _, job = await imagine(env, "two small ponds", user=clicker, n=2, **SMALL)
+    [result] = env.result_messages(job)
+    env.fake.state.attachments[result.attachments[1].id].data = png(300, 300)
+    words = text("image.too_small", "en", index=2, width=300, height=300, min_side=384)
+    await refused(env, result, job, "zoom2", 2, clicker, words)
+
+
 async def test_an_image_that_is_gone_is_said_to_be(env: BotEnv) -> None:
     clicker = member(env, "gone-image")
     _, job = await imagine(env, "a vanishing cat", user=clicker, n=2, **SMALL)
