@@ -85,6 +85,13 @@ def test_a_good_style_is_kept_under_its_lower_case_name() -> None:
             f"\n`{'m' * 64}…` 不是文生图模型。可选：{T2I}。",
         ),
         (
+            {"label": "a`b @here", "model": "`x`"},  # a backtick would end the quote early
+            "`a'b @here` can't be a style's name: use 1 to 32 letters, digits, - or _ (no spaces)."
+            f"\n`'x'` is not a text-to-image model. Choose one of: {T2I}.",
+            "`a'b @here` 不能作为风格名称：请使用 1 到 32 个字母、数字、- 或 _（不含空格）。"
+            f"\n`'x'` 不是文生图模型。可选：{T2I}。",
+        ),
+        (
             {"suffix": "  \n "},
             "A style needs words to add to prompts.",
             "风格需要一段附加到提示词后的文字。",

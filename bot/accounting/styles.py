@@ -236,7 +236,9 @@ class StyleStore:
 
 
 def shown(typed: str) -> str:
-    """What someone typed, as a refusal quotes it: no longer than any name could be, and more."""
+    """What someone typed, as a refusal quotes it (in a code span, where nothing is markup but a
+    backtick, which would end it: shown as '): no longer than any name could be, and more."""
+    typed = typed.replace("`", "'")
     return typed if len(typed) <= 2 * NAME_MAX else typed[: 2 * NAME_MAX] + "…"
 
 
