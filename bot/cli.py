@@ -47,7 +47,6 @@ from bot.dashscope.models import (
     DEFAULT_VIDEO_MODEL,
     MODELS,
     SideRange,
-    region_of_base_url,
 )
 from bot.dashscope.requests import require_kind, seeded
 from bot.dashscope.tools import check_blend_count
@@ -302,7 +301,7 @@ async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
     """`upscale`, `zoom`, `pan` or `vary` on one image: the request `bot.dashscope.tools` builds,
     the image loaded and checked for the model it goes to, then as `edit`."""
     # The region of the key in use; None (every model) for the built-in simulator.
-    region = region_of_base_url(settings.dashscope_base_url) if settings.dashscope_api_key else None
+    region = settings.region if settings.dashscope_api_key else None
     chosen = tools.Chosen(
         image="",  # loaded below, for the model the request goes to
         prompt=getattr(args, "prompt", tools.UPSCALE_PROMPT),
@@ -321,7 +320,8 @@ async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
         if not tools.offered(request.kind, region):
             raise UsageError(
                 f"{args.command} needs {request.model}, which DashScope offers only in "
-                f"{', '.join(request.spec.regions)}; DASHSCOPE_BASE_URL is the {region} gateway"
+                f"{', '.join(request.spec.regions)}; this key's region is {region}"
+                " (DASHSCOPE_REGION, else the region of DASHSCOPE_BASE_URL)"
             )
         out_dir = await _out_folder(args)
     except UsageError as exc:

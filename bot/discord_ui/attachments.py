@@ -101,12 +101,12 @@ async def images_from(
 
 
 async def prepared_from(
-    attachments: list[discord.Attachment], origins: AttachmentOrigins
+    attachments: list[discord.Attachment], origins: AttachmentOrigins, *, first: int = 1
 ) -> list[PreparedImage]:
     """Download and normalise attachments (with their sizes as sent); refuse what cannot be
-    used."""
+    used, naming each image by its number (`first` for the first: a result's image 3 is 3)."""
     prepared = []
-    for index, attachment in enumerate(attachments, start=1):
+    for index, attachment in enumerate(attachments, start=first):
         if not is_image(attachment):
             raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
         if not origins.allows(attachment.url):
