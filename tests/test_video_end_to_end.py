@@ -16,7 +16,7 @@ from bot.dashscope.requests import ImageRequest, validate
 from bot.dispatch.delivery import DeliveredImage, FileDelivery
 from bot.dispatch.engine import Engine
 from bot.jobs.model import Job, JobState, NewJob, timing_kind
-from tests.engine_helpers import Rig, rig, shrink_backoff, sim_settings, wait_until
+from tests.engine_helpers import MODEL, Rig, rig, shrink_backoff, sim_settings, wait_until
 from tests.test_simulator import data_uri, png_bytes
 
 I2V, T2V = "wan2.5-i2v-preview", "wan2.5-t2v-preview"
@@ -177,3 +177,21 @@ async def test_a_video_pending_at_dashscope_can_be_cancelled(tmp_path: Path) -> 
         assert (await r.quota.standing(2, None)).video_seconds == 0
         await r.wait_idle(timeout=30)
         assert (await r.job(first.id)).state is JobState.DONE
+
+
+async def test_a_video_model_has_at_most_its_own_tasks_in_flight(tmp_path: Path) -> None:
+    """Video models allow fewer tasks at once than image models (2, UNCONFIRMED): a third
+    video waits in the queue, not at DashScope."""
+    async with rig(tmp_path, sim_config=sim_settings(**VIDEO_SIM)) as r:
+        assert (r.engine.max_in_flight(T2V), r.engine.max_in_flight(MODEL)) == (2, 5)
+        train(r.engine, text_video())
+        jobs = [
+            await r.engine.submit_job(NewJob(text_video(f"sim:slow=1 take {i}"), user_id=i))
+            for i in range(3)
+        ]
+        for job in jobs[:2]:
+            await r.wait_state(job.id, JobState.SUBMITTED, JobState.RUNNING)
+        assert (await r.job(jobs[2].id)).state is JobState.QUEUED
+        assert r.engine.position(jobs[2].id) == 1
+        await r.wait_idle(timeout=30)
+        assert [(await r.job(job.id)).state for job in jobs] == [JobState.DONE] * 3

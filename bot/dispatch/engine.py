@@ -28,6 +28,7 @@ from bot.dashscope.errors import (
     RateLimitedError,
     ServerError,
 )
+from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dashscope.retry import NO_RETRIES
@@ -401,8 +402,20 @@ class Engine:
 
     def _limiter(self, model: str) -> RateLimiter:
         if model not in self._submit_limiters:
-            self._submit_limiters[model] = RateLimiter(self.config.submit_rate, burst=1.0)
+            rate = self.config.submit_rate
+            spec = MODELS.get(model)
+            if spec is not None and spec.kind.makes_video:
+                rate = min(rate, spec.submit_rps)
+            self._submit_limiters[model] = RateLimiter(rate, burst=1.0)
         return self._submit_limiters[model]
+
+    def max_in_flight(self, model: str) -> int:
+        """Tasks of this model at DashScope at once: the account's figure, and for a video
+        model no more than its own (lower) limit."""
+        spec = MODELS.get(model)
+        if spec is not None and spec.kind.makes_video:
+            return min(self.config.max_in_flight, spec.max_in_flight)
+        return self.config.max_in_flight
 
     def in_flight(self, model: str) -> int:
         return len(self.slots.get(model, ()))
@@ -424,7 +437,7 @@ class Engine:
                 if self._model_pause.get(model, 0) > now:
                     next_wake = min(next_wake, self._model_pause[model] - now)
                     continue
-                while self.in_flight(model) < self.config.max_in_flight:
+                while self.in_flight(model) < self.max_in_flight(model):
                     wait = self._limiter(model).try_acquire()
                     if wait > 0:
                         next_wake = min(next_wake, wait)
