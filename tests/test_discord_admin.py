@@ -259,6 +259,19 @@ def setting_cases(env: BotEnv) -> dict[str, tuple[str, str, str, str]]:
             "one channel mention or id, e.g. #art",
         ),
         "exempt": ("yes", "1", "perhaps", "yes or no"),
+        "allow_video": ("no", "0", "maybe", "yes or no"),
+        "video_seconds_per_user_day": (
+            "60",
+            "60",
+            "-1",
+            "a whole number from 0 to 100000 (0 = no limit)",
+        ),
+        "video_seconds_per_guild_day": (
+            "600",
+            "600",
+            "lots",
+            "a whole number from 0 to 1000000",
+        ),
     }
 
 
@@ -394,6 +407,9 @@ async def test_limits_show_lists_every_setting_its_value_and_source(env: BotEnv)
         "`audit_channel` = **—** (the bot's default)",
         "`exempt` = **0** (the bot's default)",
         f"  ↳ <@&{w.admin_role.id}>: **1**",
+        "`allow_video` = **1** (the bot's default)",
+        "`video_seconds_per_user_day` = **30** (the bot's default)",
+        "`video_seconds_per_guild_day` = **300** (the bot's default)",
     ]
 
 
