@@ -23,7 +23,7 @@ import pytest
 from bot.accounting.quota import LimitReached, Limits, Quota
 from bot.dashscope.client import DashScopeClient
 from bot.dispatch.engine import CancelOutcome, Engine
-from bot.jobs.model import JobState
+from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
 from bot.runtime.dispatcher import Dispatch, NotifyHandover
@@ -370,6 +370,51 @@ async def test_a_cancel_clicked_on_a_standby_is_answered_while_it_waits_for_the_
                 assert answered[-1].content == running.message("en")
                 assert answered[-1].ephemeral
                 assert (await env.job(job.id)).state is JobState.SUBMITTED
+
+
+async def test_a_job_placed_on_a_standby_ends_showing_the_dispatchers_last_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A standby posts a job's status message, records it and hands the job over; the
+    dispatcher may end it at once (moderation refuses it at submission) and show its failure.
+    The standby edits that status no more: its edit waits for the channel's turn, so it could
+    come after the dispatcher's and hide the failure under "queued" for good."""
+    async with cluster_of(tmp_path) as (processes, _, _):
+        for process in processes:
+            await process.dispatch.start()
+        leader = await dispatcher_of(processes)
+        standby = next(p for p in processes if p is not leader)
+        shown: list[JobState] = []  # what the status message said, in order
+        told = asyncio.Event()
+
+        async def leader_status(job: Job, position: int | None = None) -> bool | None:
+            shown.append(job.state)
+            return None
+
+        async def leader_failed(job: Job, message: str) -> bool | None:
+            shown.append(job.state)
+            told.set()
+            return None
+
+        async def standby_status(job: Job, position: int | None = None) -> bool | None:
+            if job.status_message_id is None:  # nothing to edit yet (as on Discord)
+                return None
+            await told.wait()  # the channel's turn comes after the dispatcher's edit
+            shown.append(job.state)
+            return None
+
+        monkeypatch.setattr(leader.port, "status_changed", leader_status)
+        monkeypatch.setattr(leader.port, "failed", leader_failed)
+        monkeypatch.setattr(standby.port, "status_changed", standby_status)
+        job = await standby.engine.submit_job(new_job("sim:moderate-input", user=40), start=False)
+        placed = asyncio.create_task(
+            standby.engine.place(job.id, status_message_id=4000, thread_id=None)
+        )
+        await asyncio.wait_for(told.wait(), timeout=10)
+        await asyncio.wait_for(placed, timeout=10)
+        assert shown and shown[-1] is JobState.FAILED, shown
+        await wait_until(lambda: _shown(leader, job.id), timeout=10, what="failure recorded told")
+        assert await _ledger(standby.db, job.id) == {"reserve": 1, "charge": 0, "refund": 1}
 
 
 async def _ledger(db: Database, job_id: int) -> dict[str, int]:

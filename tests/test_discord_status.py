@@ -5,6 +5,7 @@ member's words in it (and everywhere the bot repeats them) cannot forge lines or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from typing import Any
@@ -204,3 +205,25 @@ async def test_flushers_end_and_are_let_go_once_nothing_is_due(tmp_path):
         assert here.channel_id != there.channel_id
         await asyncio.sleep(discord_delivery.EDIT_SPACING + 0.3)  # their channels' turns pass
         assert delivery._flushers == {}
+
+
+async def test_a_status_edit_is_not_made_once_the_job_has_ended_elsewhere(tmp_path):
+    """In a cluster another process may end a job (a cancel on a standby, a failure at a new
+    dispatcher) and show its end while this one's edit of the status waits for the channel's
+    turn: that late edit, made, would hide the end for good. The row is read again first."""
+    async with bot_env(tmp_path) as env:
+        assert env.bot is not None
+        delivery, world = env.bot.delivery, env.world
+        _, job = await imagine(env, "a lighthouse", user=world.alice)
+        assert job.state is JobState.DONE  # ended, its end shown
+        route = f"/channels/{job.channel_id}/messages/{job.status_message_id}"
+        edits = len(env.fake.requests_to("PATCH", route))
+        # What this process last knew of it: queued, its edit waiting for the channel's turn.
+        assert job.channel_id is not None
+        delivery._take_turn(job.channel_id)
+        await delivery.status_changed(dataclasses.replace(job, state=JobState.QUEUED), 2)
+        flusher = delivery._flushers[job.channel_id]
+        await asyncio.wait_for(flusher, timeout=discord_delivery.EDIT_SPACING + 5)
+        late = [r.json.get("content", "") for r in env.fake.requests_to("PATCH", route)[edits:]]
+        assert late == []
+        assert "Done" in env.status_message(job).content

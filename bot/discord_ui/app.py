@@ -153,7 +153,7 @@ class WanBot(commands.AutoShardedBot):
         # Shared with other processes when they share a database; this process's own otherwise.
         self.identify_gate = identify_gate or default_identify_gate(svc)
         self.max_concurrency = 1  # sessions Discord lets start per 5 s (from GET /gateway/bot)
-        port.attach(self, svc.engine.expected_seconds)
+        port.attach(self, svc.engine.expected_seconds, svc.engine.store.get)
 
     async def launch_shards(self) -> None:
         await self.read_session_start_limit()

@@ -12,7 +12,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,6 +62,8 @@ class DiscordDelivery:
         self.region = region  # the key's region: which image tools a result offers
         self.bot: discord.Client | None = None
         self.expected: Callable[[Job], float] = lambda job: 0.0
+        # The job as its row says now (in a cluster another process may have ended it).
+        self.current: Callable[[int], Awaitable[Job | None]] | None = None
         self._pending: dict[int, _Pending] = {}
         # Per channel: the next edit's turn (forgotten now and then once passed) and the task
         # editing (gone once nothing is due). A bot that runs for months sees more channels,
@@ -76,9 +78,15 @@ class DiscordDelivery:
         self._running: dict[int, Job] = {}
         self._ticker: asyncio.Task[None] | None = None
 
-    def attach(self, bot: discord.Client, expected: Callable[[Job], float]) -> None:
+    def attach(
+        self,
+        bot: discord.Client,
+        expected: Callable[[Job], float],
+        current: Callable[[int], Awaitable[Job | None]] | None = None,
+    ) -> None:
         self.bot = bot
         self.expected = expected
+        self.current = current
 
     async def close(self) -> None:
         """Drop pending status edits (final ones are never pending) and stop their flushers, so
@@ -228,11 +236,29 @@ class DiscordDelivery:
                     return
                 item = due[0]
                 self._pending.pop(item.job.id, None)
+                if await self._ended(item.job):
+                    continue
                 self._take_turn(channel_id)
                 await self._edit_status(item)
         finally:
             if self._flushers.get(channel_id) is asyncio.current_task():
                 del self._flushers[channel_id]
+
+    async def _ended(self, job: Job) -> bool:
+        """Whether the row says the job has ended. Another process may have ended it (a cancel
+        on a standby, a failure at a new dispatcher) and shown its end while this edit waited
+        for the channel's turn: made now, it would hide that end for good."""
+        if self.current is None:
+            return False
+        try:
+            row = await self.current(job.id)
+        except Exception as exc:  # the database is away: the edit is made as it was due
+            log.warning("job %s: status not read again before its edit: %s", job.id, exc)
+            return False
+        if row is not None and not row.state.terminal:
+            return False
+        self._running.pop(job.id, None)
+        return True
 
     def _take_turn(self, channel_id: int, at_most: float = 0.0) -> float:
         """Book the channel's next edit, at most `at_most` seconds from now; return the wait.

@@ -332,15 +332,19 @@ class Engine:
         self, job_id: int, *, status_message_id: int | None, thread_id: int | None
     ) -> Job:
         """Record where a front end shows the job (its status message and thread), and let a
-        job submitted with `start=False` go."""
+        job submitted with `start=False` go. A job handed over to the cluster's dispatcher is
+        the dispatcher's to show from then on: an edit of this process's, coming late, could
+        hide the words it ended with (a failure at submission comes at once)."""
         await self.front_db.write(
             self.store.update, job_id, status_message_id=status_message_id, thread_id=thread_id
         )
         job = await self.store.get(job_id)
         assert job is not None
+        handed_over = job.state is JobState.QUEUED and self.standing_by
         if job.state is JobState.QUEUED:
             await self._enqueue(job)
-        await self._notify(job)
+        if not handed_over:
+            await self._notify(job)
         return job
 
     def expected_seconds(self, job: Job) -> float:
