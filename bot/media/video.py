@@ -120,7 +120,7 @@ def encode(content: bytes, width: int, height: int, bitrate: int) -> bytes:
 
 def _encode(content: bytes, path: Path, width: int, height: int, bitrate: int) -> None:
     with (
-        av.open(io.BytesIO(content)) as source,
+        av.open(io.BytesIO(content), "r") as source,
         av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as target,
     ):
         video_in = source.streams.video[0]
