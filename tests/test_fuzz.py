@@ -561,12 +561,19 @@ SIM_BODY = st.fixed_dictionaries(
                 "negative_prompt": JSON,
                 "images": JSON,
                 "messages": JSON | st.just([{"role": "user", "content": [{"text": "a cat"}]}]),
+                "img_url": JSON,
+                "audio_url": JSON,
             },
         )
         | JSON,
         "parameters": st.dictionaries(
-            st.sampled_from(["size", "n", "seed", "prompt_extend", "watermark", "negative_prompt"]),
-            JSON | st.sampled_from(["1280*1280", "0*0", "99999*1"]),
+            st.sampled_from(
+                [
+                    *("size", "n", "seed", "prompt_extend", "watermark", "negative_prompt"),
+                    *("duration", "resolution", "audio", "shot_type"),  # video
+                ]
+            ),
+            JSON | st.sampled_from(["1280*1280", "0*0", "99999*1", "1280*720", "720P", "multi"]),
         )
         | JSON,
     },

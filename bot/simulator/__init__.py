@@ -1,7 +1,9 @@
-"""A wire-compatible DashScope server for the Wan image models, for tests, demos and dry runs.
+"""A wire-compatible DashScope server for the Wan image and video models, for tests, demos and
+dry runs.
 
 Our client, the CLI and the official `dashscope` SDK all talk to it as they would to DashScope:
-the same routes, headers, envelopes, task life cycle, limits and errors, with real PNG results.
+the same routes, headers, envelopes, task life cycle, limits and errors, with real PNG results
+and real H.264 MP4s for videos (`bot.simulator.video`, `bot.simulator.clip`).
 
 Start it with `start_simulator(config)` on a running loop, `SimulatorThread(config)` for blocking
 clients, or `python -m bot simulator --port 8400` from a shell. The default key is `sk-simulator`.
@@ -18,6 +20,7 @@ Prompt markers (deterministic, work from any process; see `bot.simulator.markers
     sim:partial=K         K of the n images fail (all of them: task FAILED)
     sim:fail=CODE         task FAILED with CODE and a fitting message
     sim:slow=SECONDS      the task runs SECONDS real seconds (the speed does not divide it)
+    sim:video-mb=MB       a video's MP4 is at least MB megabytes (also: the `video_mb` fault)
 
 Synchronous calls report a task failure as the matching HTTP error envelope instead.
 

@@ -1,4 +1,4 @@
-"""The DashScope routes under /api/v1: the four submit endpoints and the task API
+"""The DashScope routes under /api/v1: the five submit endpoints and the task API
 (docs/dashscope.md §Endpoints)."""
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from bot.simulator.errors import (
 from bot.simulator.imageedit import check_mask
 from bot.simulator.inputs import load_images
 from bot.simulator.markers import find_markers
-from bot.simulator.models import Route
+from bot.simulator.models import VIDEO_INPUT_SIDES, Route
 from bot.simulator.results import result_url
 from bot.simulator.rules import edit_default_size, parse_body, resolve_model, validate
 from bot.simulator.state import Simulator
 from bot.simulator.tasks import FAILED, PENDING, TERMINAL, UNKNOWN, Task
+from bot.simulator.video import i2v_size
 from bot.simulator.wire import UrlFor, list_item, sync_body, task_body, unknown_body
 
 SIM = web.AppKey("simulator", Simulator)
@@ -82,7 +83,8 @@ def url_maker(request: web.Request, task: Task) -> UrlFor:
     sim = request.app[SIM]
     root = f"{request.scheme}://{request.host}"
     expires = int((task.ended_at or task.submitted_at) + sim.faults.result_ttl)
-    return lambda index: result_url(root, sim.url_secret, task.task_id, index, expires)
+    ext = "mp4" if task.video is not None else "png"
+    return lambda index: result_url(root, sim.url_secret, task.task_id, index, expires, ext)
 
 
 async def _submit(request: web.Request, route: Route) -> web.Response:
@@ -117,6 +119,13 @@ async def _submit(request: web.Request, route: Route) -> web.Response:
             check_mask(base, (images[1].width, images[1].height))
         size = generation.tool.result_size(*base)
         inputs = tuple(image.full for image in images)
+    elif generation.video is not None and generation.images:  # image-to-video
+        assert sim.http is not None
+        [image] = await load_images(
+            generation.images, sim.http, VIDEO_INPUT_SIDES, names=("img_url",), keep_full=True
+        )
+        inputs = (image.full,)
+        size = i2v_size(image.width, image.height, generation.video.resolution)
     elif generation.images:  # an edit's, or wan2.6-image's
         assert sim.http is not None
         images = await load_images(generation.images, sim.http)
@@ -170,6 +179,10 @@ async def text2image(request: web.Request) -> web.Response:
 
 async def image2image(request: web.Request) -> web.Response:
     return await _submit(request, Route.IMAGE2IMAGE)
+
+
+async def video_synthesis(request: web.Request) -> web.Response:
+    return await _submit(request, Route.VIDEO)
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -309,6 +322,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/services/aigc/image2image/image-synthesis",
         image2image,
         "image2image",
+        "submit",
+        SUBMIT_CONTENT_TYPE,
+    ),
+    Endpoint(
+        "POST",
+        "/services/aigc/video-generation/video-synthesis",
+        video_synthesis,
+        "video-synthesis",
         "submit",
         SUBMIT_CONTENT_TYPE,
     ),

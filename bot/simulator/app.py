@@ -26,6 +26,7 @@ from bot.simulator.api import (
     Handler,
     reply,
 )
+from bot.simulator.clip import ClipSpec, encode_clip
 from bot.simulator.control import add_control_routes
 from bot.simulator.errors import BODY_TOO_LARGE, NOT_FOUND, URL_ERROR, ApiError
 from bot.simulator.faults import ACTIONS
@@ -33,6 +34,7 @@ from bot.simulator.models import Protocol
 from bot.simulator.render import render_edit, render_generation, render_imageedit
 from bot.simulator.results import oss_error, signature_matches
 from bot.simulator.state import Simulator
+from bot.simulator.tasks import Task
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # base64 images are big
 _BY_PATH: dict[str, Endpoint] = {API_PREFIX + endpoint.path: endpoint for endpoint in ENDPOINTS}
@@ -114,8 +116,8 @@ def _oss_refusal(status: int, code: str, message: str) -> web.Response:
     )
 
 
-async def result_image(request: web.Request) -> web.Response:
-    """GET /results/{task_id}/{index}.png?Expires=..&OSSAccessKeyId=sim&Signature=.."""
+async def _signed_task(request: web.Request, ext: str) -> Task | web.Response:
+    """The ended task a signed result URL names, or the OSS-like refusal."""
     sim = request.app[SIM]
     sim.requests["results"] += 1
     task_id = request.match_info["task_id"]
@@ -129,7 +131,7 @@ async def result_image(request: web.Request) -> web.Response:
     now = sim.now()
     if now > int(expires_text):
         return _oss_refusal(403, "AccessDenied", "Request has expired.")
-    if not signature_matches(sim.url_secret, task_id, index, int(expires_text), given):
+    if not signature_matches(sim.url_secret, task_id, index, int(expires_text), given, ext):
         return _oss_refusal(
             403,
             "SignatureDoesNotMatch",
@@ -142,8 +144,19 @@ async def result_image(request: web.Request) -> web.Response:
         or task.ended_at is None
         or task.ended_at > now
         or index not in task.succeeded_images()
+        or (task.video is not None) != (ext == "mp4")
     ):
         return _oss_refusal(404, "NoSuchKey", "The specified key does not exist.")
+    return task
+
+
+async def result_image(request: web.Request) -> web.Response:
+    """GET /results/{task_id}/{index}.png?Expires=..&OSSAccessKeyId=sim&Signature=.."""
+    sim = request.app[SIM]
+    task = await _signed_task(request, "png")
+    if isinstance(task, web.Response):
+        return task
+    index = int(request.match_info["index"])
     width, height = task.size
     seed = task.seed + index  # the service documents seeds seed, seed+1, ... for n images
     if task.tool is not None:
@@ -170,6 +183,29 @@ async def result_image(request: web.Request) -> web.Response:
     return web.Response(body=png, content_type="image/png")
 
 
+async def result_video(request: web.Request) -> web.Response:
+    """GET /results/{task_id}/0.mp4?Expires=..&OSSAccessKeyId=sim&Signature=.."""
+    sim = request.app[SIM]
+    task = await _signed_task(request, "mp4")
+    if isinstance(task, web.Response):
+        return task
+    assert task.video is not None
+    width, height = task.size
+    spec = ClipSpec(
+        width=width,
+        height=height,
+        seconds=task.video.seconds,
+        audio=task.video.audio,
+        prompt=task.prompt,
+        seed=task.seed,
+        watermark=task.watermark,
+        image=task.inputs[0] if task.inputs else b"",
+        target_mb=task.video_mb,
+    )
+    data = await sim.clips.get(spec, partial(encode_clip, spec))
+    return web.Response(body=data, content_type="video/mp4")
+
+
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     """The session edits use to fetch input image URLs."""
     sim = app[SIM]
@@ -191,6 +227,7 @@ def create_app(sim: Simulator) -> web.Application:
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, endpoint.handler)
     app.router.add_get(r"/results/{task_id}/{index:\d+}.png", result_image)
+    app.router.add_get(r"/results/{task_id}/{index:\d+}.mp4", result_video)
     add_control_routes(app)
     app.cleanup_ctx.append(_http_client)
     app.on_shutdown.append(_stop_waiting)

@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-routes", choices=("submit", "query", "all"), default="all")
     parser.add_argument("--partial-failures", type=int, default=0, metavar="K")
     parser.add_argument(
+        "--video-mb",
+        type=float,
+        default=0.0,
+        metavar="MB",
+        help="make every video's MP4 at least MB megabytes (tests of upload caps)",
+    )
+    parser.add_argument(
         "--script",
         default="[]",
         help='scripted faults as JSON, e.g. \'[{"route": "submit", "action": "429"}]\'',
@@ -75,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         routes=args.fault_routes,
         script=script if isinstance(script, list) else [script],
         partial_failures=args.partial_failures,
+        video_mb=args.video_mb,
     )
 
 

@@ -34,6 +34,7 @@ class SimulatorConfig:
     routes: str = "all"
     script: list[dict[str, str]] = field(default_factory=list)
     partial_failures: int = 0
+    video_mb: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.speed > 0:

@@ -4,6 +4,7 @@ Random faults (`rate_429`, `rate_500`, `rate_503`, `rate_drop`) hit the API rout
 `routes` ("submit", "query" = task get/list/cancel, or "all"). `script` is a queue of scripted
 outcomes, each `{"route": "submit"|"query"|"any", "action": "429"|"500"|"503"|"drop"}`: the first
 step is used up by the next request on a matching route, ahead of any random fault.
+`video_mb` (0: off) makes the MP4 of every video submitted from then on at least that many MB.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FaultSettings:
     routes: str = "all"
     script: list[dict[str, str]] = field(default_factory=list)
     partial_failures: int = 0
+    video_mb: float = 0.0  # every video's MP4 at least this many MB (0: as small as usual)
     task_ttl: float = 86400.0
     result_ttl: float = 86400.0
 
@@ -44,7 +46,7 @@ class FaultSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability between 0 and 1, not {value!r}")
-        for name in ("latency_ms", "task_ttl", "result_ttl"):
+        for name in ("latency_ms", "task_ttl", "result_ttl", "video_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")

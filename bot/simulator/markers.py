@@ -10,6 +10,7 @@ They work from any client and across processes, because they travel inside the r
     sim:partial=K         K of the n images fail (all n: the task FAILS)
     sim:fail=CODE         the task FAILS with CODE and a fitting message
     sim:slow=SECONDS      the task runs SECONDS real seconds (not divided by the speed)
+    sim:video-mb=MB       a video's MP4 is at least MB megabytes (noisy, at a high bitrate)
 
 On the synchronous endpoints a task failure comes back as the matching HTTP error envelope.
 """
@@ -23,7 +24,8 @@ _MARKER = re.compile(
     r"sim:(?:(?P<flag>moderate-input|moderate-image|moderate-output|ip)(?![\w-])"
     r"|partial=(?P<partial>\d+)"
     r"|fail=(?P<fail>[A-Za-z][\w.]*)"
-    r"|slow=(?P<slow>\d+(?:\.\d+)?))"
+    r"|slow=(?P<slow>\d+(?:\.\d+)?)"
+    r"|video-mb=(?P<video_mb>\d+(?:\.\d+)?))"
 )
 
 
@@ -36,6 +38,7 @@ class Markers:
     partial: int | None = None
     fail: str | None = None
     slow: float | None = None
+    video_mb: float | None = None
 
 
 def find_markers(prompt: str) -> Markers:
@@ -43,6 +46,7 @@ def find_markers(prompt: str) -> Markers:
     partial: int | None = None
     fail: str | None = None
     slow: float | None = None
+    video_mb: float | None = None
     for match in _MARKER.finditer(prompt):
         if match["flag"]:
             flags.add(match["flag"])
@@ -53,6 +57,8 @@ def find_markers(prompt: str) -> Markers:
             fail = match["fail"].rstrip(".")
         elif match["slow"] is not None:
             slow = float(match["slow"])
+        elif match["video_mb"] is not None:
+            video_mb = float(match["video_mb"])
     return Markers(
         moderate_input="moderate-input" in flags,
         moderate_image="moderate-image" in flags,
@@ -61,4 +67,5 @@ def find_markers(prompt: str) -> Markers:
         partial=partial,
         fail=fail,
         slow=slow,
+        video_mb=video_mb,
     )

@@ -6,6 +6,8 @@ From docs/dashscope.md §Regions, §Endpoints (routes), §Bodies and §Models (f
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
@@ -18,6 +20,7 @@ class Route(StrEnum):
     IMAGE_GENERATION = "image-generation"  # .../image-generation/generation (async)
     TEXT2IMAGE = "text2image"  # .../text2image/image-synthesis
     IMAGE2IMAGE = "image2image"  # .../image2image/image-synthesis
+    VIDEO = "video-generation"  # .../video-generation/video-synthesis (async only)
 
 
 class Protocol(StrEnum):
@@ -25,6 +28,7 @@ class Protocol(StrEnum):
     PROMPT = "prompt"  # legacy text-to-image: input.prompt, results[]
     EDIT = "edit"  # image edit: input.prompt + input.images, results[]
     IMAGEEDIT = "imageedit"  # wanx2.1-imageedit: input.function + input.base_image_url, results[]
+    VIDEO = "video"  # Wan video: input.prompt (+ input.img_url), output.video_url
 
 
 Mode = Literal["sync", "async", "both"]
@@ -38,6 +42,7 @@ ROUTE_FUNCTION = {
     Route.IMAGE_GENERATION: "generation",
     Route.TEXT2IMAGE: "image-synthesis",
     Route.IMAGE2IMAGE: "image-synthesis",
+    Route.VIDEO: "video-synthesis",
 }
 
 
@@ -77,6 +82,27 @@ class SizeRule:
         return None
 
 
+def sized_like(
+    ratio: float,
+    area: int,
+    *,
+    floor: float,
+    allowed: Callable[[int, int], bool] = lambda width, height: True,
+) -> tuple[int, int]:
+    """A size of at most `area` pixels (and at least `floor` of it) in multiples of 8: of the
+    sizes near the ideal that `allowed` takes, the truest to the aspect `ratio`."""
+    ideal = int(math.sqrt(area * ratio)) // 8 * 8
+    candidates = []
+    for out_w in range(max(8, ideal - 16), ideal + 24, 8):
+        out_h = max(8, round(out_w / ratio / 8) * 8)
+        while out_w * out_h > area and out_h > 8:
+            out_h -= 8
+        if out_w * out_h >= floor * area and allowed(out_w, out_h):
+            candidates.append((abs(out_w / out_h - ratio), -out_w * out_h, out_w, out_h))
+    _, _, out_w, out_h = min(candidates)
+    return out_w, out_h
+
+
 # The docs give [1280*1280, 1440*1440] pixels yet recommend 1104*1472 and 960*1696, which fall
 # just short of 1280*1280; the service must take its own recommendations, so the smallest of
 # them is the floor here.
@@ -88,6 +114,18 @@ LEGACY_T2I_SIZE = SizeRule(default=(1024, 1024), min_side=512, max_side=1440)
 EDIT_SIZE = SizeRule(
     default=(1280, 1280), min_pixels=768 * 768, max_pixels=1280 * 1280, max_ratio=4
 )
+
+
+@dataclass(frozen=True)
+class VideoRules:
+    """What a Wan video model takes (docs/dashscope.md §Video): image-to-video models read
+    `input.img_url` and `parameters.resolution`, text-to-video ones `parameters.size`."""
+
+    from_image: bool
+    durations: tuple[int, ...]  # seconds it can make; 5 (in every list) is the default
+    resolutions: tuple[str, ...]  # "480P", "720P", "1080P"; the last is the default
+    audio: bool = False  # makes sound (`audio`, `audio_url`); on by default when it does
+    shot_types: bool = False  # takes `shot_type` "single" | "multi"
 
 
 @dataclass(frozen=True)
@@ -106,6 +144,7 @@ class ModelSpec:
     message_images: tuple[int, int] = (0, 0)
     # Without a size, the output takes the aspect ratio of this input (index into the images).
     size_from_input: int = -1
+    video: VideoRules | None = None  # a video model's rules; None for the image models
 
 
 def _legacy(name: str, prompt_limit: int, regions: frozenset[str], mode: Mode) -> ModelSpec:
@@ -200,6 +239,92 @@ MODELS["wan2.6-image"] = replace(
     message_images=(1, 4),
     size_from_input=0,
 )
+
+# The frame sizes of each video resolution: text-to-video takes one of them as `size` (the first is
+# the default); image-to-video makes its tier's number of pixels in the input image's aspect.
+VIDEO_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "480P": ((832, 480), (480, 832), (624, 624)),
+    "720P": ((1280, 720), (720, 1280), (960, 960), (1088, 832), (832, 1088)),
+    "1080P": ((1920, 1080), (1080, 1920), (1440, 1440), (1632, 1248), (1248, 1632)),
+}
+VIDEO_INPUT_SIDES = (360, 2000)  # an image-to-video input's sides, px
+VIDEO_NEGATIVE_LIMIT = 500
+VIDEO_DEFAULT_SECONDS = 5
+
+
+def _video(
+    name: str,
+    regions: frozenset[str],
+    rules: VideoRules,
+    prompt_limit: int,
+    duration: tuple[float, float],
+) -> ModelSpec:
+    """A video model; `duration` is its typical running time for 5 s at 720P, which the
+    simulator scales by the asked seconds and resolution."""
+    return ModelSpec(
+        name=name,
+        protocol=Protocol.VIDEO,
+        routes={Route.VIDEO: "async"},
+        regions=regions,
+        prompt_limit=prompt_limit,
+        reject_long_prompt=True,
+        size=SizeRule(
+            default=VIDEO_SIZES[rules.resolutions[-1]][0],
+            min_side=VIDEO_INPUT_SIDES[0],
+            max_side=VIDEO_INPUT_SIDES[1],
+        ),
+        submit_rps=5,
+        max_in_flight=2,
+        duration=duration,
+        video=rules,
+    )
+
+
+_ALL = ("480P", "720P", "1080P")
+# The Wan video models, one row each (docs/dashscope.md §Video; regions UNCONFIRMED).
+VIDEO_MODELS: tuple[ModelSpec, ...] = (
+    _video(
+        "wan2.6-i2v",
+        _CN_SG,
+        VideoRules(True, (5, 10, 15), ("720P", "1080P"), audio=True),
+        1500,
+        (60.0, 150.0),
+    ),
+    _video(
+        "wan2.5-i2v-preview",
+        _CN_SG,
+        VideoRules(True, (5, 10), _ALL, audio=True),
+        1500,
+        (60.0, 150.0),
+    ),
+    _video(
+        "wan2.2-i2v-plus", _CN_SG, VideoRules(True, (5,), ("480P", "1080P")), 800, (90.0, 180.0)
+    ),
+    _video(
+        "wanx2.1-i2v-turbo", _CN, VideoRules(True, (3, 4, 5), ("480P", "720P")), 800, (40.0, 90.0)
+    ),
+    _video("wanx2.1-i2v-plus", _CN, VideoRules(True, (5,), ("720P",)), 800, (120.0, 240.0)),
+    _video(
+        "wan2.6-t2v",
+        _CN_SG,
+        VideoRules(False, (5, 10, 15), ("720P", "1080P"), audio=True, shot_types=True),
+        1500,
+        (60.0, 150.0),
+    ),
+    _video(
+        "wan2.5-t2v-preview",
+        _CN_SG,
+        VideoRules(False, (5, 10), _ALL, audio=True),
+        1500,
+        (60.0, 150.0),
+    ),
+    _video(
+        "wan2.2-t2v-plus", _CN_SG, VideoRules(False, (5,), ("480P", "1080P")), 800, (90.0, 180.0)
+    ),
+    _video("wanx2.1-t2v-turbo", _CN, VideoRules(False, (5,), ("480P", "720P")), 800, (40.0, 90.0)),
+    _video("wanx2.1-t2v-plus", _CN, VideoRules(False, (5,), ("720P",)), 800, (120.0, 240.0)),
+)
+MODELS.update((spec.name, spec) for spec in VIDEO_MODELS)
 
 # wanx2.1-imageedit's documented functions.
 IMAGEEDIT_FUNCTIONS = (

@@ -41,7 +41,8 @@ def _small_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _caption(image: Image.Image, prompt: str, watermark: bool) -> None:
+def caption(image: Image.Image, prompt: str, watermark: bool) -> None:
+    """Write the prompt at the bottom of `image` and, with `watermark`, "AI-generated"."""
     width, height = image.size
     size = max(12, min(width, height) // 28)
     font = _font(size)
@@ -82,6 +83,19 @@ def render_generation(
     prompt: str, seed: int, width: int, height: int, *, watermark: bool = False
 ) -> bytes:
     """A text-to-image result: same arguments, same bytes."""
+    return _png(draw_generation(prompt, seed, width, height, watermark=watermark))
+
+
+def draw_generation(
+    prompt: str,
+    seed: int,
+    width: int,
+    height: int,
+    *,
+    watermark: bool = False,
+    captioned: bool = True,
+) -> Image.Image:
+    """The picture of a text-to-image result (and, without its caption, a text-to-video's)."""
     palette = _digest("palette", prompt)
     layout = _digest("layout", prompt, seed)
     small = _small_size(width, height)
@@ -108,8 +122,9 @@ def render_generation(
                 [(x, y - radius), (x + radius, y + radius), (x - radius, y + radius)], fill=fill
             )
     image = canvas.resize((width, height), Image.Resampling.BILINEAR)
-    _caption(image, prompt, watermark)
-    return _png(image)
+    if captioned:
+        caption(image, prompt, watermark)
+    return image
 
 
 def _transform(image: Image.Image, digest: bytes) -> Image.Image:
@@ -191,7 +206,7 @@ def render_edit(
     else:
         canvas = _edited(images, small, index, _digest("edit", prompt, seed))
     image = canvas.resize((width, height), Image.Resampling.BILINEAR)
-    _caption(image, prompt, watermark)
+    caption(image, prompt, watermark)
     return _png(image)
 
 
@@ -202,7 +217,7 @@ def render_imageedit(
     base = Image.open(io.BytesIO(inputs[0])).convert("RGB")
     digest = _digest("imageedit", tool.function, prompt, seed)
     (width, height), at = tool.placement(*base.size)
-    caption = ""  # an upscale or an expansion keeps the base image's pixels: no caption on them
+    text = ""  # an upscale or an expansion keeps the base image's pixels: no caption on them
     if tool.function == SUPER_RESOLUTION:
         image = base.resize((width, height), Image.Resampling.BICUBIC)
     elif tool.function == EXPAND:
@@ -218,8 +233,8 @@ def render_imageedit(
             mask = Image.open(io.BytesIO(inputs[1])).convert("L")
             changed = Image.composite(changed, base, mask)
         image = changed
-        caption = prompt
-    _caption(image, caption, watermark)
+        text = prompt
+    caption(image, text, watermark)
     return _png(image)
 
 

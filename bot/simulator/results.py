@@ -15,21 +15,26 @@ from xml.sax.saxutils import escape
 ACCESS_KEY_ID = "sim"
 
 
-def signature(secret: bytes, task_id: str, index: int, expires: int) -> str:
-    mac = hmac.new(secret, f"GET\n{task_id}/{index}.png\n{expires}".encode(), hashlib.sha256)
+def signature(secret: bytes, task_id: str, index: int, expires: int, ext: str = "png") -> str:
+    mac = hmac.new(secret, f"GET\n{task_id}/{index}.{ext}\n{expires}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
 
 
-def result_url(root: str, secret: bytes, task_id: str, index: int, expires: int) -> str:
-    sig = quote(signature(secret, task_id, index, expires), safe="")
+def result_url(
+    root: str, secret: bytes, task_id: str, index: int, expires: int, ext: str = "png"
+) -> str:
+    """A result's signed URL: `ext` "png" for an image, "mp4" for a video."""
+    sig = quote(signature(secret, task_id, index, expires, ext), safe="")
     return (
-        f"{root}/results/{task_id}/{index}.png"
+        f"{root}/results/{task_id}/{index}.{ext}"
         f"?Expires={expires}&OSSAccessKeyId={ACCESS_KEY_ID}&Signature={sig}"
     )
 
 
-def signature_matches(secret: bytes, task_id: str, index: int, expires: int, given: str) -> bool:
-    return hmac.compare_digest(signature(secret, task_id, index, expires), given)
+def signature_matches(
+    secret: bytes, task_id: str, index: int, expires: int, given: str, ext: str = "png"
+) -> bool:
+    return hmac.compare_digest(signature(secret, task_id, index, expires, ext), given)
 
 
 def oss_error(code: str, message: str, request_id: str) -> str:

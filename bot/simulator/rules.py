@@ -6,7 +6,6 @@ Deliberately independent of the bot's own client: a shared misreading would hide
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,9 @@ from bot.simulator.models import (
     ModelSpec,
     Protocol,
     Route,
+    sized_like,
 )
+from bot.simulator.video import VideoCall, parse_video, t2v_size, video_image, video_texts
 
 _SIZE = re.compile(r"\s*(\d{1,5})\s*\*\s*(\d{1,5})\s*")
 MAX_INPUT_IMAGES = 3
@@ -53,6 +54,7 @@ class GenerationRequest:
     images: list[str] = field(default_factory=list)
     interleave: bool = False  # wan2.6-image's mixed text-and-image output (streaming only)
     tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
+    video: VideoCall | None = None  # a video model's seconds, resolution, sound
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -90,6 +92,8 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
         params = {}
     if not isinstance(params, dict):
         raise parameter_invalid("parameters")
+    if spec.protocol is Protocol.VIDEO:
+        return _video_request(spec, route, payload, params)
 
     images: list[str] = []
     if spec.protocol is Protocol.MESSAGES:
@@ -150,6 +154,28 @@ def validate(spec: ModelSpec, route: Route, body: dict[str, Any]) -> GenerationR
     )
 
 
+def _video_request(
+    spec: ModelSpec, route: Route, payload: dict[str, Any], params: dict[str, Any]
+) -> GenerationRequest:
+    """A video request: one video, its size known now for text-to-video, from the image later."""
+    prompt, negative = video_texts(spec, payload)
+    images = video_image(spec, payload)
+    video = parse_video(spec, payload, params)
+    return GenerationRequest(
+        model=spec,
+        route=route,
+        prompt=prompt,
+        negative_prompt=negative,
+        n=1,
+        size=None if images else t2v_size(params, video.resolution),
+        seed=_seed(params.get("seed")),
+        prompt_extend=_flag(params, "prompt_extend", default=True),
+        watermark=_flag(params, "watermark", default=False),
+        images=images,
+        video=video,
+    )
+
+
 def parse_size(text: Any) -> tuple[int, int]:
     match = _SIZE.fullmatch(text) if isinstance(text, str) else None
     if not match:
@@ -163,17 +189,12 @@ def edit_default_size(width: int, height: int) -> tuple[int, int]:
     """About 1280*1280 pixels with the aspect ratio of the image (clamped to 1:4..4:1), in
     multiples of 8: of the sizes near the ideal that fit the pixel cap, the truest to the ratio."""
     ratio = min(max(width / height, 1 / EDIT_SIZE.max_ratio), EDIT_SIZE.max_ratio)
-    area = EDIT_SIZE.max_pixels
-    ideal = int(math.sqrt(area * ratio)) // 8 * 8
-    candidates = []
-    for out_w in range(ideal - 16, ideal + 24, 8):
-        out_h = round(out_w / ratio / 8) * 8
-        while out_w * out_h > area:
-            out_h -= 8
-        if out_w * out_h >= 0.98 * area and EDIT_SIZE.problem(out_w, out_h) is None:
-            candidates.append((abs(out_w / out_h - ratio), -out_w * out_h, out_w, out_h))
-    _, _, out_w, out_h = min(candidates)
-    return out_w, out_h
+    return sized_like(
+        ratio,
+        EDIT_SIZE.max_pixels,
+        floor=0.98,
+        allowed=lambda out_w, out_h: EDIT_SIZE.problem(out_w, out_h) is None,
+    )
 
 
 def _message_content(payload: dict[str, Any], spec: ModelSpec) -> tuple[str, list[str]]:

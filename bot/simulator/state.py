@@ -58,6 +58,7 @@ class Simulator:
         }
         self.url_secret = secrets.token_bytes(16)
         self.renders = RenderCache()
+        self.clips = RenderCache(size=4)  # MP4s by their ClipSpec (not cleared: pure functions)
         self.http: aiohttp.ClientSession | None = None  # opened and closed with the app
         self.stopping = False  # set when the server shuts down: synchronous calls give up
         self.reset()
@@ -171,8 +172,8 @@ class Simulator:
             duration = markers.slow
         else:
             low, high = request.model.duration
-            duration = self._rng.uniform(low, high) * (1 + 0.15 * (request.n - 1))
-            duration /= self.config.speed
+            work = request.video.work_factor() if request.video else 1 + 0.15 * (request.n - 1)
+            duration = self._rng.uniform(low, high) * work / self.config.speed
         task = Task(
             task_id=task_id,
             request_id=request_id,
@@ -192,6 +193,8 @@ class Simulator:
             api_key_id=api_key_id,
             listed=listed,
             tool=request.tool,
+            video=request.video,
+            video_mb=markers.video_mb if markers.video_mb is not None else self.faults.video_mb,
         )
         self.store.add(task, task.submitted_at)
         self.submissions += 1

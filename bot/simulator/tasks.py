@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.simulator.imageedit import ToolCall
 from bot.simulator.models import ModelSpec, Route
+from bot.simulator.video import VideoCall
 
 PENDING = "PENDING"
 RUNNING = "RUNNING"
@@ -52,6 +53,8 @@ class Task:
     api_key_id: str
     listed: bool = True  # synchronous calls run as tasks but are not visible as such
     tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
+    video: VideoCall | None = None  # a video's seconds, resolution and sound
+    video_mb: float = 0.0  # make the MP4 at least this many MB (sim:video-mb, video_mb fault)
     started_at: float | None = None
     ended_at: float | None = None
     canceled_at: float | None = None

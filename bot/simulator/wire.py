@@ -28,6 +28,16 @@ def size_text(task: Task) -> str:
 
 
 def usage(task: Task) -> dict[str, Any]:
+    if task.video is not None:
+        # `duration`, `SR`: the documented shape; `video_duration`, `video_ratio`: what the SDK's
+        # VideoSynthesisUsage reads (wanx2.1's shape).
+        return {
+            "duration": task.video.seconds,
+            "video_count": 1,
+            "SR": task.video.sr,
+            "video_duration": task.video.seconds,
+            "video_ratio": size_text(task),
+        }
     count = len(task.succeeded_images())
     if task.model.protocol is Protocol.MESSAGES:
         return {
@@ -81,13 +91,20 @@ def task_output(task: Task, status: str, url_for: UrlFor) -> dict[str, Any]:
     assert task.started_at is not None and task.ended_at is not None
     output["scheduled_time"] = format_task_time(task.started_at)
     if status == RUNNING:
-        output["task_metrics"] = metrics(task, status)
+        if task.video is None:
+            output["task_metrics"] = metrics(task, status)
         return output
     output["end_time"] = format_task_time(task.ended_at)
     if status == FAILED:
         assert task.outcome.failure is not None
         output["code"], output["message"] = task.outcome.failure
-        output["task_metrics"] = metrics(task, status)
+        if task.video is None:
+            output["task_metrics"] = metrics(task, status)
+    elif task.video is not None:
+        output["video_url"] = url_for(0)
+        output["orig_prompt"] = task.prompt
+        if task.prompt_extend:
+            output["actual_prompt"] = actual_prompt(task.prompt)
     elif task.model.protocol is Protocol.MESSAGES:
         output["choices"] = choices(task, url_for)
         output["finished"] = True
