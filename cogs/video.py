@@ -33,12 +33,17 @@ VIDEO_OPTIONS = (
     "audio",
     "seed",
 )
-VIDEO_DESCRIPTIONS = described(
+_DESCRIPTIONS = described(
     model=_("Which Wan video model"),
     duration=_("Length in seconds (the model's choices)"),
     resolution=_("480P, 720P or 1080P (where the model makes it)"),
     audio=_("Add sound (models that make it)"),
 )
+
+
+def descriptions(*names: str, **own: _) -> dict[str, _]:
+    """The descriptions of the options `names` (shared ones, and the video ones), and `own`."""
+    return {**{name: _DESCRIPTIONS[name] for name in names if name in _DESCRIPTIONS}, **own}
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,11 @@ class Video(commands.Cog):
         name=_("animate"), description=_("Make a short video from an image with Wan")
     )
     @app_commands.describe(
-        **VIDEO_DESCRIPTIONS,
-        image=_("The image to bring to life"),
-        prompt=_("How it should move (optional)"),
+        **descriptions(
+            *VIDEO_OPTIONS,
+            image=_("The image to bring to life"),
+            prompt=_("How it should move (optional)"),
+        )
     )
     @app_commands.rename(**localised("image", *VIDEO_OPTIONS))
     @app_commands.choices(resolution=resolution_choices())
@@ -139,9 +146,12 @@ class Video(commands.Cog):
 
     @app_commands.command(name=_("video"), description=_("Make a short video from text with Wan"))
     @app_commands.describe(
-        **VIDEO_DESCRIPTIONS,
-        prompt=_("What happens in the video"),
-        aspect=_("Aspect ratio (instead of an exact size)"),
+        **descriptions(
+            *VIDEO_OPTIONS,
+            "size",
+            prompt=_("What happens in the video"),
+            aspect=_("Aspect ratio (instead of an exact size)"),
+        )
     )
     @app_commands.rename(**localised(*VIDEO_OPTIONS, "size", "aspect"))
     @app_commands.choices(resolution=resolution_choices(), aspect=aspect_choices())

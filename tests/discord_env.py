@@ -219,7 +219,7 @@ class BotEnv:
         return self.fake.get_message(job.status_message_id)
 
     def result_messages(self, job: Job) -> list[Message]:
-        """The bot's messages carrying this job's images, where the job answers."""
+        """The bot's messages carrying this job's images (or video), where the job answers."""
         where = job.thread_id or job.channel_id
         assert where is not None
         return [
@@ -227,7 +227,10 @@ class BotEnv:
             for m in self.fake.messages_in(where)
             if m.author.id == self.fake.bot_user.id
             and m.attachments
-            and any(a.filename.startswith(f"wan-{job.id}-") for a in m.attachments)
+            and any(
+                a.filename.startswith(f"wan-{job.id}-") or a.filename == f"video-{job.id}.mp4"
+                for a in m.attachments
+            )
         ]
 
     async def join_guild(self, guild: Any) -> None:

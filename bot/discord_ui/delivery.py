@@ -366,7 +366,7 @@ class DiscordDelivery:
         reencoded = False
         while True:
             if content is not None and len(content) > limit:
-                content = await fit_video(video.content, limit)
+                content = await video_under(video.content, limit)
                 reencoded = True
             if content is None and video.url is None:
                 raise DeliveryError("the video fits no upload and has no link", retryable=False)
@@ -453,6 +453,12 @@ def as_jpeg(content: bytes, limit: int) -> bytes:
             quality -= 10
         else:
             image = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+
+
+async def video_under(content: bytes, limit: int) -> bytes | None:
+    """The MP4 as it is when it fits under `limit` bytes, else re-encoded to fit (in a
+    thread), else None: nothing watchable fits."""
+    return content if len(content) <= limit else await fit_video(content, limit)
 
 
 async def post_status(
