@@ -30,6 +30,7 @@ from tests.discord_env import (
     replies,
     reply_text,
 )
+from tests.engine_helpers import wait_until
 from tests.test_discord_buttons import member
 from tests.test_discord_tools import choose, pixels
 
@@ -40,7 +41,8 @@ SMALL = {"model": "wan2.2-t2i-flash", "size": "768*768"}
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotEnv]:
-    async with bot_env(tmp_path_factory.mktemp("video")) as env:
+    # One task of a model at a time: a video can be held queued behind another (cancel).
+    async with bot_env(tmp_path_factory.mktemp("video"), max_in_flight=1) as env:
         yield env
 
 
@@ -308,3 +310,24 @@ async def test_autocomplete_offers_video_models_and_their_lengths(env: BotEnv) -
     )
     await env.fake.wait_for_ack(ac)
     assert [c["value"] for c in ac.choices or []] == [5, 10, 15]
+
+
+async def test_a_queued_video_shows_its_place_and_cancels(env: BotEnv) -> None:
+    await env.hold_model("wan2.6-t2v")  # no other test uses it: it stays held
+    submissions = env.sim.sim.submissions
+    _, job = await launch(
+        env, command(env, "video", {"prompt": "a slow tide", "model": "wan2.6-t2v"}), wait=False
+    )
+    assert job.state is JobState.QUEUED
+    # Once placed, the status shows its place in line (an edit, paced per channel).
+    status = await wait_until(
+        lambda: "position 1 in line" in env.status_message(job).content and env.status_message(job),
+        what="the queue position",
+    )
+    click = await env.fake.click(status, f"wan:job:{job.id}:cancel", user=env.world.alice)
+    await env.fake.wait_for_ack(click)
+    job = await env.wait_job(job.id, JobState.CANCELLED)
+    await env.fake.settle()
+    assert env.status_message(job).content.splitlines()[-1] == "🚫 Cancelled. Nothing was charged."
+    assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
+    assert env.sim.sim.submissions == submissions
