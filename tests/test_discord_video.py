@@ -331,3 +331,21 @@ async def test_a_queued_video_shows_its_place_and_cancels(env: BotEnv) -> None:
     assert env.status_message(job).content.splitlines()[-1] == "🚫 Cancelled. Nothing was charged."
     assert await env.ledger(job.id) == {"reserve": 1, "charge": 0, "refund": 1}
     assert env.sim.sim.submissions == submissions
+
+
+async def test_a_budget_for_images_but_not_a_video_refuses_the_video_in_words(
+    env: BotEnv,
+) -> None:
+    """A server whose monthly budget (1.00) pays for an image but not a 5 s video (at least
+    5 × 0.30): the video is refused in words before anything is reserved; an image still goes.
+    (The words of the refusal are the money side's: this checks that it is one, in words.)"""
+    assert env.bot is not None
+    guild, room = await small_guild(env, 10 * 1024 * 1024, "Thrifty")
+    policy = env.bot.engine.quota.policy
+    await policy.set(guild.id, "monthly_budget", "1", by_user=env.world.admin.id)
+    words = await refused(
+        env, "video", {"prompt": "a costly comet", "resolution": "480P"}, channel=room
+    )
+    assert "monthly budget of 1.00" in words
+    _, image = await imagine(env, "a cheap star", user=env.world.alice, channel=room, **SMALL)
+    assert image.state is JobState.DONE
