@@ -5,14 +5,19 @@ duration, size, codec and sound."""
 from __future__ import annotations
 
 import io
+import math
+import struct
+import wave
+from collections.abc import AsyncIterator
 from typing import Any
 
 import av
 import pytest
+from aiohttp import web
 
 from bot.simulator import SimulatorConfig
 from bot.simulator.cli import build_parser, config_from_args
-from bot.simulator.clip import ClipSpec, render_clip
+from bot.simulator.clip import ClipSpec, encode_clip, render_clip
 from bot.simulator.models import MODELS, VIDEO_MODELS, VIDEO_SIZES
 from bot.simulator.video import i2v_size
 from tests import test_simulator
@@ -335,6 +340,12 @@ async def test_video_urls_are_signed_and_expire(start: Starter):
 # --- the encoder -------------------------------------------------------------------------------
 
 
+def test_a_clip_asked_for_again_is_not_encoded_again():
+    spec = ClipSpec(624, 624, 5, False, "a cached clip", 77)
+    assert encode_clip(spec) is encode_clip(spec)
+    assert encode_clip(spec) == render_clip(spec)
+
+
 def test_clips_move_and_are_deterministic():
     spec = ClipSpec(832, 480, 5, True, "a fox", 3, image=png_bytes(900, 500, (10, 200, 90)))
     data = render_clip(spec)
@@ -353,3 +364,70 @@ def test_the_large_video_option_from_the_command_line():
     assert config_from_args(args).fault_settings().video_mb == 12.5
     with pytest.raises(ValueError, match="video_mb"):
         SimulatorConfig(video_mb=-1)
+
+
+# --- audio_url ---------------------------------------------------------------------------------
+
+
+def wav(seconds: float, rate: int = 16000) -> bytes:
+    """A WAV file of a 440 Hz tone."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        count = int(seconds * rate)
+        tone = (int(8000 * math.sin(2 * math.pi * 440 * k / rate)) for k in range(count))
+        file.writeframes(struct.pack(f"<{count}h", *tone))
+    return out.getvalue()
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[str]:
+    """A plain file server on 127.0.0.1: GET /NAME gives FILES[NAME]; its root URL."""
+    served = {"tone.wav": wav(4.0), "short.wav": wav(1.5), "noise.mp3": b"not a sound" * 100}
+
+    async def handler(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in served:
+            raise web.HTTPNotFound()
+        return web.Response(body=served[name])
+
+    app = web.Application()
+    app.router.add_get("/{name}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_audio_url_is_fetched_and_becomes_the_sound(api: Api, files: str):
+    body = t2v("wan2.5-t2v-preview", size="832*480", duration=10, audio=False)
+    body["input"]["audio_url"] = f"{files}/tone.wav"
+    _, data = await run(api, body)
+    seen = probe(data)
+    assert seen["audio"] == ["aac"] and abs(seen["duration"] - 10) <= 0.1
+    # 4 s of the tone, then silence to the end.
+    with av.open(io.BytesIO(data)) as container:
+        loud = [
+            (frame.time, float(abs(frame.to_ndarray()).max()))
+            for frame in container.decode(audio=0)
+        ]
+    assert all(level > 0.1 for time, level in loud if 0.5 < time < 3.5)
+    assert all(level < 0.01 for time, level in loud if time > 4.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("noise.mp3", "InvalidParameter", "not a readable audio file"),
+        ("short.wav", "InvalidParameter", "1.5 s, it must be between 3 and 30 seconds"),
+        ("missing.wav", "InvalidParameter.DataInspection", "Unable to download"),
+    ],
+)
+async def test_bad_audio_urls_are_refused(api: Api, files: str, name: str, code: str, words: str):
+    body = i2v("wan2.6-i2v")
+    body["input"]["audio_url"] = f"{files}/{name}"
+    assert words in assert_error(await api.post(VIDEO, body), 400, code)["message"]

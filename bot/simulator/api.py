@@ -34,7 +34,7 @@ from bot.simulator.results import result_url
 from bot.simulator.rules import edit_default_size, parse_body, resolve_model, validate
 from bot.simulator.state import Simulator
 from bot.simulator.tasks import FAILED, PENDING, TERMINAL, UNKNOWN, Task
-from bot.simulator.video import i2v_size
+from bot.simulator.video import i2v_size, load_audio
 from bot.simulator.wire import UrlFor, list_item, sync_body, task_body, unknown_body
 
 SIM = web.AppKey("simulator", Simulator)
@@ -134,8 +134,18 @@ async def _submit(request: web.Request, route: Route) -> web.Response:
             first = images[spec.size_from_input]
             size = edit_default_size(first.width, first.height)
     assert size is not None
+    soundtrack = b""
+    if generation.video is not None and generation.video.audio_url:
+        assert sim.http is not None
+        soundtrack = await load_audio(generation.video.audio_url, sim.http)
     task = sim.create_task(
-        generation, size, inputs, request[REQUEST_ID], request[API_KEY_ID], listed=is_async
+        generation,
+        size,
+        inputs,
+        request[REQUEST_ID],
+        request[API_KEY_ID],
+        listed=is_async,
+        soundtrack=soundtrack,
     )
     if is_async:
         if sim.drop_after_submit():

@@ -201,6 +201,7 @@ async def result_video(request: web.Request) -> web.Response:
         watermark=task.watermark,
         image=task.inputs[0] if task.inputs else b"",
         target_mb=task.video_mb,
+        soundtrack=task.soundtrack,
     )
     data = await sim.clips.get(spec, partial(encode_clip, spec))
     return web.Response(body=data, content_type="video/mp4")

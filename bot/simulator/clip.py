@@ -9,7 +9,7 @@ fetch one clip many times encode it once.
 
 `target_mb` makes a clip at least that large, for tests of upload caps: the frames are covered
 in noise and encoded at the bitrate that size needs (any shortfall is made up by an MP4 `free`
-box, which players skip).
+box, which players skip). A video given `audio_url` carries that sound instead of the tone.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class ClipSpec:
     watermark: bool = False
     image: bytes = b""  # image-to-video: the input image (any format Pillow reads)
     target_mb: float = 0.0
+    soundtrack: bytes = b""  # `audio_url`'s sound (`decode_soundtrack`); none: a tone
 
 
 def _still(spec: ClipSpec) -> Image.Image:
@@ -105,11 +106,36 @@ def _frames(spec: ClipSpec) -> list[np.ndarray]:
     return frames
 
 
+def decode_soundtrack(data: bytes) -> bytes:
+    """An audio file's sound as mono 32-bit float samples at SAMPLE_RATE; ValueError when the
+    bytes hold no readable sound."""
+    samples = bytearray()
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            if not container.streams.audio:
+                raise ValueError("no audio stream")
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    samples += bytes(out.planes[0])[: out.samples * 4]
+        for out in resampler.resample(None):
+            samples += bytes(out.planes[0])[: out.samples * 4]
+    except av.FFmpegError as error:
+        raise ValueError(str(error)) from None
+    if not samples:
+        raise ValueError("no sound")
+    return bytes(samples)
+
+
 def _tone(spec: ClipSpec) -> array.array[float]:
-    """`seconds` of a seeded tone that beeps twice a second, as 32-bit float samples."""
+    """`seconds` of the soundtrack (cut, or padded with silence), or of a seeded tone that beeps
+    twice a second, as 32-bit float samples."""
+    total = spec.seconds * SAMPLE_RATE
+    if spec.soundtrack:
+        track = array.array("f", spec.soundtrack[: total * 4])
+        return track + array.array("f", bytes(4 * (total - len(track))))
     period = 40 + spec.seed % 61  # samples per cycle: 236–600 Hz
     cycle = array.array("f", (0.2 * math.sin(2 * math.pi * k / period) for k in range(period)))
-    total = spec.seconds * SAMPLE_RATE
     samples = (cycle * (total // period + 1))[:total]
     beat = SAMPLE_RATE // 2
     silent = array.array("f", bytes(4 * (beat // 2)))

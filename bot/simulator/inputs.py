@@ -48,9 +48,9 @@ def _invalid_format(detail: str) -> ApiError:
     )
 
 
-def _too_large(size: int) -> ApiError:
+def _too_large(size: int, limit: int = MAX_IMAGE_BYTES, what: str = "input image") -> ApiError:
     return invalid_parameter(
-        f"The input image is too large: {size} bytes, at most {MAX_IMAGE_BYTES} (10 MB) allowed."
+        f"The {what} is too large: {size} bytes, at most {limit} ({limit >> 20} MB) allowed."
     )
 
 
@@ -117,7 +117,14 @@ def _data_uri_bytes(match: re.Match[str], position: int | str) -> bytes:
         raise _invalid_format(f"{_name(position)} is not valid base64") from None
 
 
-async def _download(url: str, session: aiohttp.ClientSession) -> bytes:
+async def download(
+    url: str,
+    session: aiohttp.ClientSession,
+    limit: int = MAX_IMAGE_BYTES,
+    what: str = "input image",
+) -> bytes:
+    """A media URL's bytes, or the refusal the service gives for one it cannot fetch (or that is
+    over `limit` bytes)."""
     try:
         async with session.get(url, timeout=FETCH_TIMEOUT, allow_redirects=True) as response:
             if response.status != 200:
@@ -126,8 +133,8 @@ async def _download(url: str, session: aiohttp.ClientSession) -> bytes:
             total = 0
             async for chunk in response.content.iter_chunked(64 * 1024):
                 total += len(chunk)
-                if total > MAX_IMAGE_BYTES:
-                    raise _too_large(total)
+                if total > limit:
+                    raise _too_large(total, limit, what)
                 chunks.append(chunk)
             return b"".join(chunks)
     except TimeoutError:
@@ -153,7 +160,7 @@ async def load_images(
         if match:
             data = _data_uri_bytes(match, position)
         elif source.lower().startswith(("http://", "https://")):
-            data = await _download(source, session)
+            data = await download(source, session)
         else:
             raise invalid_parameter(
                 f"The image source is invalid: {_name(position)} must be an http(s) URL "

@@ -142,6 +142,7 @@ class Simulator:
         api_key_id: str,
         *,
         listed: bool = True,
+        soundtrack: bytes = b"",
     ) -> Task:
         """Plan a task's outcome and duration from its prompt and the faults, and queue it."""
         markers = find_markers(request.prompt)
@@ -195,6 +196,7 @@ class Simulator:
             tool=request.tool,
             video=request.video,
             video_mb=markers.video_mb if markers.video_mb is not None else self.faults.video_mb,
+            soundtrack=soundtrack,
         )
         self.store.add(task, task.submitted_at)
         self.submissions += 1

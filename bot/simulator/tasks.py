@@ -55,6 +55,7 @@ class Task:
     tool: ToolCall | None = None  # wanx2.1-imageedit's function and parameters
     video: VideoCall | None = None  # a video's seconds, resolution and sound
     video_mb: float = 0.0  # make the MP4 at least this many MB (sim:video-mb, video_mb fault)
+    soundtrack: bytes = b""  # audio_url's sound, decoded (clip.decode_soundtrack)
     started_at: float | None = None
     ended_at: float | None = None
     canceled_at: float | None = None

@@ -3,7 +3,8 @@
 
 `input`: `prompt` (text-to-video: required; image-to-video: optional motion text),
 `negative_prompt`, `img_url` (image-to-video only: a URL or data URI, 360–2000 px a side,
-at most 10 MB), `audio_url` (models with sound only). The SDK also sends `extend_prompt` and
+at most 10 MB), `audio_url` (models with sound only: an http(s) URL of a 3–30 s sound file of
+at most 15 MB, which the video then carries). The SDK also sends `extend_prompt` and
 `function`, which are ignored. `parameters`: `resolution` (image-to-video) or `size`
 (text-to-video) from the model's list, `duration` (seconds, from the model's list, default 5),
 `prompt_extend` (default on), `audio` (models with sound; default on), `shot_type`
@@ -15,10 +16,15 @@ seconds asked and the resolution (`work_factor`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
+from bot.simulator.clip import SAMPLE_RATE, decode_soundtrack
 from bot.simulator.errors import ApiError, invalid_parameter, parameter_invalid
+from bot.simulator.inputs import download
 from bot.simulator.models import (
     VIDEO_DEFAULT_SECONDS,
     VIDEO_NEGATIVE_LIMIT,
@@ -33,6 +39,8 @@ KEYFRAME_FIELDS = ("first_frame_url", "last_frame_url", "head_frame", "tail_fram
 SHOT_TYPES = ("single", "multi")
 # How much longer than 720P a resolution takes to make (the simulator's own figures).
 RESOLUTION_WORK = {"480P": 0.6, "720P": 1.0, "1080P": 1.7}
+MAX_AUDIO_BYTES = 15 * 1024 * 1024
+AUDIO_SECONDS = (3, 30)
 
 
 @dataclass(frozen=True)
@@ -197,3 +205,24 @@ def i2v_size(width: int, height: int, resolution: str) -> tuple[int, int]:
     image's aspect ratio, in multiples of 8."""
     tier_w, tier_h = VIDEO_SIZES[resolution][0]
     return sized_like(width / height, tier_w * tier_h, floor=0.95)
+
+
+async def load_audio(url: str, session: aiohttp.ClientSession) -> bytes:
+    """`audio_url`'s sound, decoded (at most 15 MB, 3–30 s), or the refusal naming what is
+    wrong; a URL that cannot be fetched is refused as an image's is."""
+    data = await download(url, session, MAX_AUDIO_BYTES, "input audio")
+    try:
+        samples = await asyncio.to_thread(decode_soundtrack, data)
+    except ValueError:
+        raise invalid_parameter(
+            "The input audio is in invalid format: audio_url is not a readable audio file. "
+            "Supported formats are WAV and MP3."
+        ) from None
+    seconds = len(samples) / 4 / SAMPLE_RATE
+    low, high = AUDIO_SECONDS
+    if not low <= seconds <= high:
+        raise invalid_parameter(
+            f"The input audio's duration is invalid: {seconds:.1f} s, "
+            f"it must be between {low} and {high} seconds."
+        )
+    return samples
