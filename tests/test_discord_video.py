@@ -187,6 +187,19 @@ async def test_video_by_aspect_in_chinese(env: BotEnv) -> None:
     assert_video(data, (480, 832), 5)
     fields = embed_fields(result)
     assert (fields["时长"], fields["分辨率"]) == ("5 s", "480P")
+    # Reroll: the same video settings, a new seed, another MP4.
+    click = env.fake.click(result, f"wan:job:{job.id}:reroll", user=li, locale="zh-CN")
+    _, again = await launch(env, click)
+    assert again.state is JobState.DONE, again.error_message
+    assert (again.kind, again.parent_job_id) == (Kind.VIDEO, job.id)
+    assert again.params.seed != job.params.seed
+    assert (again.params.duration, again.params.resolution, again.params.size) == (
+        5,
+        "480P",
+        "480*832",
+    )
+    _, data = delivered(env, again)
+    assert_video(data, (480, 832), 5)
 
 
 async def test_animate_from_a_results_more_menu(env: BotEnv) -> None:
