@@ -374,8 +374,16 @@ class DiscordDelivery:
             words = mention
             if content is None:
                 assert video.url is not None
-                expires = relative_timestamp(video.expires_at) if video.expires_at else "?"
-                link = text("result.video_link", lang, url=video.url, expires=expires)
+                link = (
+                    text(
+                        "result.video_link",
+                        lang,
+                        url=video.url,
+                        expires=relative_timestamp(video.expires_at),
+                    )
+                    if video.expires_at
+                    else text("result.video_link_unknown", lang, url=video.url)
+                )
                 words = f"{mention} {link}"
             files = (
                 [discord.File(io.BytesIO(content), filename=f"video-{job.id}.mp4")]
