@@ -303,7 +303,15 @@ async def test_bad_video_options_are_refused_in_words(env: BotEnv) -> None:
     )
     assert words.startswith("`wan2.5-t2v-preview` cannot make a video from an image.")
     words = await refused(env, "animate", {}, uploads=[("tiny.png", png(200, 200))])
-    assert "200" in words
+    assert words == "Image 1 is 200×200 px; each side must be at least 360 px. Use a larger image."
+    # Larger than the video models take (2000 px a side): scaled down, not refused.
+    _, job = await launch(
+        env,
+        command(env, "animate", {"resolution": "480P"}, uploads=[("wide.png", png(2400, 1200))]),
+    )
+    assert job.state is JobState.DONE, job.error_message
+    _, data = delivered(env, job)
+    assert_video(data, i2v_size(2000, 1000, "480P"), 5)
 
 
 async def test_autocomplete_offers_video_models_and_their_lengths(env: BotEnv) -> None:
