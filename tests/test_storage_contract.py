@@ -259,6 +259,36 @@ async def test_constraint_violations_raise_integrity_errors(backend: str, tmp_pa
         assert (await db.fetchone("SELECT COUNT(*) FROM jobs"))[0] == 0
 
 
+def _piped(conn: Conn, guilds: list[int], duplicate: bool) -> tuple[int, int, int]:
+    """Before and in pipeline mode: reads, rowcounts and writes whose results nobody reads;
+    with `duplicate`, a write that breaks a constraint after the last read."""
+    conn.execute(INSERT, (guilds[0],))
+    conn.pipeline()
+    for guild in guilds[1:]:
+        conn.execute(INSERT, (guild,))
+    changed = conn.execute("UPDATE limit_settings SET value = '2' WHERE guild_id > 0").rowcount
+    counted = conn.execute("SELECT COUNT(*) FROM limit_settings").fetchone()[0]
+    listed = len(list(conn.execute("SELECT guild_id FROM limit_settings")))
+    if duplicate:
+        conn.execute(INSERT, (guilds[0],))  # its error shows at the COMMIT on PostgreSQL
+    return changed, counted, listed
+
+
+async def test_a_pipeline_reads_as_before_and_commits_or_rolls_back_whole(
+    backend: str, tmp_path: Path
+) -> None:
+    async with fresh_database(backend, tmp_path) as db:
+        assert await db.write(_piped, [1, 2, 3], False) == (3, 3, 3)
+        assert await guilds(db) == [1, 2, 3]
+        with pytest.raises(INTEGRITY_ERRORS):
+            await db.write(_piped, [4, 5], True)
+        with pytest.raises(RuntimeError, match="boom"):  # raised in pipeline mode
+            await db.write(lambda conn: (conn.pipeline(), _insert_then_fail(conn, [6])))
+        assert await guilds(db) == [1, 2, 3]
+        assert await db.write(_insert_all, [7]) == 1  # the connection is usable again
+        assert await guilds(db) == [1, 2, 3, 7]
+
+
 # --- policy versions ---------------------------------------------------------------------------
 
 

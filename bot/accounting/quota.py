@@ -23,7 +23,7 @@ from bot.dashscope.requests import ImageRequest
 from bot.errors import Moment, UserError
 from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
-from bot.storage.db import Conn, Database
+from bot.storage.db import Conn, Cursor, Database
 
 DAY = 24 * 3600.0
 
@@ -67,6 +67,12 @@ _ACTIVE_SQL = (
 # When the member's last job was accepted: its reservation (one per job, made with it).
 _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
+# A settlement's two rows, once: the entries it added (none when the job was settled before).
+_SETTLE_SQL = (
+    "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model)"
+    " VALUES (?, ?, ?, 'charge', ?, ?, ?, ?), (?, ?, ?, 'refund', ?, ?, ?, ?)"
+    " ON CONFLICT (job_id, entry) DO NOTHING RETURNING entry"
+)
 
 
 def micros(amount: float) -> int:
@@ -191,8 +197,13 @@ class Quota:
         unit_price = self.price(new.request)
         if new.guild_id is not None:
             # The server's limits last: its lock, which every member of the server waits for
-            # on PostgreSQL, is held across the fewest statements (a refusal undoes the job).
+            # on PostgreSQL, is held across the fewest round trips (a refusal undoes the job).
+            # In pipeline mode the lock and both of the server's reads go in one, the writes
+            # after the checks and the COMMIT in another.
+            conn.pipeline()
             conn.lock("guild", new.guild_id)
+            budget = policy.money("monthly_budget")
+            spend = _spend(conn, new.guild_id, now) if budget > 0 else None
             if limits.images_per_guild_day:
                 _check_window(
                     conn,
@@ -203,7 +214,7 @@ class Quota:
                     new.request.n,
                     now,
                 )
-            self._check_budget(conn, new, policy.money("monthly_budget"), unit_price, now)
+            self._check_budget(conn, new, budget, unit_price, now, spend)
         n = new.request.n
         conn.execute(
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
@@ -240,11 +251,17 @@ class Quota:
             )
 
     def _check_budget(
-        self, conn: Conn, new: NewJob, budget: float, unit_price: float, now: float
+        self,
+        conn: Conn,
+        new: NewJob,
+        budget: float,
+        unit_price: float,
+        now: float,
+        spend: Cursor | None = None,
     ) -> None:
         if budget <= 0 or new.guild_id is None:
             return
-        spent = _spent_micros(conn, new.guild_id, now)
+        spent = _spent_micros(conn, new.guild_id, now, spend)
         if spent + new.request.n * micros(unit_price) > micros(budget):
             raise BudgetExceeded(
                 budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
@@ -263,15 +280,12 @@ class Quota:
         delivered = max(0, min(delivered, job.n))
         refunded = job.n - delivered
         now = self.clock()
-        sql = (
-            "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
-            " unit_price, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (job_id, entry) DO NOTHING"
-        )
         owner = (job.id, job.user_id, job.guild_id)
-        conn.execute(sql, (*owner, "charge", delivered, now, unit_price, model))
-        added = conn.execute(sql, (*owner, "refund", refunded, now, unit_price, model)).rowcount
-        if added and refunded:
+        added = conn.execute(
+            _SETTLE_SQL,
+            (*owner, delivered, now, unit_price, model, *owner, refunded, now, unit_price, model),
+        ).fetchall()
+        if refunded and any(row[0] == "refund" for row in added):
             _add_held(
                 conn, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price)
             )
@@ -366,12 +380,19 @@ def _check_window(
     )
 
 
-def _spent_micros(conn: Conn, guild_id: int, now: float) -> int:
-    """Money held or charged this month by the server, from the running total."""
+def _spend(conn: Conn, guild_id: int, now: float) -> Cursor:
+    """The query for the server's running total of this month's money (its row read later)."""
+    return conn.execute(
+        "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?",
+        (guild_id, month_start(now)),
+    )
+
+
+def _spent_micros(conn: Conn, guild_id: int, now: float, spend: Cursor | None = None) -> int:
+    """Money held or charged this month by the server, from the running total (`spend`: its
+    query, already sent)."""
     month = month_start(now)
-    row = conn.execute(
-        "SELECT micros FROM quota_spend WHERE guild_id = ? AND month = ?", (guild_id, month)
-    ).fetchone()
+    row = (spend if spend is not None else _spend(conn, guild_id, now)).fetchone()
     if row is not None:
         return int(row[0])
     spent = conn.execute(_SPENT_MICROS_SQL, (guild_id, month, next_month_start(now))).fetchone()[0]
@@ -393,10 +414,10 @@ def _add_held(
 ) -> None:
     """Keep the running totals in step with a reservation (or a refund: negative amounts) made
     at `reserved_at`; totals not built yet are left to be rebuilt from the ledger."""
-    conn.executemany(
-        "UPDATE quota_windows SET held = held + ? WHERE scope = ? AND owner = ? AND cutoff < ?",
-        [(images, "user_id", user_id, reserved_at)]
-        + ([(images, "guild_id", guild_id, reserved_at)] if guild_id is not None else []),
+    conn.execute(
+        "UPDATE quota_windows SET held = held + ? WHERE cutoff < ?"
+        " AND ((scope = 'user_id' AND owner = ?) OR (scope = 'guild_id' AND owner = ?))",
+        (images, reserved_at, user_id, guild_id),
     )
     if guild_id is not None and money:
         conn.execute(

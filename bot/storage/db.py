@@ -70,6 +70,13 @@ class Conn(Protocol):
         """Wait until no other transaction holds (scope, key), and hold it until this one
         ends. Take locks in one order everywhere (user before server)."""
 
+    def pipeline(self) -> None:
+        """From here to the end of the transaction, send each statement without waiting for
+        the one before to be answered: a result is waited for when it is fetched, and the
+        rest come back with the COMMIT, in one round trip. For the end of a transaction
+        that holds a lock others wait for (PostgreSQL's pipeline mode; nothing on SQLite,
+        which has no round trips). An error shows at the next fetch or at the COMMIT."""
+
 
 def as_dict(row: Row) -> dict[str, Any]:
     return dict(zip(row.keys(), row, strict=True))

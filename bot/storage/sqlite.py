@@ -81,6 +81,9 @@ class SqliteConn:
     def lock(self, scope: str, key: int) -> None:
         pass
 
+    def pipeline(self) -> None:
+        pass
+
 
 @dataclass(eq=False)
 class _Write:
