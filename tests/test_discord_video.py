@@ -370,3 +370,16 @@ async def test_a_budget_for_images_but_not_a_video_refuses_the_video_in_words(
     assert "monthly budget of 1.00" in words
     _, image = await imagine(env, "a cheap star", user=env.world.alice, channel=room, **SMALL)
     assert image.state is JobState.DONE
+
+
+async def test_animate_on_a_result_from_before_a_restart(env: BotEnv) -> None:
+    """Nothing is kept per message: after a restart the More… menu still animates its image."""
+    alice = member(env, "anim-restart")
+    _, job = await imagine(env, "a windmill", user=alice, **SMALL)
+    [result] = env.result_messages(job)
+    await env.restart_bot()
+    _, video = await launch(env, choose(env, result, job, "animate", 1, alice))
+    assert video.state is JobState.DONE, video.error_message
+    assert (video.kind, video.parent_job_id, video.params.source_image) == (Kind.ANIMATE, job.id, 1)
+    _, data = delivered(env, video)
+    assert_video(data, i2v_size(768, 768, "720P"), 5)
