@@ -70,7 +70,7 @@ class StubFetcher:
         Image.new("RGB", (8, 8)).save(buffer, "PNG")
         self.png = buffer.getvalue()
 
-    async def fetch(self, url: str) -> Download:
+    async def fetch(self, url: str, *, video: bool = False) -> Download:
         return Download(url, self.png, "image/png")
 
 

@@ -1,10 +1,13 @@
-"""The command line: `python -m bot imagine|edit|blend|upscale|zoom|pan|vary|migrate-db|simulator`.
+"""The command line: `python -m bot imagine|edit|blend|upscale|zoom|pan|vary|animate|video|
+migrate-db|simulator`.
 
 `imagine`, `edit` and `blend` run the whole generation path without Discord: validate, submit, wait,
 download, save. Progress goes to stderr; stdout gets one line per saved file, so the output can
 be piped. Exit codes: 0 at least one image saved, 1 an API or task error, 2 a usage, input or
 configuration error. `upscale`, `zoom`, `pan` and `vary` do the same with one image and the
 tool of that name (`bot.dashscope.tools`), as the buttons under a result on Discord do.
+`animate` (an image and an optional motion prompt) and `video` (a prompt) make one MP4 with a Wan
+video model: minutes, so the time waited so far is shown every little while.
 
 `migrate-db` copies the SQLite database into an empty PostgreSQL one (`bot.storage.copy`):
 progress on stderr, the summary on stdout. Exit codes: 0 copied and checked, 1 a database
@@ -37,12 +40,13 @@ from bot.dashscope import (
     validate,
 )
 from bot.dashscope.models import (
+    DEFAULT_ANIMATE_MODEL,
     DEFAULT_BLEND_MODEL,
     DEFAULT_EDIT_MODEL,
     DEFAULT_TEXT_TO_IMAGE_MODEL,
+    DEFAULT_VIDEO_MODEL,
     MODELS,
     SideRange,
-    region_of_base_url,
 )
 from bot.dashscope.requests import require_kind, seeded
 from bot.dashscope.tools import check_blend_count
@@ -67,18 +71,23 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument(
         "prompt", help="what to make (for edit and blend: what to do with the images)"
     )
-    parser.add_argument("--negative-prompt", help="what to keep out of the image")
     parser.add_argument("--size", help="WIDTH*HEIGHT, e.g. 1280*1280 (default: the model's)")
     parser.add_argument("--n", type=int, default=1, help="number of images, 1-4 (default 1)")
+    _add_shared(parser, default_model, "image")
+
+
+def _add_shared(parser: argparse.ArgumentParser, default_model: str, what: str) -> None:
+    """The options every generating command takes; `what` it makes (image, video)."""
+    parser.add_argument("--negative-prompt", help=f"what to keep out of the {what}")
     parser.add_argument("--seed", type=int, help="0-2147483647, for repeatable results")
     parser.add_argument(
         "--no-prompt-extend",
         action="store_true",
         help="send the prompt as written (by default DashScope rewrites short prompts)",
     )
-    parser.add_argument("--watermark", action="store_true", help="stamp 'AI-generated' on images")
+    parser.add_argument("--watermark", action="store_true", help=f"stamp 'AI-generated' on {what}s")
     parser.add_argument("--model", default=default_model, help=f"model (default {default_model})")
-    parser.add_argument("--out", required=True, type=Path, help="folder to save the images in")
+    parser.add_argument("--out", required=True, type=Path, help=f"folder to save the {what}s in")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SQLite database file (default: DATABASE_PATH)",
     )
     _add_tool_commands(commands)
+    _add_video_commands(commands)
     commands.add_parser(
         "simulator", help="run the DashScope simulator (see: simulator --help)", add_help=False
     )
@@ -180,6 +190,32 @@ def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         tool.add_argument("--out", required=True, type=Path, help="folder to save the images in")
 
 
+VIDEO_COMMANDS = {"animate": Kind.ANIMATE, "video": Kind.VIDEO}
+PROGRESS_EVERY = 15.0  # seconds between "still waiting" lines while a task runs
+
+
+def _add_video_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`animate IMAGE [PROMPT]` and `video PROMPT`: one MP4 each, with the options of /animate
+    and /video."""
+    animate = commands.add_parser("animate", help="make a short video of one image")
+    animate.add_argument("image", metavar="IMAGE", help="a file or an http(s) URL")
+    animate.add_argument("prompt", nargs="?", default="", help="how it moves (optional)")
+    video = commands.add_parser("video", help="make a short video from a text prompt")
+    video.add_argument("prompt", help="what the video shows")
+    video.add_argument("--size", help="WIDTH*HEIGHT, e.g. 1280*720 (default: the resolution's)")
+    video.add_argument("--aspect", help="an aspect ratio such as 16:9 or 9:16, instead of --size")
+    for parser, default_model in ((animate, DEFAULT_ANIMATE_MODEL), (video, DEFAULT_VIDEO_MODEL)):
+        parser.add_argument("--duration", type=int, help="seconds (default: the model's first)")
+        parser.add_argument("--resolution", help="480P, 720P or 1080P, as the model offers")
+        parser.add_argument(
+            "--audio",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="sound, on models that make it (default: on)",
+        )
+        _add_shared(parser, default_model, "video")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "simulator":
@@ -217,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_worker(settings, args.out, exit_when_idle=args.exit_when_idle))
         if args.command in TOOL_COMMANDS:
             return asyncio.run(tool_command(args, settings))
+        if args.command in VIDEO_COMMANDS:
+            return asyncio.run(video_command(args, settings))
         return asyncio.run(generate_command(args, settings))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -263,7 +301,7 @@ async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
     """`upscale`, `zoom`, `pan` or `vary` on one image: the request `bot.dashscope.tools` builds,
     the image loaded and checked for the model it goes to, then as `edit`."""
     # The region of the key in use; None (every model) for the built-in simulator.
-    region = region_of_base_url(settings.dashscope_base_url) if settings.dashscope_api_key else None
+    region = settings.region if settings.dashscope_api_key else None
     chosen = tools.Chosen(
         image="",  # loaded below, for the model the request goes to
         prompt=getattr(args, "prompt", tools.UPSCALE_PROMPT),
@@ -282,7 +320,8 @@ async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
         if not tools.offered(request.kind, region):
             raise UsageError(
                 f"{args.command} needs {request.model}, which DashScope offers only in "
-                f"{', '.join(request.spec.regions)}; DASHSCOPE_BASE_URL is the {region} gateway"
+                f"{', '.join(request.spec.regions)}; this key's region is {region}"
+                " (DASHSCOPE_REGION, else the region of DASHSCOPE_BASE_URL)"
             )
         out_dir = await _out_folder(args)
     except UsageError as exc:
@@ -293,6 +332,45 @@ async def tool_command(args: argparse.Namespace, settings: Settings) -> int:
         sides = request.spec.input_sides
         [image] = await _load_images(http, [args.image], settings, sides)
         return replace(request, images=(image,))
+
+    return await _run_request(settings, out_dir, prepare)
+
+
+async def video_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`animate` or `video`: the request checked as /animate and /video check it (a duration
+    or resolution the model lacks, an image it cannot take: a usage error), then as `edit`."""
+    kind = VIDEO_COMMANDS[args.command]
+    try:
+        spec = MODELS.get(args.model)
+        if spec is None:
+            raise UsageError(text("invalid.model", model=args.model, choices=", ".join(MODELS)))
+        try:
+            require_kind(ImageRequest(model=spec.name, prompt=""), kind)
+        except InputRejected as exc:
+            raise UsageError(describe(exc, "en", moment=utc_time)) from None
+        out_dir = await _out_folder(args)
+    except UsageError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def prepare(http: httpx.AsyncClient) -> ImageRequest:
+        images: list[str] = []
+        if kind.takes_images:
+            images = await _load_images(http, [args.image], settings, spec.input_sides)
+        return ImageRequest(
+            model=spec.name,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            size=getattr(args, "size", None),
+            aspect=getattr(args, "aspect", None),
+            seed=args.seed,
+            prompt_extend=False if args.no_prompt_extend else None,
+            watermark=True if args.watermark else None,
+            images=tuple(images),
+            duration=args.duration,
+            resolution=args.resolution.upper() if args.resolution else None,
+            audio=args.audio,
+        )
 
     return await _run_request(settings, out_dir, prepare)
 
@@ -334,7 +412,12 @@ async def _run_request(
                 print(f"wanbot: {describe(exc, 'en', moment=utc_time)}", file=sys.stderr)
                 print(f"wanbot: DashScope said: {exc}", file=sys.stderr)
                 return EXIT_API
-            fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
+            fetcher = ResultFetcher(
+                http,
+                target.base_url,
+                max_bytes=settings.download_max_bytes,
+                video_max_bytes=settings.video_download_max_bytes,
+            )
             return await _save(fetcher, result, out_dir, request)
 
 
@@ -430,17 +513,22 @@ async def _run(client: DashScopeClient, request: ImageRequest, *, sync: bool) ->
         )
         return await client.generate(request)
     submitted = await client.submit(request)
-    print(
-        f"task {submitted.task_id} submitted ({request.model}, seed {request.seed})",
-        file=sys.stderr,
-    )
+    what = f"{request.model}, seed {request.seed}"
+    if request.kind.makes_video:
+        what += f", {request.duration} s at {request.resolution}; this takes minutes"
+    print(f"task {submitted.task_id} submitted ({what})", file=sys.stderr)
     last: list[TaskState] = []
+    shown = [started]
 
     def show(result: TaskResult) -> None:
-        elapsed = time.monotonic() - started
-        if not last or last[-1] is not result.state or result.state.finished:
+        """A line when the state changes, and every `PROGRESS_EVERY` seconds meanwhile."""
+        now = time.monotonic()
+        changed = not last or last[-1] is not result.state or result.state.finished
+        if changed or now - shown[0] >= PROGRESS_EVERY:
+            elapsed = now - started
             print(f"task {submitted.task_id}: {result.state} ({elapsed:.0f} s)", file=sys.stderr)
             last.append(result.state)
+            shown[0] = now
 
     return await client.wait(submitted.task_id, on_update=show)
 
@@ -459,14 +547,17 @@ async def _save(
         print(f"image failed: {missing} of {request.n} images were not returned", file=sys.stderr)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     stem = (result.task_id or f"sync-{int(time.time())}")[:13]
+    video = request.kind.makes_video
+    if video and result.video_seconds is not None:
+        print(f"video: {result.video_seconds:g} s billed", file=sys.stderr)
     saved = 0
     for index, image in enumerate(result.images, start=1):
         try:
-            download = await fetcher.fetch(image.url)
+            download = await fetcher.fetch(image.url, video=video)
         except DashScopeError as exc:
             print(f"image {index} not saved: {exc.message}", file=sys.stderr)
             continue
-        path = out_dir / f"wan-{stem}-{index}.png"
+        path = out_dir / f"wan-{stem}-{index}{'.mp4' if video else '.png'}"
         await asyncio.to_thread(path.write_bytes, download.content)
         print(path)
         saved += 1

@@ -53,6 +53,9 @@ EXPECTS: dict[str, str] = {
     "limit_concurrent_jobs_per_user": "a whole number of jobs (0 = no limit)",
     "limit_cooldown_seconds": "a whole number of seconds (0 = none)",
     "limit_images_per_guild_day": "a whole number of images (0 = no limit)",
+    "limit_video_seconds_per_user_day": "a whole number of seconds of video (0 = no limit)",
+    "limit_video_seconds_per_guild_day": "a whole number of seconds of video (0 = no limit)",
+    "video_download_max_bytes": "a whole number of bytes between 1 MiB and 2 GiB",
     "max_in_flight": "a whole number of tasks between 1 and 100",
     "submit_rate": "submissions per second, a number between 0.1 and 100",
     "task_query_rate": "task queries per second, a number between 0.5 and 20",
@@ -114,6 +117,16 @@ class Settings(BaseSettings):
     )
     limit_cooldown_seconds: int = Field(default=DEFAULT_LIMITS.cooldown_seconds, ge=0)
     limit_images_per_guild_day: int = Field(default=DEFAULT_LIMITS.images_per_guild_day, ge=0)
+    limit_video_seconds_per_user_day: int = Field(
+        default=DEFAULT_LIMITS.video_seconds_per_user_day, ge=0
+    )
+    limit_video_seconds_per_guild_day: int = Field(
+        default=DEFAULT_LIMITS.video_seconds_per_guild_day, ge=0
+    )
+    # A video result (MP4) may be far larger than an image.
+    video_download_max_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024 * 1024, le=2 * 1024 * 1024 * 1024
+    )
 
     # The DashScope account's limits, per model: tasks in flight and submissions per second.
     max_in_flight: int = Field(default=_ENGINE.max_in_flight, ge=1, le=100)

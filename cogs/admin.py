@@ -35,7 +35,7 @@ from bot.discord_ui.checks import ServerAdminGroup, owner_only
 from bot.discord_ui.render import member_words, setting_value
 from bot.discord_ui.replies import respond
 from bot.i18n import Lang, lang_for, text
-from cogs.options import model_choices, style_choices
+from cogs.options import localised, model_choices, style_choices
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +319,7 @@ class Admin(commands.Cog):
         negative_prompt=_("What the style keeps out of images (optional)"),
         model=_("The model when the member picks none (optional)"),
     )
-    @app_commands.rename(
-        name=_("name"), suffix=_("suffix"), negative_prompt=_("negative_prompt"), model=_("model")
-    )
+    @localised
     async def styles_add(
         self,
         interaction: discord.Interaction,

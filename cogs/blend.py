@@ -16,20 +16,6 @@ from bot.discord_ui.launcher import Origin
 from bot.discord_ui.replies import tell_queued
 from cogs.options import described, localised, size_choices
 
-BLEND_OPTIONS = (
-    "prompt",
-    "image1",
-    "image2",
-    "image3",
-    "image4",
-    "negative_prompt",
-    "size",
-    "n",
-    "seed",
-    "prompt_extend",
-    "watermark",
-)
-
 
 class Blend(commands.Cog):
     def __init__(self, bot: WanBot) -> None:
@@ -47,7 +33,7 @@ class Blend(commands.Cog):
             image4=_("A fourth image (optional)"),
         )
     )
-    @app_commands.rename(**localised(*BLEND_OPTIONS))
+    @localised
     async def blend(
         self,
         interaction: discord.Interaction,

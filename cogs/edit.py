@@ -21,7 +21,7 @@ from bot.discord_ui.modals import answer_form, edit_form
 from bot.discord_ui.replies import relative_timestamp, respond, tell_queued
 from bot.i18n import Lang, lang_for, text
 from bot.presenter import describe
-from cogs.options import aspect_choices, size_choices
+from cogs.options import aspect_choices, localised, size_choices
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,7 @@ class Edit(commands.Cog):
         size=_("Width×height"),
         aspect=_("Aspect ratio (instead of an exact size)"),
     )
-    @app_commands.rename(
-        prompt=_("prompt"),
-        image=_("image"),
-        image2=_("image2"),
-        image3=_("image3"),
-        negative_prompt=_("negative_prompt"),
-        n=_("n"),
-        seed=_("seed"),
-        size=_("size"),
-        aspect=_("aspect"),
-    )
+    @localised
     @app_commands.choices(aspect=aspect_choices())
     async def edit(
         self,

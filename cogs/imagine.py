@@ -9,14 +9,19 @@ from discord.ext import commands
 
 from bot.accounting.defaults import unset
 from bot.accounting.styles import StyleStore
-from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, Kind
+from bot.dashscope.models import DEFAULT_TEXT_TO_IMAGE_MODEL, SEED_MAX, Kind
 from bot.dashscope.requests import ImageRequest, require_kind
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.replies import tell_queued
-from cogs.options import aspect_choices, model_choices, size_choices, style_choices
-
-SEED_MAX = 2_147_483_647
+from cogs.options import (
+    aspect_choices,
+    described,
+    localised,
+    model_choices,
+    size_choices,
+    style_choices,
+)
 
 
 class Imagine(commands.Cog):
@@ -31,29 +36,14 @@ class Imagine(commands.Cog):
         name=_("imagine"), description=_("Make images from a text prompt with Wan")
     )
     @app_commands.describe(
-        prompt=_("What to draw"),
-        negative_prompt=_("What to keep out of the image"),
-        size=_("Width×height"),
-        n=_("Number of images (1–4)"),
-        seed=_("Seed for repeatable results (0–2147483647)"),
-        prompt_extend=_("Let the model rewrite short prompts (default on)"),
-        watermark=_("Stamp “AI-generated” on the images"),
-        model=_("Which Wan model"),
-        aspect=_("Aspect ratio (instead of an exact size)"),
-        style=_("One of this server's styles, added to your prompt"),
+        **described(
+            prompt=_("What to draw"),
+            model=_("Which Wan model"),
+            aspect=_("Aspect ratio (instead of an exact size)"),
+            style=_("One of this server's styles, added to your prompt"),
+        )
     )
-    @app_commands.rename(
-        prompt=_("prompt"),
-        negative_prompt=_("negative_prompt"),
-        size=_("size"),
-        n=_("n"),
-        seed=_("seed"),
-        prompt_extend=_("prompt_extend"),
-        watermark=_("watermark"),
-        model=_("model"),
-        aspect=_("aspect"),
-        style=_("style"),
-    )
+    @localised
     @app_commands.choices(aspect=aspect_choices())
     async def imagine(
         self,

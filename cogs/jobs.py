@@ -159,7 +159,9 @@ class Jobs(commands.Cog):
         for result in results:
             if result.url:
                 try:
-                    download = await self.bot.engine.fetcher.fetch(result.url)
+                    download = await self.bot.engine.fetcher.fetch(
+                        result.url, video=job.kind.makes_video
+                    )
                 except DownloadError:  # expired after 24 h, or refused
                     continue
                 if job.kind.makes_video:

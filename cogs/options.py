@@ -3,6 +3,10 @@ a model's recommended sizes, the server's styles)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
@@ -10,6 +14,8 @@ from discord.app_commands import locale_str as _
 from bot.accounting.styles import StyleStore
 from bot.dashscope.models import MODELS, Kind, models_of
 from bot.dashscope.requests import ASPECTS
+
+T = TypeVar("T", bound=Callable[..., Any])
 
 # What the generation options mean, in the words every command shows (translated in [commands]).
 OPTION_DESCRIPTIONS = {
@@ -27,9 +33,11 @@ def described(**own: _) -> dict[str, _]:
     return {**OPTION_DESCRIPTIONS, **own}
 
 
-def localised(*names: str) -> dict[str, _]:
-    """Option names translated through the catalogue's [commands] table."""
-    return {name: _(name) for name in names}
+def localised(callback: T) -> T:
+    """A command's options named through the catalogue's [commands] table (each option's own
+    name is its key there): every parameter after the interaction."""
+    names = [p for p in inspect.signature(callback).parameters if p not in ("self", "interaction")]
+    return app_commands.rename(**{name: _(name) for name in names})(callback)
 
 
 async def model_choices(

@@ -126,7 +126,7 @@ class Video(commands.Cog):
             prompt=_("How it should move (optional)"),
         )
     )
-    @app_commands.rename(**localised("image", *VIDEO_OPTIONS))
+    @localised
     @app_commands.choices(resolution=resolution_choices())
     async def animate(
         self,
@@ -153,7 +153,7 @@ class Video(commands.Cog):
             aspect=_("Aspect ratio (instead of an exact size)"),
         )
     )
-    @app_commands.rename(**localised(*VIDEO_OPTIONS, "size", "aspect"))
+    @localised
     @app_commands.choices(resolution=resolution_choices(), aspect=aspect_choices())
     async def video(
         self,

@@ -364,9 +364,20 @@ async def spent_this_month(db: Database, guild_id: int, now: float) -> float:
     """Money held or charged by a server's jobs reserved in the calendar month (UTC) holding
     `now`, summed from the ledger row by row: what the quota's running total must equal."""
     rows = await db.fetchall(
-        "SELECT r.images - COALESCE(f.images, 0) AS held, r.unit_price FROM ledger r"
-        " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+        "SELECT r.images AS reserved, r.unit_price, c.images AS charged,"
+        " c.unit_price AS charged_price FROM ledger r"
+        " LEFT JOIN ledger c ON c.job_id = r.job_id AND c.entry = 'charge'"
         " WHERE r.entry = 'reserve' AND r.guild_id = ? AND r.created_at >= ? AND r.created_at < ?",
         (guild_id, month_start(now), next_month_start(now)),
     )
-    return sum(row["held"] * micros(row["unit_price"]) for row in rows) / 1_000_000
+    # A settled job costs what its charge row says (a video's seconds may cost less than it
+    # reserved); one in flight, what it reserved.
+    return (
+        sum(
+            row["reserved"] * micros(row["unit_price"])
+            if row["charged"] is None
+            else row["charged"] * micros(row["charged_price"])
+            for row in rows
+        )
+        / 1_000_000
+    )

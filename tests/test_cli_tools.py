@@ -127,4 +127,21 @@ def test_the_tools_are_refused_where_imageedit_is_not_offered(tmp_path):
     result = run_cli("upscale", "in.png", "--out", str(tmp_path / "o"), env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "offers only in cn-beijing" in result.stderr
-    assert "ap-southeast-1 gateway" in result.stderr
+    assert "this key's region is ap-southeast-1" in result.stderr
+
+
+def test_dashscope_region_decides_which_tools_the_cli_offers(simulator, tmp_path):
+    """Behind a gateway whose address names no region (a proxy; here the simulator), the key's
+    region is DASHSCOPE_REGION: the tools it does not offer are refused before anything is
+    sent, and Vary takes the edit model, as on Discord."""
+    write_noise(tmp_path / "in.png", (640, 640))
+    env = {**env_for(simulator), "DASHSCOPE_REGION": "ap-southeast-1"}
+    out = str(tmp_path / "o")
+    result = run_cli("upscale", "in.png", "--out", out, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "this key's region is ap-southeast-1" in result.stderr
+    assert simulator.state()["submissions"] == 0
+    result = run_cli("vary", "in.png", "a red fox", "--out", out, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [task] = simulator.sim.store.tasks.values()
+    assert task.model.name == "wan2.5-i2i-preview"

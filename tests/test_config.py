@@ -75,7 +75,7 @@ def test_defaults():
 def test_default_limits_are_read_from_the_layers_that_use_them():
     settings = load_settings()
     # The figures of the README's table, declared once with the server settings and the engine.
-    assert limits_from(settings) == DEFAULT_LIMITS == Limits(25, 2, 5, 200)
+    assert limits_from(settings) == DEFAULT_LIMITS == Limits(25, 2, 5, 200, 30, 300)
     assert engine_config_from(settings) == EngineConfig()
     assert (settings.max_in_flight, settings.submit_rate, settings.task_query_rate) == (5, 5, 10)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -270,31 +271,59 @@ async def test_anyone_may_use_a_result_and_is_charged_for_it(env: BotEnv) -> Non
     assert standing.user_images == 2  # the owner paid for the two images only
 
 
-async def test_a_member_over_a_limit_is_refused_in_words(env: BotEnv) -> None:
+@asynccontextmanager
+async def server_setting(env: BotEnv, name: str, value: str) -> AsyncIterator[None]:
+    """The server's setting `name` at `value` within the block, reset after it."""
     assert env.bot is not None
     policy, guild = env.bot.engine.quota.policy, env.world.guild.id
+    await policy.set(guild, name, value, by_user=ADMIN)
+    try:
+        yield
+    finally:
+        await policy.reset(guild, name, by_user=ADMIN)
+
+
+async def test_a_member_over_a_limit_is_refused_in_words(env: BotEnv) -> None:
     owner, clicker = member(env, "limit-owner"), member(env, "limited")
     _, job = await imagine(env, "a limited lake", user=owner, **SMALL)
     await imagine(env, "my own lake", user=clicker, **SMALL)  # the clicker's one image
     [result] = env.result_messages(job)
-    await policy.set(guild, "images_per_user_day", "1", by_user=ADMIN)
-    try:
+    async with server_setting(env, "images_per_user_day", "1"):
         rows_before, jobs = await env.ledger_rows(), await env.job_count()
         inter = await use(env, result, job, "upscale2", 1, clicker)
         assert reply_text(inter).startswith("You have used 1 of your 1 images for the last 24 h")
         assert await env.job_count() == jobs and await env.ledger_rows() == rows_before
-    finally:
-        await policy.reset(guild, "images_per_user_day", by_user=ADMIN)
+
+
+async def test_vary_makes_no_more_images_than_the_clickers_max_n(env: BotEnv) -> None:
+    """A Vary makes as many images as its result had, but the clicker did not choose that
+    number: under a lower max_n it makes max_n images (and charges those), not a refusal
+    telling the clicker to ask for fewer."""
+    owner, clicker = member(env, "two-owner"), member(env, "max-one")
+    _, job = await imagine(env, "two foxes", user=owner, n=2, **SMALL)
+    [result] = env.result_messages(job)
+    async with server_setting(env, "max_n", "1"):
+        _, varied = await launch(env, choose(env, result, job, "vary_subtle", 2, clicker))
+    assert varied.state is JobState.DONE and varied.n == 1
+    assert await env.ledger(varied.id) == {"reserve": 1, "charge": 1, "refund": 0}
+
+
+async def test_a_forced_prompt_extension_does_not_refuse_the_tools(env: BotEnv) -> None:
+    """wanx2.1-imageedit has no prompt extension: a server forcing it (on or off) still gets
+    Upscale, Zoom out, Pan and Vary, sent without it."""
+    clicker = member(env, "forced-extend")
+    _, job = await imagine(env, "an extended meadow", user=clicker, **SMALL)
+    [result] = env.result_messages(job)
+    async with server_setting(env, "prompt_extend", "on"):
+        _, up = await launch(env, choose(env, result, job, "upscale2", 1, clicker))
+    assert up.state is JobState.DONE and up.params.prompt_extend is None
 
 
 async def test_a_model_the_server_does_not_allow_is_refused_in_words(env: BotEnv) -> None:
-    assert env.bot is not None
-    policy, guild = env.bot.engine.quota.policy, env.world.guild.id
     clicker = member(env, "policy-clicker")
     _, job = await imagine(env, "a forbidden zoom", user=clicker, **SMALL)
     [result] = env.result_messages(job)
-    await policy.set(guild, "allowed_models", "wan2.2-t2i-flash,wan2.5-i2i-preview", by_user=ADMIN)
-    try:
+    async with server_setting(env, "allowed_models", "wan2.2-t2i-flash,wan2.5-i2i-preview"):
         jobs = await env.job_count()
         inter = await use(env, result, job, "zoom2", 1, clicker)
         assert reply_text(inter) == text(
@@ -304,8 +333,6 @@ async def test_a_model_the_server_does_not_allow_is_refused_in_words(env: BotEnv
             models="wan2.2-t2i-flash, wan2.5-i2i-preview",
         )
         assert await env.job_count() == jobs
-    finally:
-        await policy.reset(guild, "allowed_models", by_user=ADMIN)
 
 
 async def test_upscale_by_4_from_the_more_menu(env: BotEnv) -> None:
@@ -339,6 +366,17 @@ async def test_an_image_the_model_does_not_take_is_refused_in_words(
         f"{width}×{height}. Nothing was charged."
     )
     await refused(env, result, job, tool, 1, clicker, words)
+
+
+async def test_an_unusable_image_is_named_by_its_number_in_the_result(env: BotEnv) -> None:
+    """A result's image 2 that cannot be used at all is "image 2" in the refusal, as on its
+    button, not the first of the one image read."""
+    clicker = member(env, "second-image")
+    _, job = await imagine(env, "two small ponds", user=clicker, n=2, **SMALL)
+    [result] = env.result_messages(job)
+    env.fake.state.attachments[result.attachments[1].id].data = png(300, 300)
+    words = text("image.too_small", "en", index=2, width=300, height=300, min_side=384)
+    await refused(env, result, job, "zoom2", 2, clicker, words)
 
 
 async def test_an_image_that_is_gone_is_said_to_be(env: BotEnv) -> None:

@@ -42,7 +42,9 @@ SMALL = {"model": "wan2.2-t2i-flash", "size": "768*768"}
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotEnv]:
     # One task of a model at a time: a video can be held queued behind another (cancel).
-    async with bot_env(tmp_path_factory.mktemp("video"), max_in_flight=1) as env:
+    async with bot_env(
+        tmp_path_factory.mktemp("video"), max_in_flight=1, limit_video_seconds_per_user_day=0
+    ) as env:
         yield env
 
 
@@ -256,26 +258,46 @@ async def test_a_video_over_the_cap_is_reencoded_to_fit(env: BotEnv) -> None:
 
 
 async def test_a_video_that_cannot_fit_is_linked_with_its_expiry(env: BotEnv) -> None:
-    """The delivery port given a video (as the engine hands it: DashScope's URL and when it
-    expires) for a server whose cap it has not learned yet and no watchable re-encode fits:
-    Discord's 413s teach the cap, and the link is posted instead, never nothing."""
-    guild, clips = await small_guild(env, 60_000, "Tiny Clips")
-    _, job = await launch(env, command(env, "video", {"prompt": "rain", "resolution": "480P"}))
-    _, data = delivered(env, job)
+    """No watchable re-encode fits the server's cap (60 kB for 5 s): DashScope's link is
+    posted with when it expires, never nothing. Then the port given the same video for a
+    server whose cap it has not learned: Discord's 413s teach it, and the link follows."""
+    _, tiny = await small_guild(env, 60_000, "Tiny Clips")
+    _, job = await launch(
+        env,
+        command(
+            env, "video", {"prompt": "rain sim:video-mb=1", "resolution": "480P"}, channel=tiny
+        ),
+    )
+    assert job.state is JobState.DONE, job.error_message
     [row] = await env.bot.engine.store.results(job.id)  # type: ignore[union-attr]
-    assert row.url is not None
+    assert row.url is not None and row.delivered_message_id is not None
+    linked = env.fake.get_message(row.delivered_message_id)
+    assert linked.attachments == [] and linked.channel_id == job.thread_id
+    assert linked.content.startswith(
+        f"<@{job.user_id}> 🎬 The video is too large to upload here, even re-encoded: "
+        f"[download it]({row.url}) (the link expires <t:"
+    )
+    assert "linked" in linked.embeds[0]["footer"]["text"]
+    assert await env.ledger(job.id) == {"reserve": 1, "charge": 1, "refund": 0}
+    # /show where the cap is larger posts the MP4 itself, fetched again from DashScope.
+    show = await command(env, "show", {"job": job.id})
+    await env.fake.settle()
+    [repost] = [m for m in replies(show) if m.attachments]
+    [attachment] = repost.attachments
+    assert attachment.filename == f"video-{job.id}.mp4"
+    assert_video(env.fake.attachment_bytes(attachment.id), (832, 480), 5)
+    assert [i.rsplit(":", 1)[1] for i in custom_ids(repost)] == ["reroll", "info", "delete"]
+
+    guild, clips = await small_guild(env, 60_000, "Unknown Cap")
+    data = (await env.bot.engine.fetcher.fetch(row.url, video=True)).content  # type: ignore[union-attr]
+    assert len(data) > 1_000_000
     expires = time.time() + 24 * 3600
     there = replace(job, guild_id=guild.id, channel_id=clips.id, thread_id=None)
     video = DeliveredImage(0, data, "video/mp4", url=row.url, expires_at=expires)
     [message_id] = await env.bot.delivery.deliver(there, [video])  # type: ignore[union-attr]
     message = env.fake.get_message(message_id)
     assert message.attachments == [] and message.channel_id == clips.id
-    assert message.content.startswith(
-        f"<@{job.user_id}> 🎬 The video is too large to upload here, even re-encoded: "
-        f"[download it]({row.url})"
-    )
     assert message.content.endswith(f"(the link expires <t:{int(expires)}:R>).")
-    assert "linked" in message.embeds[0]["footer"]["text"]
     posts = [r.status for r in env.fake.requests_to("POST", f"/channels/{clips.id}/messages")]
     assert posts[-1] == 200 and set(posts[:-1]) == {413}
 

@@ -291,6 +291,20 @@ async def test_cap_boundary(http, origin, kind):
     assert error.message == expected[kind]
 
 
+@pytest.mark.parametrize("kind", ["sized", "chunked"])
+async def test_a_video_has_a_larger_cap_of_its_own(http, origin, kind):
+    """An MP4 may be far larger than any image: `video=True` fetches use `video_max_bytes`,
+    on the same allow-list."""
+    fetcher = fetcher_for(http, origin, max_bytes=1000, video_max_bytes=5000)
+    assert len((await fetcher.fetch(f"{origin.root}/{kind}/5000", video=True)).content) == 5000
+    await refused(fetcher, f"{origin.root}/{kind}/1001")  # an image: its own cap still
+    with pytest.raises(DownloadError) as caught:
+        await fetcher.fetch(f"{origin.root}/{kind}/5001", video=True)
+    assert "5001 bytes" in caught.value.message or "5000 bytes" in caught.value.message
+    with pytest.raises(DownloadError):
+        await fetcher.fetch("https://evil.example/x.mp4", video=True)
+
+
 async def test_connection_failure_is_a_download_error(http):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

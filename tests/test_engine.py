@@ -381,7 +381,7 @@ class FlakyFetcher(ResultFetcher):
         self.failures = failures
         self.calls = 0
 
-    async def fetch(self, url: str) -> Download:
+    async def fetch(self, url: str, *, video: bool = False) -> Download:
         self.calls += 1
         if self.calls <= self.failures:
             raise DownloadError("HTTP 503 for the bucket", status=503)
@@ -463,7 +463,7 @@ class InstantImages(ResultFetcher):
     def __init__(self) -> None:
         pass
 
-    async def fetch(self, url: str) -> Download:
+    async def fetch(self, url: str, *, video: bool = False) -> Download:
         return Download(url, PNG, "image/png")
 
 

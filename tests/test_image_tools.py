@@ -237,7 +237,7 @@ def test_vary_falls_back_to_the_edit_model_where_imageedit_is_not_offered() -> N
     request = validate(tools.vary(tools.Chosen(IMAGE, "a fox"), "strong", 2, SINGAPORE))
     assert (request.model, request.kind, request.n) == ("wan2.5-i2i-preview", Kind.VARY, 2)
     assert tools.offered(Kind.VARY, SINGAPORE) and not tools.offered(Kind.UPSCALE, SINGAPORE)
-    assert not tools.offered(Kind.VARY, VIRGINIA) and tools.offered(Kind.BLEND, VIRGINIA)
+    assert not tools.offered(Kind.VARY, VIRGINIA)
 
 
 @pytest.mark.parametrize("count", [0, 1, 5])

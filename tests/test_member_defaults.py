@@ -3,6 +3,7 @@ tolerant when read, stored on each backend, and bounded by the server's policy."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -175,6 +176,23 @@ async def test_a_stored_default_that_became_invalid_is_ignored(db: Database) -> 
     store = DefaultsStore(db)
     assert await store.get(5) == MemberDefaults(n=3)
     assert await store.change(5, watermark=False) == MemberDefaults(n=3, watermark=False)
+
+
+async def test_changes_at_once_each_keep_the_others(db: Database) -> None:
+    """Two controls of /settings used at once (two clicks, two processes) each change their
+    field: neither change is lost to the other's read of the row."""
+    store = DefaultsStore(db)
+    for user_id in range(100, 110):
+        await asyncio.gather(
+            store.change(user_id, n=2),
+            store.change(user_id, watermark=True),
+            store.change(user_id, aspect="16:9"),
+            store.change(user_id, prompt_extend=False),
+            store.change(user_id, negative_prompt="blur"),
+        )
+        assert await store.get(user_id) == MemberDefaults(
+            aspect="16:9", n=2, negative_prompt="blur", prompt_extend=False, watermark=True
+        )
 
 
 # --- with the server's policy -------------------------------------------------------------------

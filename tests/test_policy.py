@@ -43,7 +43,12 @@ ADMIN = 77
 ROLE_A, ROLE_B, ROLE_C = 11, 12, 13
 MODEL_LIST = ", ".join(MODELS)
 DEFAULTS = Limits(
-    images_per_user_day=25, concurrent_jobs_per_user=2, cooldown_seconds=5, images_per_guild_day=200
+    images_per_user_day=25,
+    concurrent_jobs_per_user=2,
+    cooldown_seconds=5,
+    images_per_guild_day=200,
+    video_seconds_per_user_day=30,
+    video_seconds_per_guild_day=300,
 )
 
 
@@ -96,6 +101,11 @@ GOOD: list[tuple[str, str, str]] = [
     ("exempt", "TRUE", "1"),
     ("exempt", "no", "0"),
     ("exempt", "off", "0"),
+    ("allow_video", "no", "0"),
+    ("allow_video", "Yes", "1"),
+    ("video_seconds_per_user_day", "0", "0"),
+    ("video_seconds_per_user_day", "60", "60"),
+    ("video_seconds_per_guild_day", "600", "600"),
 ]
 
 NUMBER = "a whole number from {} to {}"
@@ -152,6 +162,13 @@ BAD: list[tuple[str, str, str, str]] = [
     ("cooldown_seconds", "86401", NUMBER.format(0, 86400), NUMBER_ZH.format(0, 86400)),
     ("cooldown_seconds", "5s", NUMBER.format(0, 86400), NUMBER_ZH.format(0, 86400)),
     ("images_per_guild_day", "1000001", NUMBER.format(0, 1000000), NUMBER_ZH.format(0, 1000000)),
+    (
+        "video_seconds_per_user_day",
+        "5s",
+        NUMBER.format(0, 100000) + UNLIMITED,
+        NUMBER_ZH.format(0, 100000) + UNLIMITED_ZH,
+    ),
+    ("video_seconds_per_guild_day", "-1", NUMBER.format(0, 1000000), NUMBER_ZH.format(0, 1000000)),
     ("monthly_budget", "-5", MONEY, MONEY_ZH),
     ("monthly_budget", "nan", MONEY, MONEY_ZH),
     ("monthly_budget", "inf", MONEY, MONEY_ZH),
@@ -177,6 +194,7 @@ BAD: list[tuple[str, str, str, str]] = [
     ("audit_channel", "<#1> <#2>", *CHANNEL),
     ("audit_channel", "general", *CHANNEL),
     ("exempt", "maybe", "yes or no", "yes 或 no"),
+    ("allow_video", "sometimes", "yes or no", "yes 或 no"),
 ]
 
 
@@ -232,6 +250,7 @@ async def test_unknown_settings_and_wrong_scopes_are_refused(store: PolicyStore)
         "allowed_channels",
         "nsfw_channels",
         "audit_channel",
+        "video_seconds_per_guild_day",
     ]
     for name in server_only:
         with pytest.raises(InputRejected) as caught:
@@ -359,13 +378,13 @@ async def test_an_exempt_role_lifts_the_per_member_limits_only(store: PolicyStor
 
     staff = await effective(store, ROLE_A)
     assert staff.exempt
-    assert limits_of(staff) == Limits(0, 0, 0, 50)  # the server's cap still holds
+    assert limits_of(staff) == Limits(0, 0, 0, 50, 0, 300)  # the server's caps still hold
     assert staff.money("monthly_budget") == 10.0  # and so does the budget
     both = await effective(store, ROLE_B, ROLE_A)
     assert both.exempt and both.values["exempt"].source == f"role:{ROLE_A}"
     other = await effective(store, ROLE_B)
     assert not other.exempt
-    assert limits_of(other) == Limits(3, 2, 60, 50)
+    assert limits_of(other) == Limits(3, 2, 60, 50, 30, 300)
 
 
 async def test_role_rows_of_server_only_settings_are_ignored(

@@ -19,8 +19,9 @@ from bot.dashscope.requests import ImageRequest, validate
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dispatch.durations import Durations
 from bot.dispatch.metrics import Metrics
-from bot.dispatch.poller import Poller, Tracked
+from bot.dispatch.poller import PATIENCE, Poller, Tracked
 from bot.dispatch.ratelimit import RateLimiter
+from bot.jobs.model import timing_kind
 from bot.simulator import RunningSimulator, start_simulator
 from tests.engine_helpers import KEY, LEGACY_MODEL, MODEL, FakeClock, sim_settings, wait_until
 
@@ -29,6 +30,7 @@ LEARNED = (5.0, 15.0, 25.0, 10.0, 20.0)  # what tasks took, in this order
 EARLIEST = 0.8 * min(LEARNED)  # Durations.earliest once three are seen
 AGE = 15.0  # how long the tracked tasks have run, unless a test says otherwise
 KIND = "text-to-image"
+VIDEO_MODEL = "wan2.5-t2v-preview"
 
 
 async def _ignore_reading(tracked: Tracked, result: TaskResult) -> None:
@@ -182,3 +184,44 @@ def test_a_kind_of_a_many_kind_model_learns_its_own_durations() -> None:
     assert durations.expected(tools, 1, "vary") == 40.0
     assert durations.earliest(tools, 1, "vary") == pytest.approx(32.0)
     assert durations.earliest(tools, 1) == pytest.approx(3.2)  # the model's: its fastest
+
+
+def test_a_video_learns_its_durations_per_length_and_resolution() -> None:
+    """Before anything is seen a video is expected to take minutes, longer for more seconds and
+    pixels; what is learned counts for that model, length and resolution only (the model's
+    other videos say little about it), and the ETA follows."""
+    i2v = "wan2.5-i2v-preview"
+    short, long = timing_kind("animate", 5, "480P"), timing_kind("animate", 10, "1080P")
+    durations = Durations()
+    assert 60 < durations.expected(i2v, 1, short) < durations.expected(i2v, 1, long)
+    assert durations.expected(i2v, 1, short) > durations.expected(MODEL, 1, KIND)
+    assert durations.earliest(i2v, 1, short) == durations.expected(i2v, 1, short) / 2
+    for seconds in (100.0, 110.0, 120.0):
+        durations.observe(i2v, 1, seconds, short)
+    assert durations.expected(i2v, 1, short) == pytest.approx(105.6)
+    assert durations.earliest(i2v, 1, short) == pytest.approx(80.0)
+    assert durations.expected(i2v, 1, long) > 200  # still its own prior, not the 5 s figures
+    durations.observe(i2v, 1, 400.0, long)
+    assert durations.expected(i2v, 1, long) == 400.0  # its own from the first sample
+
+
+def test_videos_running_for_minutes_leave_the_lists_to_images() -> None:
+    """A video is not listed before it could finish, and then only every few seconds: images
+    in flight meanwhile are listed at every list."""
+    clock = FakeClock()
+    poller = make_poller(clock)
+    video = timing_kind("video", 5, "720P")
+    expected = poller.durations.expected(VIDEO_MODEL, 1, video)
+    track(poller, 3, age=AGE)
+    for i in range(10, 14):
+        poller.track(Tracked(i, f"task-{i}", VIDEO_MODEL, 1, video, submitted_at=clock() - 5))
+    assert {t.model for t in poller._listed(clock())} == {MODEL}  # the videos just started
+    clock.advance(expected)  # every video could be finishing now
+    now = clock()
+    assert {t.job_id for t in poller._listed(now)} == {0, 1, 2, 10, 11, 12, 13}
+    for t in poller._listed(now):  # as a list round marks them
+        t.listed_at = now
+    clock.advance(1.0)
+    assert {t.job_id for t in poller._listed(clock())} == {0, 1, 2}
+    clock.advance(expected / PATIENCE)
+    assert {t.job_id for t in poller._listed(clock())} == {0, 1, 2, 10, 11, 12, 13}

@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.accounting.defaults import MemberDefaults
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.tools import Chosen, Pan, expand, pan_scales, upscale, vary, zoom_scales
 from bot.discord_ui.image_tools import parse_option
 from bot.discord_ui.render import clip, member_words, quoted, result_view, tool_words
+from bot.discord_ui.settings import summary
 from bot.jobs.model import Job, NewJob
 
 
@@ -114,6 +116,16 @@ def test_nothing_a_member_writes_is_read_as_markup(words: str) -> None:
     plain = re.sub(r"<https?://[^\s<>]+>", "", shown)
     plain = re.sub(r"\\.", "", plain)
     assert not set(plain) & set("\\*_~|`[]<>#@"), shown
+
+
+def test_settings_show_a_members_negative_prompt_literally() -> None:
+    """/settings quotes the member's negative prompt: a backtick in it closes no code span, a
+    masked link or a mention in it is no markup."""
+    words = "blurry` [free](https://evil.example) **loud**\n@everyone"
+    shown = summary(MemberDefaults(negative_prompt=words), "en")
+    line = next(line for line in shown.splitlines() if line.startswith("Negative prompt: "))
+    assert line == "Negative prompt: " + member_words(words, 1024, one_line=True)
+    assert "`" not in line.replace("\\`", "")
 
 
 # --- the actions on one image of a result ---------------------------------------------------------

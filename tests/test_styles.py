@@ -5,6 +5,7 @@ store on both backends (add, replace, remove, list, the cap, the audit log)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,13 @@ def test_a_good_style_is_kept_under_its_lower_case_name() -> None:
             f"\n`{'m' * 64}…` is not a text-to-image model. Choose one of: {T2I}.",
             f"`{'y' * 64}…` 不能作为风格名称：请使用 1 到 32 个字母、数字、- 或 _（不含空格）。"
             f"\n`{'m' * 64}…` 不是文生图模型。可选：{T2I}。",
+        ),
+        (
+            {"label": "a`b @here", "model": "`x`"},  # a backtick would end the quote early
+            "`a'b @here` can't be a style's name: use 1 to 32 letters, digits, - or _ (no spaces)."
+            f"\n`'x'` is not a text-to-image model. Choose one of: {T2I}.",
+            "`a'b @here` 不能作为风格名称：请使用 1 到 32 个字母、数字、- 或 _（不含空格）。"
+            f"\n`'x'` 不是文生图模型。可选：{T2I}。",
         ),
         (
             {"suffix": "  \n "},
@@ -199,6 +207,23 @@ def test_a_style_that_makes_the_prompt_too_long_says_how_long_yours_may_be() -> 
     # The same prompt fits the member's own model of 2,000 characters.
     styled = apply_style(ImageRequest("wan2.6-t2i", "p" * 490), NOIR, model_chosen=True)
     assert len(styled.prompt) == 510
+
+
+def test_a_style_whose_negative_prompt_fills_it_says_to_leave_yours_out() -> None:
+    """No length of the member's negative prompt fits beside a style's of 500 characters: the
+    refusal says to leave it out, not to shorten it to a negative number of characters."""
+    full = Style("full", "Full", "in ink", "n" * 500, None)
+    request = ImageRequest(model="wan2.6-t2i", prompt="a cat", negative_prompt="dogs")
+    with pytest.raises(InputRejected) as caught:
+        apply_style(request, full, model_chosen=True)
+    assert words(caught.value) == (
+        "The style Full fills the whole negative prompt (500 characters), so it has no room for"
+        " yours. Leave out your negative prompt.",
+        "风格 Full 已占满反向提示词的全部 500 个字符，放不下你的反向提示词。"
+        "请不要填写你的反向提示词。",
+    )
+    alone = apply_style(replace(request, negative_prompt=None), full, model_chosen=True)
+    assert alone.negative_prompt == "n" * 500
 
 
 # --- the store, on both backends ---------------------------------------------------------------

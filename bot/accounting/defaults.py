@@ -146,6 +146,9 @@ class DefaultsStore:
         await self.db.write(_delete, user_id)
 
     def _change(self, conn: Conn, user_id: int, changes: dict[str, Any]) -> MemberDefaults:
+        # Two changes at once (two controls clicked, two processes) would each read the row and
+        # write back the other's field as it was: one waits for the other.
+        conn.lock("member_defaults", user_id)
         row = conn.execute(
             "SELECT defaults FROM member_defaults WHERE user_id = ?", (user_id,)
         ).fetchone()

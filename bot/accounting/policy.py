@@ -73,6 +73,10 @@ SETTINGS: dict[str, SettingSpec] = {
         ),
         SettingSpec("audit_channel", "channel", False),
         SettingSpec("exempt", "bool", True, _MORE, default="0"),
+        # Videos (Animate, Video): billed per second, so allowed at all, and capped in seconds.
+        SettingSpec("allow_video", "bool", True, _MORE, default="1"),
+        SettingSpec("video_seconds_per_user_day", "int", True, _ZERO_MAX, 0, 100_000, default="30"),
+        SettingSpec("video_seconds_per_guild_day", "int", False, None, 0, 1_000_000, default="300"),
     )
 }
 
@@ -84,6 +88,8 @@ LIMIT_SETTINGS = (
     "concurrent_jobs_per_user",
     "cooldown_seconds",
     "images_per_guild_day",
+    "video_seconds_per_user_day",
+    "video_seconds_per_guild_day",
 )
 
 
@@ -412,6 +418,7 @@ def apply_policy(
     *,
     model_chosen: bool = True,
     size_chosen: bool = True,
+    n_chosen: bool = True,
     mine: MemberDefaults = NO_DEFAULTS,
 ) -> ImageRequest:
     """The request as this server allows it: defaults filled in, forced options applied.
@@ -419,7 +426,9 @@ def apply_policy(
 
     `mine` holds the member's own defaults for the options the command left out. They count as
     the member's choice, within the server's rules: a model the server does not allow is passed
-    over (the server's default applies), n is capped at max_n, forced options stay forced."""
+    over (the server's default applies), n is capped at max_n, forced options stay forced.
+    An n the member did not choose (`n_chosen` False: a Vary makes as many as its result had)
+    is capped at max_n too, not refused."""
     check_place(policy, place)
     spec = request.spec
     changes: dict[str, Any] = {}
@@ -446,16 +455,22 @@ def apply_policy(
         )
     if mine.n is not None:
         changes["n"] = min(mine.n, policy.int("max_n"), chosen.n_max)
+    elif not n_chosen and isinstance(request.n, int) and request.n > policy.int("max_n"):
+        changes["n"] = policy.int("max_n")
     # Past the model's own range, validation's message says more: leave it to validate().
     elif isinstance(request.n, int) and policy.int("max_n") < request.n <= chosen.n_max:
         raise InputRejected.one("policy.max_n", max_n=policy.int("max_n"))
     if mine.negative_prompt and len(mine.negative_prompt) <= chosen.negative_max:
         changes["negative_prompt"] = mine.negative_prompt
-    if mine.prompt_extend is not None and chosen.protocol is not Protocol.IMAGEEDIT:
-        changes["prompt_extend"] = mine.prompt_extend
-    if mine.watermark is not None:
-        changes["watermark"] = mine.watermark
-    for option in ("prompt_extend", "watermark"):
+    # wanx2.1-imageedit (Upscale, Vary, Zoom out, Pan) takes no prompt extension at all: neither
+    # the member's default nor the server's forced value applies to it.
+    options: tuple[str, ...] = ("prompt_extend", "watermark")
+    if chosen.protocol is Protocol.IMAGEEDIT:
+        options = ("watermark",)
+    for option in options:
+        own = getattr(mine, option)
+        if own is not None:
+            changes[option] = own
         forced = policy.text(option)
         if forced in ("on", "off"):
             changes[option] = forced == "on"

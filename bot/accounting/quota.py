@@ -28,19 +28,19 @@ from bot.storage.db import Conn, Cursor, Database
 DAY = 24 * 3600.0
 
 _NET = "r.images - COALESCE(f.images, 0)"
-_RESERVES = (
-    " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
-    " WHERE r.entry = 'reserve' AND "
-)
+_REFUNDS = " FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
+_RESERVES = f"{_REFUNDS} WHERE r.entry = 'reserve' AND "
+# Images limits count images, not videos: a video's rows carry its seconds.
+_IMAGES = "r.seconds = 0 AND "
 # (reserved at, images still held) of one owner's reservations after ?2, oldest first.
 _WINDOW_SQL = {
-    column: f"SELECT r.created_at, {_NET} AS held{_RESERVES}r.{column} = ?1 AND r.created_at > ?2"
-    " ORDER BY r.created_at"
+    column: f"SELECT r.created_at, {_NET} AS held{_RESERVES}{_IMAGES}r.{column} = ?1"
+    " AND r.created_at > ?2 ORDER BY r.created_at"
     for column in ("user_id", "guild_id")
 }
 # Images held by one owner's reservations made in (?2, ?3].
 _HELD_SQL = {
-    column: f"SELECT COALESCE(SUM({_NET}), 0){_RESERVES}r.{column} = ?1"
+    column: f"SELECT COALESCE(SUM({_NET}), 0){_RESERVES}{_IMAGES}r.{column} = ?1"
     " AND r.created_at > ?2 AND r.created_at <= ?3"
     for column in ("user_id", "guild_id")
 }
@@ -50,15 +50,27 @@ _MOVE_SQL = {
     column: f"SELECT w.cutoff, w.held, COUNT(r.id), COALESCE(SUM({_NET}), 0)"  # noqa: S608
     " FROM quota_windows w"
     f" LEFT JOIN ledger r ON r.{column} = w.owner AND r.entry = 'reserve'"
-    " AND r.created_at > w.cutoff AND r.created_at <= ?3"
+    " AND r.created_at > w.cutoff AND r.created_at <= ?3 AND r.seconds = 0"
     " LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'"
     " WHERE w.scope = ?2 AND w.owner = ?1 GROUP BY w.cutoff, w.held"
     for column in ("user_id", "guild_id")
 }
-# Money held or charged by a server's reservations made in [?2, ?3), in millionths.
+# (reserved at, video seconds still held) of one owner's reservations after ?2, oldest first.
+_SECONDS_SQL = {
+    column: "SELECT r.created_at, r.seconds - COALESCE(f.seconds, 0) AS held"
+    f"{_RESERVES}r.seconds > 0 AND r.{column} = ?1 AND r.created_at > ?2 ORDER BY r.created_at"
+    for column in ("user_id", "guild_id")
+}
+
+
+# Money held or charged by a server's reservations made in [?2, ?3), in millionths: what a
+# settled job's charge row says it cost (a video's seconds may cost less than reserved), else
+# what its reservation holds.
 _SPENT_MICROS_SQL = (
-    f"SELECT COALESCE(SUM(({_NET}) * CAST(ROUND(r.unit_price * 1000000) AS INTEGER)), 0)"
-    f"{_RESERVES}r.guild_id = ?1 AND r.created_at >= ?2 AND r.created_at < ?3"
+    "SELECT COALESCE(SUM(COALESCE(c.images * CAST(ROUND(c.unit_price * 1000000) AS INTEGER),"
+    " r.images * CAST(ROUND(r.unit_price * 1000000) AS INTEGER))), 0) FROM ledger r"
+    " LEFT JOIN ledger c ON c.job_id = r.job_id AND c.entry = 'charge'"
+    " WHERE r.entry = 'reserve' AND r.guild_id = ?1 AND r.created_at >= ?2 AND r.created_at < ?3"
 )
 _ACTIVE_SQL = (
     "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN"
@@ -69,8 +81,8 @@ _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry 
 _FOREVER = 1e18
 # A settlement's two rows, once: the entries it added (none when the job was settled before).
 _SETTLE_SQL = (
-    "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model)"
-    " VALUES (?, ?, ?, 'charge', ?, ?, ?, ?), (?, ?, ?, 'refund', ?, ?, ?, ?)"
+    "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model,"
+    " seconds) VALUES (?, ?, ?, 'charge', ?, ?, ?, ?, ?), (?, ?, ?, 'refund', ?, ?, ?, ?, ?)"
     " ON CONFLICT (job_id, entry) DO NOTHING RETURNING entry"
 )
 
@@ -91,6 +103,8 @@ class Limits:
     concurrent_jobs_per_user: int
     cooldown_seconds: int
     images_per_guild_day: int
+    video_seconds_per_user_day: int = 0
+    video_seconds_per_guild_day: int = 0
 
 
 # The limits when the environment sets none: the server settings' declared defaults.
@@ -141,6 +155,46 @@ class BudgetExceeded(QuotaExceeded):
         return {"allowed": self.budget, "used": self.spent, "when": self.when}
 
 
+class VideoBudgetExceeded(BudgetExceeded):
+    """The server's monthly budget has room for images but not for this video: what the video
+    would cost and what is left say it (a video costs many images' worth)."""
+
+    def __init__(self, *, budget: float, spent: float, renews_at: float, cost: float) -> None:
+        super().__init__(budget=budget, spent=spent, renews_at=renews_at)
+        self.cost = cost
+
+    @property
+    def key(self) -> str:
+        return "quota.budget_video"
+
+    @property
+    def values(self) -> Mapping[str, object]:
+        left = max(0.0, self.budget - self.spent)
+        return {"cost": self.cost, "left": left, "allowed": self.budget, "when": self.when}
+
+
+class VideoSecondsReached(LimitReached):
+    """A video seconds limit refuses: how many seconds are left and when more free up."""
+
+    def __init__(
+        self, limit: str, *, allowed: int, used: int, asked: int, frees_at: float | None
+    ) -> None:
+        super().__init__(limit, allowed=allowed, used=used, frees_at=frees_at)
+        self.asked = asked
+
+    @property
+    def values(self) -> Mapping[str, object]:
+        left = max(0, self.allowed - self.used)
+        return {**super().values, "left": left, "asked": self.asked}
+
+
+class VideoNotAllowed(QuotaExceeded):
+    """The server (or none of the member's roles) allows videos."""
+
+    def __init__(self) -> None:
+        super().__init__("video_off", None, "videos are not allowed here")
+
+
 @dataclass(frozen=True)
 class Standing:
     """A member's usage against their limits, for /quota."""
@@ -155,6 +209,8 @@ class Standing:
     guild_images: int
     guild_frees_at: float | None
     cooldown_until: float | None
+    video_seconds: int = 0  # the member's video seconds in the last 24 h
+    video_frees_at: float | None = None
 
 
 class Quota:
@@ -191,10 +247,13 @@ class Quota:
         conn.lock("user", new.user_id)
         now = self.clock()
         policy = self.policy.effective(conn, new.guild_id, new.role_ids)
+        if new.kind.makes_video and policy.text("allow_video") != "1":
+            raise VideoNotAllowed()
         limits = limits_of(policy)
         self._check(conn, new, limits, now)
         job = self.store.insert(conn, new)
         unit_price = self.price(new.request)
+        seconds = video_seconds(new.request)
         if new.guild_id is not None:
             # The server's limits last: its lock, which every member of the server waits for
             # on PostgreSQL, is held across the fewest round trips (a refusal undoes the job).
@@ -204,7 +263,17 @@ class Quota:
             conn.lock("guild", new.guild_id)
             budget = policy.money("monthly_budget")
             spend = _spend(conn, new.guild_id, now) if budget > 0 else None
-            if limits.images_per_guild_day:
+            if seconds and limits.video_seconds_per_guild_day:
+                _check_seconds(
+                    conn,
+                    "video_guild_day",
+                    "guild_id",
+                    new.guild_id,
+                    limits.video_seconds_per_guild_day,
+                    seconds,
+                    now,
+                )
+            elif not seconds and limits.images_per_guild_day:
                 _check_window(
                     conn,
                     "guild_day",
@@ -218,10 +287,11 @@ class Quota:
         n = new.request.n
         conn.execute(
             "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at,"
-            " unit_price, model) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?)",
-            (job.id, new.user_id, new.guild_id, n, now, unit_price, new.request.model),
+            " unit_price, model, seconds) VALUES (?, ?, ?, 'reserve', ?, ?, ?, ?, ?)",
+            (job.id, new.user_id, new.guild_id, n, now, unit_price, new.request.model, seconds),
         )
-        _add_held(conn, new.user_id, new.guild_id, now, n, n * micros(unit_price))
+        # A video counts in the seconds limits (summed from the ledger), not the images ones.
+        _add_held(conn, new.user_id, new.guild_id, now, 0 if seconds else n, n * micros(unit_price))
         return job
 
     def _check(self, conn: Conn, new: NewJob, limits: Limits, now: float) -> None:
@@ -245,7 +315,18 @@ class Quota:
                     used=active,
                     frees_at=None,
                 )
-        if limits.images_per_user_day:
+        seconds = video_seconds(new.request)
+        if seconds and limits.video_seconds_per_user_day:
+            _check_seconds(
+                conn,
+                "video_user_day",
+                "user_id",
+                new.user_id,
+                limits.video_seconds_per_user_day,
+                seconds,
+                now,
+            )
+        elif not seconds and limits.images_per_user_day:
             _check_window(
                 conn, "user_day", "user_id", new.user_id, limits.images_per_user_day, n, now
             )
@@ -262,33 +343,49 @@ class Quota:
         if budget <= 0 or new.guild_id is None:
             return
         spent = _spent_micros(conn, new.guild_id, now, spend)
-        if spent + new.request.n * micros(unit_price) > micros(budget):
-            raise BudgetExceeded(
-                budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
+        if spent + new.request.n * micros(unit_price) <= micros(budget):
+            return
+        if new.kind.makes_video:
+            raise VideoBudgetExceeded(
+                budget=budget,
+                spent=spent / 1_000_000,
+                renews_at=next_month_start(now),
+                cost=new.request.n * unit_price,
             )
+        raise BudgetExceeded(
+            budget=budget, spent=spent / 1_000_000, renews_at=next_month_start(now)
+        )
 
     def settle(self, conn: Conn, job: Job, delivered: int) -> None:
         """Charge `delivered` images and refund the rest of the reservation, once per job
-        (inside a `Database.write`)."""
+        (inside a `Database.write`). A delivered video is charged the seconds DashScope
+        reported (`job.video_seconds`; the reservation's when it reported none), never more
+        than were reserved; the charge row's unit price is what those seconds cost."""
         reserved = conn.execute(
-            "SELECT created_at, unit_price, model FROM ledger WHERE job_id = ? AND entry = 'reserve'",
+            "SELECT created_at, unit_price, model, seconds FROM ledger"
+            " WHERE job_id = ? AND entry = 'reserve'",
             (job.id,),
         ).fetchone()
         if reserved is None:
             return
-        at, unit_price, model = reserved
+        at, unit_price, model, seconds = reserved
         delivered = max(0, min(delivered, job.n))
         refunded = job.n - delivered
+        charged_price, charged_seconds = unit_price, 0
+        if seconds and delivered:
+            reported = seconds if job.video_seconds is None else job.video_seconds
+            billed = min(float(seconds), max(0.0, reported))
+            charged_seconds = min(seconds, math.ceil(billed))
+            charged_price = unit_price * billed / seconds
         now = self.clock()
         owner = (job.id, job.user_id, job.guild_id)
-        added = conn.execute(
-            _SETTLE_SQL,
-            (*owner, delivered, now, unit_price, model, *owner, refunded, now, unit_price, model),
-        ).fetchall()
-        if refunded and any(row[0] == "refund" for row in added):
-            _add_held(
-                conn, job.user_id, job.guild_id, at, -refunded, -refunded * micros(unit_price)
-            )
+        charge = (delivered, now, charged_price, model, charged_seconds)
+        refund = (refunded, now, unit_price, model, seconds - charged_seconds)
+        added = conn.execute(_SETTLE_SQL, (*owner, *charge, *owner, *refund)).fetchall()
+        money_back = job.n * micros(unit_price) - delivered * micros(charged_price)
+        images_back = 0 if seconds else refunded
+        if (images_back or money_back) and any(row[0] == "refund" for row in added):
+            _add_held(conn, job.user_id, job.guild_id, at, -images_back, -money_back)
 
     def end(self, conn: Conn, job_id: int, state: JobState, charged: int, **fields: Any) -> Job:
         """A job's last transition and its settlement, together (inside a `Database.write`)."""
@@ -317,6 +414,8 @@ class Quota:
             if last is not None and now - last < limits.cooldown_seconds
             else None
         )
+        seconds_window = _seconds_window(conn, "user_id", user_id, now)
+        seconds_used = sum(h for _, h in seconds_window)
         user_used = sum(h for _, h in user_window)
         guild_used = sum(h for _, h in guild_window)
         return Standing(
@@ -330,6 +429,8 @@ class Quota:
             guild_images=guild_used,
             guild_frees_at=_frees_at(guild_window, 1) if guild_used else None,
             cooldown_until=cooldown_until,
+            video_seconds=seconds_used,
+            video_frees_at=_frees_at(seconds_window, 1) if seconds_used else None,
         )
 
 
@@ -380,6 +481,41 @@ def _check_window(
     )
 
 
+def video_seconds(request: ImageRequest) -> int:
+    """The seconds a request reserves: a video's duration, 0 for images."""
+    return (request.duration or 0) if request.kind.makes_video else 0
+
+
+def _seconds_window(conn: Conn, column: str, owner: int, now: float) -> list[tuple[float, int]]:
+    """(reserved at, video seconds still counted) for each video reserved in the last 24 h."""
+    return [(row[0], row[1]) for row in conn.execute(_SECONDS_SQL[column], (owner, now - DAY))]
+
+
+def _check_seconds(
+    conn: Conn,
+    limit_name: str,
+    column: str,
+    owner: int,
+    allowed: int,
+    asked: int,
+    now: float,
+) -> None:
+    """Video seconds are few and rare next to images: summed from the ledger each time."""
+    window = _seconds_window(conn, column, owner, now)
+    used = sum(held for _, held in window)
+    if used + asked <= allowed:
+        return
+    if asked > allowed:  # no wait helps: a shorter video does
+        limit_name += "_too_long"
+    raise VideoSecondsReached(
+        limit_name,
+        allowed=allowed,
+        used=used,
+        asked=asked,
+        frees_at=_frees_at(window, used + asked - allowed) if asked <= allowed else None,
+    )
+
+
 def _spend(conn: Conn, guild_id: int, now: float) -> Cursor:
     """The query for the server's running total of this month's money (its row read later)."""
     return conn.execute(
@@ -414,11 +550,12 @@ def _add_held(
 ) -> None:
     """Keep the running totals in step with a reservation (or a refund: negative amounts) made
     at `reserved_at`; totals not built yet are left to be rebuilt from the ledger."""
-    conn.execute(
-        "UPDATE quota_windows SET held = held + ? WHERE cutoff < ?"
-        " AND ((scope = 'user_id' AND owner = ?) OR (scope = 'guild_id' AND owner = ?))",
-        (images, reserved_at, user_id, guild_id),
-    )
+    if images:  # a video's reservation and refund count no images
+        conn.execute(
+            "UPDATE quota_windows SET held = held + ? WHERE cutoff < ?"
+            " AND ((scope = 'user_id' AND owner = ?) OR (scope = 'guild_id' AND owner = ?))",
+            (images, reserved_at, user_id, guild_id),
+        )
     if guild_id is not None and money:
         conn.execute(
             "UPDATE quota_spend SET micros = micros + ? WHERE guild_id = ? AND month = ?",
@@ -437,7 +574,8 @@ def policy_defaults(limits: Limits) -> dict[str, str]:
 def limits_of(policy: Policy) -> Limits:
     """The numeric limits for a member; an exempt role lifts the per-member ones."""
     if policy.exempt:
-        return Limits(0, 0, 0, policy.int("images_per_guild_day"))
+        guild = policy.int("video_seconds_per_guild_day")
+        return Limits(0, 0, 0, policy.int("images_per_guild_day"), 0, guild)
     return Limits(*(policy.int(name) for name in LIMIT_SETTINGS))
 
 

@@ -128,9 +128,13 @@ def apply_style(request: ImageRequest, style: Style, *, model_chosen: bool) -> I
     if both is not None and len(both) > spec.negative_max:  # the style's alone always fits
         values = {"length": len(both), "limit": spec.negative_max}
         room = spec.negative_max - len(JOIN) - len(style.negative_prompt or "")
-        problems.append(
-            Problem("style.negative_long", {"style": style.label, "room": room, **values})
-        )
+        if room > 0:
+            problems.append(
+                Problem("style.negative_long", {"style": style.label, "room": room, **values})
+            )
+        else:  # the style's fills it: the member's cannot be shortened to fit, only left out
+            values = {"style": style.label, "limit": spec.negative_max}
+            problems.append(Problem("style.negative_full", values))
     if problems:
         raise InputRejected(problems)
     return replace(request, model=model, prompt=prompt, negative_prompt=negative, style=style.label)
@@ -232,7 +236,9 @@ class StyleStore:
 
 
 def shown(typed: str) -> str:
-    """What someone typed, as a refusal quotes it: no longer than any name could be, and more."""
+    """What someone typed, as a refusal quotes it (in a code span, where nothing is markup but a
+    backtick, which would end it: shown as '): no longer than any name could be, and more."""
+    typed = typed.replace("`", "'")
     return typed if len(typed) <= 2 * NAME_MAX else typed[: 2 * NAME_MAX] + "…"
 
 

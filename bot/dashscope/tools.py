@@ -135,11 +135,11 @@ def blend(images: tuple[str, ...], prompt: str, **options: Any) -> ImageRequest:
 
 
 def offered(kind: Kind, region: str | None) -> bool:
-    """Whether a key of `region` can use the tool (Vary can anywhere an edit model serves)."""
+    """Whether a key of `region` can use the tool on one image (Upscale, Zoom out and Pan where
+    wanx2.1-imageedit is offered; Vary also anywhere an edit model serves; Animate where an
+    image-to-video model is)."""
     if kind is Kind.VARY:
         return any(MODELS[m].offered_in(region) for m in (IMAGE_TOOLS_MODEL, DEFAULT_EDIT_MODEL))
-    if kind is Kind.BLEND:
-        return MODELS[DEFAULT_BLEND_MODEL].offered_in(region)
     if kind is Kind.ANIMATE:
         return video_model(Kind.ANIMATE, region) is not None
     return MODELS[IMAGE_TOOLS_MODEL].offered_in(region)

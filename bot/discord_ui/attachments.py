@@ -107,11 +107,14 @@ async def prepared_from(
     attachments: list[discord.Attachment],
     origins: AttachmentOrigins,
     sides: SideRange = INPUT_SIDES,
+    *,
+    first: int = 1,
 ) -> list[PreparedImage]:
     """Download and normalise attachments (with their sizes as sent) for a model taking
-    `sides`; refuse what cannot be used."""
+    `sides`; refuse what cannot be used, naming each image by its number (`first` for the
+    first: a result's image 3 is 3)."""
     prepared = []
-    for index, attachment in enumerate(attachments, start=1):
+    for index, attachment in enumerate(attachments, start=first):
         if not is_image(attachment):
             raise InputRejected.one("reply.not_image_file", filename=attachment.filename)
         if not origins.allows(attachment.url):

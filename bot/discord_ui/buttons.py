@@ -30,6 +30,7 @@ from bot.discord_ui.image_tools import (
     TOOLS_MENU_TEMPLATE,
     ImageTool,
     image_custom_id,
+    label_key,
     menu_custom_id,
     parse_option,
     shown,
@@ -223,7 +224,7 @@ async def start_tool(
         await respond(interaction, text("tool.not_offered", lang, tool=text(tool.label_key, lang)))
         return None
     _, attachment = await result_attachment(bot, interaction, job, position)
-    [image] = await prepared_from([attachment], bot.attachment_origins, tool.sides)
+    [image] = await prepared_from([attachment], bot.attachment_origins, tool.sides, first=position)
     assert tool.build is not None
     chosen = Chosen(
         image.data_uri,
@@ -232,9 +233,10 @@ async def start_tool(
         watermark=job.params.watermark,
     )
     request = tool.build(chosen, job, region)
-    check_sides(request, image, position, text(tool.label_key, lang))
+    check_sides(request, image, position, text(label_key(tool, region), lang))
     origin = Origin.of(interaction)
-    return await bot.launcher.launch(origin, request, parent_job_id=job.id)
+    # A Vary makes as many images as its result had: the clicker's max_n cuts that, in silence.
+    return await bot.launcher.launch(origin, request, parent_job_id=job.id, n_chosen=False)
 
 
 def check_sides(request: ImageRequest, image: PreparedImage, position: int, tool: str) -> None:

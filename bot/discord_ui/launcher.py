@@ -96,11 +96,13 @@ class JobLauncher:
         reply_to: discord.Message | None = None,
         model_chosen: bool = True,
         size_chosen: bool = True,
+        n_chosen: bool = True,
         defaults_for: frozenset[str] = frozenset(),
     ) -> tuple[Job, discord.Message]:
         """Apply the member's own defaults (for the options named in `defaults_for`, those the
         command left out) and the server's policy, validate, reserve and queue; post the status
-        message and its thread."""
+        message and its thread. `n_chosen` False: the member did not pick n (a Vary takes its
+        result's), so it is cut to the member's max_n rather than refused."""
         channel = origin.channel
         role_ids = origin.role_ids
         policy = await self._policy(origin)
@@ -113,6 +115,7 @@ class JobLauncher:
             place_of(channel),
             model_chosen=model_chosen,
             size_chosen=size_chosen,
+            n_chosen=n_chosen,
             mine=mine,
         )
         request = seeded(validate(request))

@@ -17,6 +17,7 @@ import discord
 from bot.accounting.defaults import MemberDefaults, text_models
 from bot.dashscope.requests import ASPECTS
 from bot.discord_ui.app import WanBot
+from bot.discord_ui.render import FIELD_LIMIT, member_words
 from bot.discord_ui.replies import respond_error
 from bot.i18n import Lang, lang_for, text
 
@@ -39,13 +40,16 @@ def _shown(value: object, lang: Lang) -> str:
 def summary(defaults: MemberDefaults, lang: Lang) -> str:
     """The member's defaults in words."""
     shape = defaults.aspect or defaults.size
-    negative = defaults.negative_prompt
+    # The member's own words, shown literally (a backtick or markup in them is no markup).
+    negative = defaults.negative_prompt and member_words(
+        defaults.negative_prompt, FIELD_LIMIT, one_line=True
+    )
     lines = [
         text("settings.title", lang),
         text("settings.model", lang, value=_shown(defaults.model, lang)),
         text("settings.shape", lang, value=_shown(shape, lang)),
         text("settings.n", lang, value=_shown(defaults.n, lang)),
-        text("settings.negative", lang, value=_shown(negative and f"`{negative}`", lang)),
+        text("settings.negative", lang, value=_shown(negative, lang)),
         text("settings.prompt_extend", lang, value=_shown(defaults.prompt_extend, lang)),
         text("settings.watermark", lang, value=_shown(defaults.watermark, lang)),
     ]

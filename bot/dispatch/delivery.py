@@ -59,7 +59,8 @@ class DeliveryPort(Protocol):
 
 
 class FileDelivery:
-    """Writes each job's images and a manifest to a folder; idempotent per job."""
+    """Writes each job's images (a video job's one MP4) and a manifest to a folder; idempotent
+    per job."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -84,8 +85,9 @@ class FileDelivery:
         if manifest.exists():  # delivered before a crash: answer as Discord does for a nonce
             return json.loads(manifest.read_text(encoding="utf-8"))["message_ids"]
         files = []
+        suffix = ".mp4" if job.kind.makes_video else ".png"
         for image in images:
-            path = self.folder / f"job-{job.id}-{image.position + 1}.png"
+            path = self.folder / f"job-{job.id}-{image.position + 1}{suffix}"
             _write_atomically(path, image.content)
             files.append(path.name)
         ids: list[int | None] = [job.id * 10 + image.position for image in images]

@@ -1,5 +1,6 @@
 """Task durations learned per model and n, and per kind where one model does several (an
-upscale and a vary by wanx2.1-imageedit): when a task is likely done, and when it is overdue."""
+upscale and a vary by wanx2.1-imageedit) or a kind's tasks differ (a video's seconds and
+resolution: `Job.timing_kind`): when a task is likely done, and when it is overdue."""
 
 from __future__ import annotations
 
@@ -19,6 +20,31 @@ class _Stats:
 # (docs/dashscope.md §Tasks).
 PRIOR_MEAN = {"text-to-image": 25.0, "edit": 45.0}
 PRIOR_LOW = 5.0  # no task has been seen finishing faster than this yet
+# A video (UNCONFIRMED, docs: "1 to 5 minutes"): a minute, plus more per second of video and
+# per pixel. It is not worth asking about before half of that.
+VIDEO_KINDS = ("animate", "video")
+VIDEO_BASE = 60.0
+VIDEO_PER_SECOND = 20.0
+RESOLUTION_WEIGHT = {"480P": 0.7, "720P": 1.0, "1080P": 1.6}
+
+
+def prior_mean(kind: str) -> float:
+    """What a task of this (timing) kind takes before anything is learned, in seconds."""
+    base, _, detail = kind.partition(":")
+    if base in VIDEO_KINDS:
+        seconds, _, resolution = detail.partition(":")
+        length = float(seconds) if seconds.isdigit() else 5.0
+        return VIDEO_BASE + VIDEO_PER_SECOND * length * RESOLUTION_WEIGHT.get(resolution, 1.0)
+    return PRIOR_MEAN.get(base, 30.0)
+
+
+def prior_low(kind: str | None) -> float:
+    """The soonest a task of this kind is worth asking about before anything is learned."""
+    if kind and kind.partition(":")[0] in VIDEO_KINDS:
+        return prior_mean(kind) / 2
+    return PRIOR_LOW
+
+
 TRUSTED = 3  # samples before a spread, a shortest time, or a kind's own figures are used
 
 
@@ -49,13 +75,15 @@ class Durations:
 
     def _get(self, model: str, n: int, kind: str | None) -> _Stats | None:
         own = self._stats.get((model, n, kind)) if kind else None
+        if kind and kind.partition(":")[0] in VIDEO_KINDS:
+            return own  # the model's other lengths and resolutions say little about this one
         if own is not None and own.count >= TRUSTED:
             return own
         return self._stats.get((model, n, None))
 
     def expected(self, model: str, n: int, kind: str) -> float:
         stats = self._get(model, n, kind)
-        return stats.mean if stats and stats.count else PRIOR_MEAN.get(kind, 30.0)
+        return stats.mean if stats and stats.count else prior_mean(kind)
 
     def spread(self, model: str, n: int, kind: str) -> float:
         stats = self._get(model, n, kind)
@@ -68,7 +96,7 @@ class Durations:
         stats = self._get(model, n, kind)
         if stats and stats.count >= TRUSTED:
             return 0.8 * stats.low
-        return PRIOR_LOW
+        return prior_low(kind)
 
     def latest(self, model: str, n: int, kind: str) -> float:
         """Past this, a task is overdue: worth asking about directly."""

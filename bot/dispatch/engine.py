@@ -28,6 +28,7 @@ from bot.dashscope.errors import (
     RateLimitedError,
     ServerError,
 )
+from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
 from bot.dashscope.results import TaskResult, TaskState
 from bot.dashscope.retry import NO_RETRIES
@@ -343,7 +344,7 @@ class Engine:
         return job
 
     def expected_seconds(self, job: Job) -> float:
-        return self.durations.expected(job.model, job.n, job.kind.value)
+        return self.durations.expected(job.model, job.n, job.timing_kind)
 
     async def cancel(self, job_id: int, user_id: int, *, moderator: bool = False) -> CancelOutcome:
         job = await self.store.get(job_id)
@@ -401,8 +402,20 @@ class Engine:
 
     def _limiter(self, model: str) -> RateLimiter:
         if model not in self._submit_limiters:
-            self._submit_limiters[model] = RateLimiter(self.config.submit_rate, burst=1.0)
+            rate = self.config.submit_rate
+            spec = MODELS.get(model)
+            if spec is not None and spec.kind.makes_video:
+                rate = min(rate, spec.submit_rps)
+            self._submit_limiters[model] = RateLimiter(rate, burst=1.0)
         return self._submit_limiters[model]
+
+    def max_in_flight(self, model: str) -> int:
+        """Tasks of this model at DashScope at once: the account's figure, and for a video
+        model no more than its own (lower) limit."""
+        spec = MODELS.get(model)
+        if spec is not None and spec.kind.makes_video:
+            return min(self.config.max_in_flight, spec.max_in_flight)
+        return self.config.max_in_flight
 
     def in_flight(self, model: str) -> int:
         return len(self.slots.get(model, ()))
@@ -424,7 +437,7 @@ class Engine:
                 if self._model_pause.get(model, 0) > now:
                     next_wake = min(next_wake, self._model_pause[model] - now)
                     continue
-                while self.in_flight(model) < self.config.max_in_flight:
+                while self.in_flight(model) < self.max_in_flight(model):
                     wait = self._limiter(model).try_acquire()
                     if wait > 0:
                         next_wake = min(next_wake, wait)
@@ -539,7 +552,7 @@ class Engine:
             await self._fail(job, exc.code or "Error", *exc.problems)
             return
         self._release_slot(job.model, job.id)
-        self.durations.observe(job.model, job.n, self.clock() - started, job.kind.value)
+        self.durations.observe(job.model, job.n, self.clock() - started, job.timing_kind)
         await self._finished(job, result)
 
     # --- watching tasks ----------------------------------------------------------------------
@@ -551,7 +564,7 @@ class Engine:
                 task_id=job.task_id or "",
                 model=job.model,
                 n=job.n,
-                kind=job.kind.value,
+                kind=job.timing_kind,
                 submitted_at=job.submitted_at or job.created_at,
                 state=TaskState.RUNNING if job.state is JobState.RUNNING else TaskState.PENDING,
             )
@@ -634,11 +647,12 @@ class Engine:
         transient: DownloadError | None = None
         refused: DownloadRefused | None = None
         now = self.clock()
+        video = job.kind.makes_video
         for result in results:
             if result.expires_at is not None and result.expires_at < now:
                 continue  # its URL has expired: it cannot be delivered any more
             try:
-                download = await self.fetcher.fetch(result.url or "")
+                download = await self.fetcher.fetch(result.url or "", video=video)
             except DownloadRefused as exc:  # off the allow-list or over the cap: permanent
                 refused = exc
                 continue
@@ -647,7 +661,16 @@ class Engine:
                     continue
                 transient = exc
                 break
-            images.append(DeliveredImage(result.position, download.content, download.content_type))
+            images.append(
+                DeliveredImage(
+                    result.position,
+                    download.content,
+                    download.content_type,
+                    # A video's link, for when it is too large to upload even re-encoded.
+                    url=result.url if video else None,
+                    expires_at=result.expires_at if video else None,
+                )
+            )
         await self._still_dispatching()
         try:
             if transient is not None:
@@ -704,6 +727,7 @@ class Engine:
             image_count=result.billed_images,
             actual_prompt=result.actual_prompt,
             result_size=result.size,
+            video_seconds=result.video_seconds,  # what a delivered video is charged
         )
 
     def _record_delivery(

@@ -19,6 +19,12 @@ Two ways of noticing that a task finished:
   when the list fails (then it is switched off for a while). Direct polls start when the task is
   likely done and repeat at a fraction of the learned spread, between 1 and 5 seconds.
 
+Minutes-long tasks (videos) do not need noticing within a second: a task is listed again only
+once `expected / PATIENCE` seconds have passed since the last list that asked about it (a
+three-minute video every 4.5 s; a task under 80 s, an image, at every list), and
+not at all before the soonest it could finish (half its expected time until some are seen). So
+videos in flight for minutes leave the query budget to the images.
+
 Errors back off per task (429 honours Retry-After); the budget is a token bucket shared by both.
 """
 
@@ -49,6 +55,8 @@ LIST_MAX_PAGES = 5
 LIST_OFF = Backoff(initial=10.0, cap=300.0)
 OVERDUE_REPEAT = 15.0  # seconds between direct checks of an overdue task
 QUERY_BACKOFF = Backoff(initial=2.0, cap=60.0)  # a task's next query after a failed one
+PATIENCE = 40.0  # a task is listed at most every (its expected duration / this) seconds,
+PATIENT_FROM = 2.0  # when that comes to this many seconds or more (shorter: at every list)
 
 ReadingHandler = Callable[["Tracked", TaskResult], Awaitable[None]]
 StateHandler = Callable[["Tracked", TaskState], Awaitable[None]]
@@ -67,6 +75,7 @@ class Tracked:
     failures: int = 0
     noticed_finished: bool = False
     noticed_at: float | None = None  # when we first learned it had finished
+    listed_at: float = 0.0  # when a list last asked about it
 
 
 class Poller:
@@ -131,12 +140,21 @@ class Poller:
     def _could_finish_at(self, t: Tracked) -> float:
         return t.submitted_at + self.durations.earliest(t.model, t.n, t.kind)
 
+    def _list_again_at(self, t: Tracked) -> float:
+        """When a list may ask about this task again: a long task (a video) is asked about
+        less often than an image (see the module's docstring)."""
+        wait = self.durations.expected(t.model, t.n, t.kind) / PATIENCE
+        return t.listed_at + wait if wait >= PATIENT_FROM else 0.0
+
     def _listed(self, now: float) -> list[Tracked]:
-        """The tasks the next list asks about: could be finishing, not yet seen finished."""
+        """The tasks the next list asks about: could be finishing, not yet seen finished, and
+        not asked about too recently for how long they take."""
         return [
             t
             for t in self.tracked.values()
-            if self._could_be_done(t, now) and not t.noticed_finished
+            if self._could_be_done(t, now)
+            and not t.noticed_finished
+            and now >= self._list_again_at(t)
         ]
 
     def list_gap(self, now: float) -> float:
@@ -183,7 +201,9 @@ class Poller:
             for t in self.tracked.values():
                 if t.noticed_finished:
                     continue
-                moments.append(max(self._could_finish_at(t), self._last_list + gap))
+                moments.append(
+                    max(self._could_finish_at(t), self._last_list + gap, self._list_again_at(t))
+                )
         return max(0.0, min(moments) - now)
 
     async def _direct_round(self, now: float) -> None:
@@ -229,6 +249,7 @@ class Poller:
         by_model: dict[str, list[Tracked]] = {}
         now = self.clock()
         for t in self._listed(now):
+            t.listed_at = now
             by_model.setdefault(t.model, []).append(t)
         for model, tasks in by_model.items():
             start = min(t.submitted_at for t in tasks) - 60

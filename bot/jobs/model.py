@@ -65,6 +65,12 @@ STATE_TIME_COLUMN: dict[JobState, str] = {
 }
 
 
+def timing_kind(kind: str, duration: int | None, resolution: str | None) -> str:
+    """What task durations are learned by: the kind, and for a video its seconds and
+    resolution as well ("animate:10:1080P"): a 10 s 1080P clip takes longer than a 5 s 480P one."""
+    return f"{kind}:{duration}:{resolution}" if duration else kind
+
+
 def stored_kind(kind: Kind) -> tuple[str, str | None]:
     """A kind as the jobs row holds it: `kind` is text-to-image or edit, all the first schema
     allows (every kind with input images is stored as an edit, the others as text-to-image),
@@ -204,7 +210,18 @@ class Job:
     result_size: str | None = None  # "W*H" as DashScope reported it (usage.size), if it did
     deleted_at: float | None = None  # deleted by its owner or a moderator: gone for good
     deleted_by: int | None = None
+    video_seconds: float | None = None  # a video's seconds as DashScope reported them (billed)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def timing_kind(self) -> str:
+        """The kind its task duration is learned by (see `timing_kind`)."""
+        video = self.kind.makes_video
+        return timing_kind(
+            self.kind.value,
+            self.params.duration if video else None,
+            self.params.resolution if video else None,
+        )
 
     @property
     def idempotency_key(self) -> str:
@@ -316,6 +333,7 @@ class Job:
             result_size=row["result_size"],
             deleted_at=row["deleted_at"],
             deleted_by=row["deleted_by"],
+            video_seconds=row["video_seconds"],
         )
 
 

@@ -27,6 +27,7 @@ _UPDATABLE = {
     "actual_prompt",
     "image_count",
     "result_size",
+    "video_seconds",
     "error_code",
     "error_message",
     "error_problems",
@@ -130,15 +131,19 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     async def recent_durations(self, limit: int = 200) -> list[tuple[str, int, str, float]]:
-        """(model, n, kind, seconds from submission to result) of recent asynchronous jobs."""
+        """(model, n, timing kind, seconds from submission to result) of recent asynchronous
+        jobs (`Job.timing_kind`: a video's seconds and resolution count)."""
         rows = await self.db.fetchall(
-            "SELECT model, n, COALESCE(tool, kind) AS kind,"
-            " delivering_at - submitted_at AS seconds FROM jobs"
+            "SELECT * FROM jobs"
             " WHERE mode = 'async' AND submitted_at IS NOT NULL AND delivering_at IS NOT NULL"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [(r["model"], r["n"], r["kind"], r["seconds"]) for r in reversed(rows)]
+        jobs = [Job.from_row(row) for row in reversed(rows)]
+        return [
+            (j.model, j.n, j.timing_kind, (j.delivering_at or 0) - (j.submitted_at or 0))
+            for j in jobs
+        ]
 
     async def recent_for_user(self, user_id: int, limit: int = 10) -> list[Job]:
         rows = await self.db.fetchall(

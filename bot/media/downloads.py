@@ -19,6 +19,7 @@ from bot.dashscope.errors import DownloadError, DownloadRefused
 ALLOWED_SUFFIX = ".aliyuncs.com"
 MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 30 * 1024 * 1024
+DEFAULT_VIDEO_MAX_BYTES = 200 * 1024 * 1024  # an MP4 of up to 15 s at 1080P, with room
 
 
 Origin = tuple[str, str, int | None]  # scheme, lower-case host, port
@@ -52,6 +53,7 @@ class ResultFetcher:
         base_url: str,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        video_max_bytes: int = DEFAULT_VIDEO_MAX_BYTES,
         extra_hosts: tuple[str, ...] = (),
         any_host: bool = False,
     ) -> None:
@@ -60,6 +62,7 @@ class ResultFetcher:
         self._own_origin = (base.scheme, base.hostname, base.port)
         self._extra_hosts = tuple(h.lower() for h in extra_hosts)
         self.max_bytes = max_bytes
+        self.video_max_bytes = max(video_max_bytes, max_bytes)
         # For an operator's own command line only: fetch the http(s) URL they typed.
         self._any_host = any_host
 
@@ -76,7 +79,9 @@ class ResultFetcher:
             return False
         return host.endswith(ALLOWED_SUFFIX) or host in self._extra_hosts
 
-    async def fetch(self, url: str) -> Download:
+    async def fetch(self, url: str, *, video: bool = False) -> Download:
+        """The result at `url`; a video (an MP4) may be as large as `video_max_bytes`."""
+        cap = self.video_max_bytes if video else self.max_bytes
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowed(current):
@@ -98,14 +103,14 @@ class ResultFetcher:
                             status=response.status_code,
                         )
                     declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                    if declared and declared.isdigit() and int(declared) > cap:
                         raise DownloadRefused(f"result is {int(declared)} bytes, over the cap")
                     chunks: list[bytes] = []
                     received = 0
                     async for chunk in response.aiter_bytes():
                         received += len(chunk)
-                        if received > self.max_bytes:
-                            raise DownloadRefused(f"result exceeds {self.max_bytes} bytes")
+                        if received > cap:
+                            raise DownloadRefused(f"result exceeds {cap} bytes")
                         chunks.append(chunk)
                     return Download(current, b"".join(chunks), response.headers.get("content-type"))
             except (httpx.HTTPError, httpx.InvalidURL) as exc:

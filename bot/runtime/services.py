@@ -47,6 +47,8 @@ def limits_from(settings: Settings) -> Limits:
         concurrent_jobs_per_user=settings.limit_concurrent_jobs_per_user,
         cooldown_seconds=settings.limit_cooldown_seconds,
         images_per_guild_day=settings.limit_images_per_guild_day,
+        video_seconds_per_user_day=settings.limit_video_seconds_per_user_day,
+        video_seconds_per_guild_day=settings.limit_video_seconds_per_guild_day,
     )
 
 
@@ -74,7 +76,12 @@ async def services(settings: Settings, port: DeliveryPort) -> AsyncIterator[Serv
                 target.api_key, target.base_url, http=http, workspace=settings.dashscope_workspace
             )
             quota = Quota(db, JobStore(db), limits_from(settings), prices=settings.price_table)
-            fetcher = ResultFetcher(http, target.base_url, max_bytes=settings.download_max_bytes)
+            fetcher = ResultFetcher(
+                http,
+                target.base_url,
+                max_bytes=settings.download_max_bytes,
+                video_max_bytes=settings.video_download_max_bytes,
+            )
             config = engine_config_from(settings)
             if isinstance(db, PostgresDatabase):  # a cluster: dispatch by lease, fenced
                 lease: Lease | None = Lease(db.url, holder_name())
