@@ -25,7 +25,7 @@ from bot.discord_ui.buttons import (
     refused_as_deleted,
 )
 from bot.discord_ui.deletion import record_repost
-from bot.discord_ui.delivery import as_jpeg, upload_batches
+from bot.discord_ui.delivery import as_jpeg, upload_batches, video_under
 from bot.discord_ui.launcher import Origin
 from bot.discord_ui.render import failure_words, quoted, result_embed, result_view
 from bot.discord_ui.replies import relative_timestamp, respond
@@ -90,17 +90,23 @@ class Jobs(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         files = await self._result_files(found)
+        # Under this server's upload cap per message, as the delivery split them; a video
+        # re-encoded to fit (one that cannot fit is not posted: its link is in its thread).
+        limit = interaction.filesize_limit
+        video = found.kind.makes_video
+        if video:
+            fitted = [(name, await video_under(data, limit), ext) for name, data, ext in files]
+            files = [(name, data, ext) for name, data, ext in fitted if data is not None]
+        else:
+            files = [
+                (name, as_jpeg(data, limit), "jpg") if len(data) > limit else (name, data, ext)
+                for name, data, ext in files
+            ]
         if not files:
             await interaction.followup.send(
                 text("reply.results_gone", lang, job_id=job), ephemeral=True
             )
             return
-        # Under this server's upload cap per message, as the delivery split them.
-        limit = interaction.filesize_limit
-        files = [
-            (name, as_jpeg(data, limit), "jpg") if len(data) > limit else (name, data, ext)
-            for name, data, ext in files
-        ]
         batches = upload_batches(files, limit)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
@@ -118,6 +124,7 @@ class Jobs(commands.Cog):
                     lang,
                     images=shown_images(found, files),
                     region=self.bot.settings.region,
+                    video=video,
                 )
                 if last
                 else discord.utils.MISSING,
@@ -152,10 +159,15 @@ class Jobs(commands.Cog):
         for result in results:
             if result.url:
                 try:
-                    download = await self.bot.engine.fetcher.fetch(result.url)
+                    download = await self.bot.engine.fetcher.fetch(
+                        result.url, video=job.kind.makes_video
+                    )
                 except DownloadError:  # expired after 24 h, or refused
                     continue
-                files.append((f"wan-{job.id}-{result.position + 1}", download.content, "png"))
+                if job.kind.makes_video:
+                    files.append((f"video-{job.id}", download.content, "mp4"))
+                else:
+                    files.append((f"wan-{job.id}-{result.position + 1}", download.content, "png"))
         return files
 
     @app_commands.command(name=_("quota"), description=_("What you have left, and when it frees"))

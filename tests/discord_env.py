@@ -25,7 +25,7 @@ from bot.config import Settings, load_settings
 from bot.dashscope.models import MODELS
 from bot.dashscope.requests import ImageRequest
 from bot.discord_ui.app import WanBot, run_bot
-from bot.jobs.model import Job, JobState, NewJob
+from bot.jobs.model import Job, JobState, NewJob, timing_kind
 from bot.runtime.identify import IdentifyGate
 from bot.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.fakediscord import FakeDiscord, Message, format_records
@@ -70,10 +70,16 @@ def png(
 def train(bot: WanBot, seconds: float = 0.2) -> None:
     """Teach the engine that tasks are quick, so the poller lists them at once instead of
     waiting out its cold-start guess (the simulator runs them in a fraction of a second)."""
-    for model in MODELS:
+    for model, spec in MODELS.items():
         for n in range(1, 5):
             for _ in range(3):
                 bot.engine.durations.observe(model, n, seconds)
+        # A video's duration is learned per length and resolution: each of the model's.
+        for length in spec.durations:
+            for resolution in spec.resolutions:
+                kind = timing_kind(spec.kind.value, length, resolution)
+                for _ in range(3):
+                    bot.engine.durations.observe(model, 1, seconds, kind)
 
 
 @dataclass
@@ -219,7 +225,7 @@ class BotEnv:
         return self.fake.get_message(job.status_message_id)
 
     def result_messages(self, job: Job) -> list[Message]:
-        """The bot's messages carrying this job's images, where the job answers."""
+        """The bot's messages carrying this job's images (or video), where the job answers."""
         where = job.thread_id or job.channel_id
         assert where is not None
         return [
@@ -227,7 +233,10 @@ class BotEnv:
             for m in self.fake.messages_in(where)
             if m.author.id == self.fake.bot_user.id
             and m.attachments
-            and any(a.filename.startswith(f"wan-{job.id}-") for a in m.attachments)
+            and any(
+                a.filename.startswith(f"wan-{job.id}-") or a.filename == f"video-{job.id}.mp4"
+                for a in m.attachments
+            )
         ]
 
     async def join_guild(self, guild: Any) -> None:

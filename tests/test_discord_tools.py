@@ -34,7 +34,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 # A small text-to-image model and size, so the results (and their upscales) are quick to draw.
 SMALL = {"model": "wan2.2-t2i-flash", "size": "768*768"}
 MOVE = ("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down")
-MORE = ("upscale4", "vary_strong", "edit")
+MORE = ("upscale4", "vary_strong", "edit", "animate")
 ADMIN = 1  # who changes the server's settings in these tests (the audit log names someone)
 
 
@@ -149,7 +149,12 @@ async def test_the_tools_speak_the_members_language(env: BotEnv) -> None:
     upscale, vary, move, more, _ = rows(result)
     assert [upscale[0]["label"], vary[0]["label"]] == ["放大 ×2", "变体（轻微）"]
     assert move[0]["placeholder"] == "缩小视野或平移…"
-    assert [o["label"] for o in more[0]["options"]] == ["放大 ×4", "变体（强烈）", "编辑此图"]
+    assert [o["label"] for o in more[0]["options"]] == [
+        "放大 ×4",
+        "变体（强烈）",
+        "编辑此图",
+        "生成视频",
+    ]
 
 
 async def test_edit_this_image_opens_the_form_on_that_image_alone(env: BotEnv) -> None:

@@ -61,7 +61,13 @@ async def test_a_region_without_imageedit_hides_its_tools_and_varies_with_an_edi
             ("V1", f"wan:img:{job.id}:1:vary_subtle"),
             ("V2", f"wan:img:{job.id}:2:vary_subtle"),
         ]
-        assert [o["value"] for o in more[0]["options"]] == ["edit:1", "edit:2"]
+        # Singapore offers image-to-video: Animate stays.
+        assert [o["value"] for o in more[0]["options"]] == [
+            "edit:1",
+            "animate:1",
+            "edit:2",
+            "animate:2",
+        ]
         assert own[0]["custom_id"] == f"wan:job:{job.id}:reroll"
 
         # Bob's click on Alice's result: his job, charged to him.

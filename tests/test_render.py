@@ -276,6 +276,7 @@ def test_a_result_of_one_names_its_actions() -> None:
         "Upscale ×4",
         "Vary (strong)",
         "Edit this image",
+        "Animate",
     ]
     # Where Vary has no strength (no wanx2.1-imageedit), it is not called subtle.
     vary_row, _, _ = components(result_view(7, "en", region="ap-southeast-1"))

@@ -467,7 +467,7 @@ def forge(world: World, monkeypatch: pytest.MonkeyPatch, urls: dict[int, str]) -
 
 
 async def invoke_edit(world: World, attachment: Any, prompt: str, command: str = "edit") -> Any:
-    """/edit of `attachment`, or /blend of it and a second, ordinary image."""
+    """/edit or /animate of `attachment`, or /blend of it and a second, ordinary image."""
     env, w = world.env, world.env.world
     images: dict[str, Any] = {"image": attachment}
     if command == "blend":
@@ -480,7 +480,7 @@ async def invoke_edit(world: World, attachment: Any, prompt: str, command: str =
     return inter
 
 
-@pytest.mark.parametrize("command", ["edit", "blend"])
+@pytest.mark.parametrize("command", ["edit", "blend", "animate"])
 @pytest.mark.parametrize("which", range(8))
 async def test_edit_refuses_an_attachment_url_off_discords_cdn(
     world: World, which: int, command: str, monkeypatch: pytest.MonkeyPatch

@@ -95,7 +95,12 @@ def seeded(request: ImageRequest) -> ImageRequest:
     return request if request.seed is not None else replace(request, seed=random_seed())
 
 
-_NOT_OF_KIND = {Kind.TEXT_TO_IMAGE: "invalid.model_not_text", Kind.BLEND: "invalid.model_not_blend"}
+_NOT_OF_KIND = {
+    Kind.TEXT_TO_IMAGE: "invalid.model_not_text",
+    Kind.BLEND: "invalid.model_not_blend",
+    Kind.ANIMATE: "invalid.model_not_animate",
+    Kind.VIDEO: "invalid.model_not_video",
+}
 
 
 def require_kind(request: ImageRequest, kind: Kind) -> None:

@@ -16,14 +16,17 @@ from enum import StrEnum
 from typing import Any
 
 from bot.dashscope.models import (
+    DEFAULT_ANIMATE_MODEL,
     DEFAULT_BLEND_MODEL,
     DEFAULT_EDIT_MODEL,
+    DEFAULT_VIDEO_MODEL,
     DESCRIPTION_EDIT,
     EXPAND_FUNCTION,
     IMAGE_TOOLS_MODEL,
     MODELS,
     SUPER_RESOLUTION,
     Kind,
+    models_of,
 )
 from bot.dashscope.requests import ImageRequest, require_kind
 from bot.errors import InputRejected
@@ -70,8 +73,8 @@ class Chosen:
 
 def _on(chosen: Chosen, model: str, n: int, **fields: Any) -> ImageRequest:
     prompt = chosen.prompt.strip()
-    if model == IMAGE_TOOLS_MODEL:  # a job's prompt may be longer than imageedit takes
-        prompt = prompt[: MODELS[IMAGE_TOOLS_MODEL].prompt_max]
+    if model == IMAGE_TOOLS_MODEL or MODELS[model].kind.makes_video:
+        prompt = prompt[: MODELS[model].prompt_max]  # a job's prompt may be longer
     return ImageRequest(
         model=model,
         prompt=prompt,
@@ -100,6 +103,21 @@ def vary(chosen: Chosen, strength: str, n: int, region: str | None) -> ImageRequ
     return _on(chosen, DEFAULT_EDIT_MODEL, n, purpose=Kind.VARY)
 
 
+def video_model(kind: Kind, region: str | None) -> str | None:
+    """The video model of `kind` (ANIMATE or VIDEO) for a key of `region`: the default where
+    offered, else the first that is; None where the region offers none."""
+    default = DEFAULT_ANIMATE_MODEL if kind is Kind.ANIMATE else DEFAULT_VIDEO_MODEL
+    names = [spec.name for spec in models_of(kind) if spec.offered_in(region)]
+    return default if default in names else next(iter(names), None)
+
+
+def animate(chosen: Chosen, region: str | None) -> ImageRequest:
+    """The chosen image made into a video with its own prompt as the motion prompt, by the
+    region's image-to-video model at its default length and resolution."""
+    model = video_model(Kind.ANIMATE, region) or DEFAULT_ANIMATE_MODEL
+    return _on(chosen, model, 1)
+
+
 def check_blend_count(count: int) -> None:
     """Refuse a Blend of too few or too many images, before any is read."""
     low, high = BLEND_IMAGES
@@ -118,7 +136,10 @@ def blend(images: tuple[str, ...], prompt: str, **options: Any) -> ImageRequest:
 
 def offered(kind: Kind, region: str | None) -> bool:
     """Whether a key of `region` can use the tool on one image (Upscale, Zoom out and Pan where
-    wanx2.1-imageedit is offered; Vary also anywhere an edit model serves)."""
+    wanx2.1-imageedit is offered; Vary also anywhere an edit model serves; Animate where an
+    image-to-video model is)."""
     if kind is Kind.VARY:
         return any(MODELS[m].offered_in(region) for m in (IMAGE_TOOLS_MODEL, DEFAULT_EDIT_MODEL))
+    if kind is Kind.ANIMATE:
+        return video_model(Kind.ANIMATE, region) is not None
     return MODELS[IMAGE_TOOLS_MODEL].offered_in(region)

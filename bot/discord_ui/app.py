@@ -39,7 +39,15 @@ from bot.runtime.services import Services, services
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.imagine", "cogs.edit", "cogs.jobs", "cogs.admin", "cogs.settings", "cogs.blend")
+COGS = (
+    "cogs.imagine",
+    "cogs.edit",
+    "cogs.jobs",
+    "cogs.admin",
+    "cogs.settings",
+    "cogs.blend",
+    "cogs.video",
+)
 
 # What the bot needs in a channel: view, send (also in threads), create public threads, attach
 # files, embed links, read history (to see what a reply refers to).

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import discord
 
 from bot.config import Settings
+from bot.dashscope.models import SideRange
 from bot.errors import InputRejected
 from bot.media.downloads import Origin, url_origin
-from bot.media.inputs import MAX_UPLOAD_BYTES, PreparedImage, prepare_image
+from bot.media.inputs import INPUT_SIDES, MAX_UPLOAD_BYTES, PreparedImage, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,24 @@ class AttachmentOrigins:
 
 
 async def images_from(
-    attachments: list[discord.Attachment], origins: AttachmentOrigins
+    attachments: list[discord.Attachment],
+    origins: AttachmentOrigins,
+    sides: SideRange = INPUT_SIDES,
 ) -> tuple[str, ...]:
     """Download and normalise attachments into data URIs; refuse what cannot be used."""
-    return tuple(image.data_uri for image in await prepared_from(attachments, origins))
+    return tuple(image.data_uri for image in await prepared_from(attachments, origins, sides))
 
 
 async def prepared_from(
-    attachments: list[discord.Attachment], origins: AttachmentOrigins, *, first: int = 1
+    attachments: list[discord.Attachment],
+    origins: AttachmentOrigins,
+    sides: SideRange = INPUT_SIDES,
+    *,
+    first: int = 1,
 ) -> list[PreparedImage]:
-    """Download and normalise attachments (with their sizes as sent); refuse what cannot be
-    used, naming each image by its number (`first` for the first: a result's image 3 is 3)."""
+    """Download and normalise attachments (with their sizes as sent) for a model taking
+    `sides`; refuse what cannot be used, naming each image by its number (`first` for the
+    first: a result's image 3 is 3)."""
     prepared = []
     for index, attachment in enumerate(attachments, start=first):
         if not is_image(attachment):
@@ -125,5 +133,5 @@ async def prepared_from(
             raise InputRejected.one(
                 "reply.attachment_fetch", filename=attachment.filename
             ) from None
-        prepared.append(prepare_image(data, index))
+        prepared.append(prepare_image(data, index, sides))
     return prepared

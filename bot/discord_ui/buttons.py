@@ -224,7 +224,7 @@ async def start_tool(
         await respond(interaction, text("tool.not_offered", lang, tool=text(tool.label_key, lang)))
         return None
     _, attachment = await result_attachment(bot, interaction, job, position)
-    [image] = await prepared_from([attachment], bot.attachment_origins, first=position)
+    [image] = await prepared_from([attachment], bot.attachment_origins, tool.sides, first=position)
     assert tool.build is not None
     chosen = Chosen(
         image.data_uri,

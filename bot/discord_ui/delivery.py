@@ -29,9 +29,11 @@ from bot.discord_ui.render import (
     status_view,
     thread_name,
 )
+from bot.discord_ui.replies import relative_timestamp
 from bot.dispatch.delivery import DeliveredImage, DeliveryError
-from bot.i18n import Lang, lang_for
+from bot.i18n import Lang, lang_for, text
 from bot.jobs.model import Job, JobState
+from bot.media.video import fit_video
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +326,8 @@ class DiscordDelivery:
         target = job.thread_id or job.channel_id
         if target is None:
             raise DeliveryError("the job has no channel", retryable=False)
+        if job.kind.makes_video:
+            return [await self._deliver_video(job, video, target) for video in images[:1]]
         lang = lang_for(job.locale)
         limit = self.upload_limit(job)
         pending = [(image.position, image.content, "png") for image in images]
@@ -362,12 +366,6 @@ class DiscordDelivery:
                     nonce=f"wb{job.id}-{index}",
                     allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
                 )
-            except discord.Forbidden as exc:
-                raise DeliveryError(
-                    f"missing permission to post ({exc.text})", retryable=False
-                ) from None
-            except discord.NotFound as exc:
-                raise DeliveryError(f"the channel is gone ({exc.text})", retryable=False) from None
             except discord.HTTPException as exc:
                 sent = sum(len(content) for _, content, _ in batch)
                 if exc.status == 413 and min(limit, sent) > MIN_UPLOAD_LIMIT:
@@ -376,14 +374,84 @@ class DiscordDelivery:
                     self.learn_upload_limit(job.guild_id, limit)
                     log.info("job %s: upload too large; trying under %d bytes", job.id, limit)
                     continue
-                raise DeliveryError(
-                    f"Discord answered {exc.status} ({exc.text})", retryable=exc.status != 413
-                ) from None
+                raise _send_failure(exc) from None
             for pos, _, _ in batch:
                 ids[pos] = message.id
             pending = pending[len(batch) :]
             index += 1
         return [ids.get(image.position) for image in images]
+
+    async def _deliver_video(self, job: Job, video: DeliveredImage, target: int) -> int:
+        """The job's video in its thread: as it is when it fits the upload cap, else re-encoded
+        to fit (bot/media/video.py), else as DashScope's link with the time it expires."""
+        assert self.bot is not None
+        lang = lang_for(job.locale)
+        channel = self.bot.get_partial_messageable(target)
+        limit = self.upload_limit(job)
+        content: bytes | None = video.content
+        reencoded = False
+        while True:
+            if content is not None and len(content) > limit:
+                content = await video_under(video.content, limit)
+                reencoded = True
+            if content is None and video.url is None:
+                raise DeliveryError("the video fits no upload and has no link", retryable=False)
+            mention = f"<@{job.user_id}>"
+            words = mention
+            if content is None:
+                assert video.url is not None
+                link = (
+                    text(
+                        "result.video_link",
+                        lang,
+                        url=video.url,
+                        expires=relative_timestamp(video.expires_at),
+                    )
+                    if video.expires_at
+                    else text("result.video_link_unknown", lang, url=video.url)
+                )
+                words = f"{mention} {link}"
+            files = (
+                [discord.File(io.BytesIO(content), filename=f"video-{job.id}.mp4")]
+                if content is not None
+                else discord.utils.MISSING
+            )
+            try:
+                message = await channel.send(
+                    content=words,
+                    files=files,
+                    embed=result_embed(
+                        job,
+                        lang,
+                        reencoded=reencoded and content is not None,
+                        linked=content is None,
+                        simulated=self.simulated,
+                    ),
+                    view=result_view(job.id, lang, video=True),
+                    nonce=f"wb{job.id}-0",
+                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+                )
+            except discord.HTTPException as exc:
+                if exc.status == 413 and content is not None:
+                    # The guild's cap is lower than we thought: re-encode under a lower one,
+                    # or link the video when nothing watchable fits.
+                    limit = min(limit, len(content)) * 3 // 4
+                    self.learn_upload_limit(job.guild_id, limit)
+                    log.info("job %s: video too large; trying under %d bytes", job.id, limit)
+                    if limit < MIN_UPLOAD_LIMIT:
+                        content = None
+                    continue
+                raise _send_failure(exc) from None
+            return message.id
+
+
+def _send_failure(exc: discord.HTTPException) -> DeliveryError:
+    """A post Discord refused, as the engine's error: for good unless it may pass."""
+    if isinstance(exc, discord.Forbidden):
+        return DeliveryError(f"missing permission to post ({exc.text})", retryable=False)
+    if isinstance(exc, discord.NotFound):
+        return DeliveryError(f"the channel is gone ({exc.text})", retryable=False)
+    return DeliveryError(f"Discord answered {exc.status} ({exc.text})", retryable=exc.status != 413)
 
 
 _Item = TypeVar("_Item", bound=tuple[Any, bytes, str])  # (key, content, extension)
@@ -419,6 +487,12 @@ def as_jpeg(content: bytes, limit: int) -> bytes:
             quality -= 10
         else:
             image = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+
+
+async def video_under(content: bytes, limit: int) -> bytes | None:
+    """The MP4 as it is when it fits under `limit` bytes, else re-encoded to fit (in a
+    thread), else None: nothing watchable fits."""
+    return content if len(content) <= limit else await fit_video(content, limit)
 
 
 async def post_status(

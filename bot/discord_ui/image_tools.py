@@ -2,7 +2,7 @@
 
 A result message holds at most five rows: Upscale ×2 buttons (one per image), Vary (subtle)
 buttons, a "Zoom out or pan…" menu, a "More…" menu (Upscale ×4, Vary (strong), Edit this
-image), then Reroll, Edit, Info, Delete. Each custom_id names the job, and a button also the
+image, Animate), then Reroll, Edit, Info, Delete. Each custom_id names the job, and a button also the
 image and the tool (`wan:img:<job>:<image>:<tool>`); a menu names its job and itself
 (`wan:tools:<job>:<menu>`) and each option the tool and image (`<tool>:<image>`). Images are
 numbered from 1, as members see them. Nothing is kept per message: a click is routed by its
@@ -17,10 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.dashscope.models import IMAGE_TOOLS_MODEL, MODELS, Kind
+from bot.dashscope.models import DEFAULT_ANIMATE_MODEL, IMAGE_TOOLS_MODEL, MODELS, Kind, SideRange
 from bot.dashscope.requests import ImageRequest
-from bot.dashscope.tools import Chosen, Pan, expand, offered, pan_scales, upscale, vary, zoom_scales
+from bot.dashscope.tools import (
+    Chosen,
+    Pan,
+    animate,
+    expand,
+    offered,
+    pan_scales,
+    upscale,
+    vary,
+    zoom_scales,
+)
 from bot.jobs.model import Job
+from bot.media.inputs import INPUT_SIDES
 
 # Job ids at most 18 digits (as in job buttons), images 1–4 (two digits allowed, matched and
 # refused in words), tools a word: at most 52 characters of Discord's 100.
@@ -43,6 +54,9 @@ class ImageTool:
     # Shown only where wanx2.1-imageedit is offered: elsewhere Vary falls back to a model
     # without strength, where strong would be the same request as subtle.
     needs_tools_model: bool = False
+    # The sides its model takes, when not those of the image models (a larger image is
+    # scaled down to them as it is read).
+    sides: SideRange = INPUT_SIDES
 
     @property
     def label_key(self) -> str:
@@ -80,6 +94,12 @@ TOOLS: dict[str, ImageTool] = {
         ImageTool("pan_up", Kind.EXPAND, _pan(Pan.UP)),
         ImageTool("pan_down", Kind.EXPAND, _pan(Pan.DOWN)),
         ImageTool("edit", Kind.EDIT, None),
+        ImageTool(
+            "animate",
+            Kind.ANIMATE,
+            lambda chosen, job, region: animate(chosen, region),
+            sides=MODELS[DEFAULT_ANIMATE_MODEL].input_sides,
+        ),
     )
 }
 
@@ -87,7 +107,7 @@ TOOLS: dict[str, ImageTool] = {
 BUTTON_ROWS = ("upscale2", "vary_subtle")
 MENUS: dict[str, tuple[str, ...]] = {
     "move": ("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down"),
-    "more": ("upscale4", "vary_strong", "edit"),
+    "more": ("upscale4", "vary_strong", "edit", "animate"),
 }
 MAX_IMAGES = 4  # a job's n at most: 4 buttons a row, 6 × 4 = 24 options a menu (Discord: 25)
 

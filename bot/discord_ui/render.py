@@ -176,16 +176,29 @@ def status_content(
         started = job.submitted_at or job.created_at
         elapsed = max(0, int(now - started))
         left = int((expected_seconds or 0) - elapsed)
-        line = (
-            text("status.running", lang, elapsed=elapsed, eta=left)
-            if left > 0
-            else text("status.running_late", lang, elapsed=elapsed)
-        )
+        if job.kind.makes_video:  # minutes, not seconds
+            line = (
+                text(
+                    "status.running_video", lang, elapsed=span(elapsed, lang), eta=span(left, lang)
+                )
+                if left > 0
+                else text("status.running_video_late", lang, elapsed=span(elapsed, lang))
+            )
+        else:
+            line = (
+                text("status.running", lang, elapsed=elapsed, eta=left)
+                if left > 0
+                else text("status.running_late", lang, elapsed=elapsed)
+            )
     elif state is JobState.DELIVERING:
         line = text("status.delivering", lang)
     elif state is JobState.DONE:
         seconds = int((job.finished_at or now) - job.created_at)
-        line = text("status.done", lang, count=job.image_count or 0, seconds=seconds)
+        line = (
+            text("status.done_video", lang, seconds=span(seconds, lang))
+            if job.kind.makes_video
+            else text("status.done", lang, count=job.image_count or 0, seconds=seconds)
+        )
     elif state is JobState.CANCELLED:
         line = text("status.cancelled", lang)
     else:
@@ -194,6 +207,14 @@ def status_content(
     if simulated:
         parts.append(f"-# {text('status.simulated', lang)}")
     return "\n".join(parts)
+
+
+def span(seconds: int, lang: Lang) -> str:
+    """A time as members read it: "45 s", "3 min 05 s"."""
+    minutes, rest = divmod(max(0, seconds), 60)
+    if not minutes:
+        return text("status.seconds", lang, seconds=rest)
+    return text("status.minutes", lang, minutes=minutes, seconds=f"{rest:02d}")
 
 
 def _stopped(view: discord.ui.View) -> discord.ui.View:
@@ -217,11 +238,24 @@ def status_view(job: Job, lang: Lang) -> discord.ui.View | None:
 
 
 def result_view(
-    job_id: int, lang: Lang, *, images: Sequence[int] = (1,), region: str | None = None
+    job_id: int,
+    lang: Lang,
+    *,
+    images: Sequence[int] = (1,),
+    region: str | None = None,
+    video: bool = False,
 ) -> discord.ui.View:
     """The actions on each image shown (`images`: their 1-based positions in the job; those
     tools the key's `region` offers: image_tools.py), then Reroll, Edit, Info and Delete: at
-    most five rows."""
+    most five rows. A `video` is no image: Reroll, Info and Delete only."""
+    if video:
+        return _job_buttons(
+            job_id,
+            lang,
+            ("reroll", discord.ButtonStyle.primary),
+            ("info", discord.ButtonStyle.secondary),
+            ("delete", discord.ButtonStyle.danger),
+        )
     view = _job_buttons(
         job_id,
         lang,
@@ -316,7 +350,10 @@ def result_embed(
     failed_images: int = 0,
     reencoded: bool = False,
     simulated: bool = False,
+    linked: bool = False,
 ) -> discord.Embed:
+    """A result's details; a video's (`Kind.makes_video`) also its length, resolution and
+    sound, and whether it was re-encoded to fit (`reencoded`) or is only linked (`linked`)."""
     p = job.params
     embed = discord.Embed(title=text("result.title", lang, job_id=job.id), colour=EMBED_COLOUR)
     embed.add_field(
@@ -343,6 +380,15 @@ def result_embed(
     size = job.result_size or p.size  # an edit without a size: known only if DashScope said
     if size:
         embed.add_field(name=text("result.size", lang), value=size)
+    video = job.kind.makes_video
+    if video:
+        embed.add_field(name=text("result.video_length", lang), value=f"{p.duration or '?'} s")
+        embed.add_field(name=text("result.resolution", lang), value=p.resolution or "—")
+        if p.audio is not None:
+            embed.add_field(
+                name=text("result.audio", lang),
+                value=text("result.audio_on" if p.audio else "result.audio_off", lang),
+            )
     embed.add_field(
         name=text("result.seed", lang), value=str(p.seed) if p.seed is not None else "—"
     )
@@ -353,7 +399,9 @@ def result_embed(
     if failed_images:
         notes.append(text("result.failed_images", lang, count=failed_images))
     if reencoded:
-        notes.append(text("result.reencoded", lang))
+        notes.append(text("result.video_reencoded" if video else "result.reencoded", lang))
+    if linked:
+        notes.append(text("result.video_linked", lang))
     if simulated:
         notes.append(text("status.simulated", lang))
     if notes:
@@ -369,6 +417,8 @@ def tool_words(job: Job, lang: Lang) -> str | None:
         words = text("tool.did_upscale", lang, factor=p.upscale_factor or "?")
     elif job.kind is Kind.EXPAND:
         words = _expand_words(p.expand, lang)
+    elif job.kind is Kind.ANIMATE:
+        words = text("tool.animate", lang)
     elif job.kind is Kind.VARY:
         strength = next((k for k, v in VARY_STRENGTH.items() if v == p.strength), None)
         if strength is not None:
