@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.accounting.quota import next_month_start
+from bot.accounting.quota import Standing, next_month_start
 from bot.dashscope.errors import DownloadError
 from bot.discord_ui.app import WanBot
 from bot.discord_ui.buttons import (
@@ -233,10 +233,27 @@ class Jobs(commands.Cog):
                     when=relative_timestamp(standing.guild_frees_at),
                 )
             )
+        lines += video_lines(standing, lang)
         if standing.exempt:
             lines.append(text("reply.quota_exempt", lang))
         embed = discord.Embed(title=text("reply.quota_title", lang), description="\n".join(lines))
         await respond(interaction, "", embed=embed)
+
+
+def video_lines(standing: Standing, lang: Lang) -> list[str]:
+    """/quota's lines on videos: forbidden here, or seconds used of the member's cap (and when
+    more free up, when there is a cap)."""
+    if not standing.video_allowed:
+        return [text("reply.quota_video_off", lang)]
+    allowed = standing.limits.video_seconds_per_user_day
+    used = standing.video_seconds
+    lines = [
+        text("reply.quota_video", lang, used=used, allowed=allowed or text("reply.unlimited", lang))
+    ]
+    if allowed and standing.video_frees_at:
+        when = relative_timestamp(standing.video_frees_at)
+        lines.append(text("reply.quota_video_frees", lang, when=when))
+    return lines
 
 
 def shown_images(job: Job, files: list[tuple[str, bytes, str]]) -> list[int]:

@@ -389,6 +389,15 @@ async def test_quota_shows_usage_against_limits(env: BotEnv) -> None:
     assert lines[1] == "Jobs in progress: 1 of no limit"
     assert lines[2].startswith("This server, last 24 h: ") and lines[2].endswith(" of 200")
     assert lines[3].startswith("Next image frees <t:") and lines[3].endswith(":R>.")
+    assert "Video seconds in the last 24 h: 0 of 30" in lines
+    await env.bot.engine.quota.policy.set(env.world.guild.id, "allow_video", "no", by_user=1)
+    try:
+        inter = await invoke(env, "quota", user=dave)
+        shown = replies(inter)[-1].embeds[0]["description"].split("\n")
+        assert "Videos are not allowed on this server." in shown
+        assert not any(line.startswith("Video seconds") for line in shown)
+    finally:
+        await env.bot.engine.quota.policy.reset(env.world.guild.id, "allow_video", by_user=1)
     await invoke(env, "cancel", {"job": queued.id}, user=dave)
     inter = await invoke(env, "quota", user=dave)
     assert (

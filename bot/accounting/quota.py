@@ -211,6 +211,7 @@ class Standing:
     cooldown_until: float | None
     video_seconds: int = 0  # the member's video seconds in the last 24 h
     video_frees_at: float | None = None
+    video_allowed: bool = True
 
 
 class Quota:
@@ -431,6 +432,7 @@ class Quota:
             cooldown_until=cooldown_until,
             video_seconds=seconds_used,
             video_frees_at=_frees_at(seconds_window, 1) if seconds_used else None,
+            video_allowed=policy.text("allow_video") == "1",
         )
 
 
