@@ -11,7 +11,14 @@ import pytest
 
 import bot
 import cogs
-from bot.accounting.quota import BudgetExceeded, LimitReached, QuotaExceeded
+from bot.accounting.quota import (
+    BudgetExceeded,
+    LimitReached,
+    QuotaExceeded,
+    VideoBudgetExceeded,
+    VideoNotAllowed,
+    VideoSecondsReached,
+)
 from bot.dashscope import errors as ds
 from bot.discord_ui.launcher import CannotPost
 from bot.discord_ui.replies import relative_timestamp
@@ -169,6 +176,24 @@ CASES: list[tuple[UserError, str, list[str], list[str]]] = [
         "quota.budget",
         ["spent 0.80 of its monthly budget of 1.10", "renews 2026-02-01 00:00 UTC."],
         ["本月已用 0.80，月度预算为 1.10", "预算将于2026-02-01 00:00 UTC重置"],
+    ),
+    (
+        VideoBudgetExceeded(budget=4.0, spent=2.8, renews_at=RENEWS, cost=3.0),
+        "quota.budget_video",
+        ["This video would cost 3.00", "1.20 of its monthly budget of 4.00 left"],
+        ["这个视频预计花费 3.00", "只剩 1.20"],
+    ),
+    (
+        VideoSecondsReached("video_user_day", allowed=30, used=25, asked=10, frees_at=FREES),
+        "quota.video_user_day",
+        ["needs 10 s", "you have 5 s of your 30 s", "free up 2026-01-15 09:30 UTC."],
+        ["需要 10 秒", "还剩 5 秒"],
+    ),
+    (
+        VideoNotAllowed(),
+        "quota.video_off",
+        ["does not allow videos", "allow_video yes"],
+        ["不允许生成视频"],
     ),
     (
         EngineStopping("the bot is restarting"),
