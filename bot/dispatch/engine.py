@@ -289,6 +289,22 @@ class Engine:
             self._wake_scheduler.set()
         return adopted
 
+    async def adopt_one(self, job_id: int) -> int:
+        """Queue one job another process inserted and notified (1), or leave it (0): it is
+        gone, no longer queued, or already here. One row, where `adopt_queued` reads them all:
+        a burst of notifications must not cost the event loop a scan of the queue each."""
+        if job_id in self.queue or job_id in self._claimed:
+            return 0
+        job = await self.store.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return 0
+        if job_id in self.queue or job_id in self._claimed:  # taken while it was read
+            return 0
+        adopted = await self._adopt(job)
+        if adopted:
+            self._wake_scheduler.set()
+        return adopted
+
     async def _adopt(self, job: Job) -> int:
         """Queue a queued job found in the rows (1), or leave it (0): a job accepted for a
         front end but not shown yet is its front end's to place, for `PLACE_GRACE` seconds in

@@ -111,7 +111,7 @@ class Dispatch:
     async def _handle(self, payload: str) -> None:
         kind, _, rest = payload.partition(":")
         if kind == "queued":
-            await self.engine.adopt_queued()
+            await self.engine.adopt_one(int(rest))
         elif kind == "cancel":
             job_id, user_id, moderator = (int(part) for part in rest.split(":"))
             outcome = await self.engine.cancel(job_id, user_id, moderator=bool(moderator))
