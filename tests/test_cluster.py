@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 
 from bot.accounting.quota import LimitReached, Limits, Quota
 from bot.dashscope.client import DashScopeClient
-from bot.dispatch.engine import CancelOutcome, Engine
+from bot.dispatch.engine import PLACE_GRACE, CancelOutcome, Engine
 from bot.jobs.model import Job, JobState
 from bot.jobs.store import JobStore
 from bot.media.downloads import ResultFetcher
@@ -242,6 +242,81 @@ async def test_a_new_dispatcher_dispatches_before_the_endings_it_shows_again(
         await wait_until(lambda: _shown(standby, old.id), timeout=10, what="old ending shown")
         await wait_until(standby.engine.idle, timeout=10, what="idle")
         await assert_ledger_balanced(standby.db)
+
+
+async def test_a_jobs_notification_adopts_that_job_and_leaves_the_rest_to_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notification "queued:<id>" brings the dispatcher that one job, read alone: a queued
+    job whose notification was lost waits for the sweep (or the next connection), however
+    ready it is. Reading every queued row for each notification cost a burst of N
+    notifications N scans."""
+    monkeypatch.setattr("bot.runtime.dispatcher.SWEEP_INTERVAL", 3600.0)  # no sweep meanwhile
+    async with cluster_of(tmp_path) as (processes, _, _):
+        leader, standby = processes
+        listening = asyncio.Event()
+        on_connect = leader.dispatch._adopt
+
+        async def adopt_then_tell() -> None:
+            await on_connect()
+            listening.set()
+
+        monkeypatch.setattr(leader.dispatch, "_adopt", adopt_then_tell)
+        await leader.dispatch.start()  # the only one trying: it takes the lease
+        await asyncio.wait_for(listening.wait(), timeout=10)
+        assert leader.dispatch.role == "dispatcher"
+        # B: accepted and shown on the standby, but its notification never came.
+        unannounced = replace(new_job("the one nobody announced", user=51), channel_id=700)
+        lost = await standby.engine.submit_job(unannounced, start=False)
+        await standby.db.write(standby.engine.store.update, lost.id, status_message_id=7001)
+        # A: handed over as usual, by "queued:<id>".
+        job = await standby.engine.submit_job(new_job("the announced one", user=50))
+        await wait_until(lambda: job.id in leader.port.delivered, timeout=10, what="delivered")
+        assert lost.id not in leader.engine.queue and lost.id not in leader.engine._claimed
+        row = await leader.engine.store.get(lost.id)
+        assert row is not None and row.state is JobState.QUEUED and row.submit_attempts == 0
+        assert await leader.engine.adopt_one(job.id) == 0  # done: nothing to take again
+        # The safety net (the sweep's and the on-connect look at every row) takes B.
+        assert await leader.engine.adopt_queued() == 1
+        await wait_until(lambda: lost.id in leader.port.delivered, timeout=10, what="B delivered")
+        await wait_until(leader.engine.idle, timeout=10, what="idle")
+        await assert_ledger_balanced(leader.db)
+
+
+async def test_adopt_one_takes_a_queued_job_once_and_nothing_else(tmp_path: Path) -> None:
+    """A notification for a job cancelled or finished meanwhile, for an id with no row, or for
+    a job the dispatcher already has queues nothing (0), and a job its front end may still be
+    showing (`PLACE_GRACE`) is left to it; each job is queued, or shown again, once."""
+    async with cluster_of(tmp_path, count=1) as (processes, _, _):
+        (process,) = processes
+        engine, store = process.engine, process.engine.store
+        cancelled = await engine.submit_job(new_job(user=60), start=False)
+        assert (await engine.cancel(cancelled.id, 60)).cancelled
+        done = await engine.submit_job(new_job(user=61), start=False)
+        for state, fields in (
+            (JobState.SUBMITTED, {"task_id": "t-done"}),
+            (JobState.DELIVERING, {}),
+            (JobState.DONE, {}),
+        ):
+            await process.db.write(store.transition, done.id, state, **fields)
+        for gone in (cancelled.id, done.id, 999_999):
+            assert await engine.adopt_one(gone) == 0
+        assert len(engine.queue) == 0
+
+        queued = await engine.submit_job(new_job(user=62), start=False)
+        await process.db.write(store.update, queued.id, status_message_id=6200)
+        assert await engine.adopt_one(queued.id) == 1
+        assert await engine.adopt_one(queued.id) == 0  # already here
+        assert engine.queue.queued() == [queued.id]
+
+        unshown = await engine.submit_job(replace(new_job(user=63), channel_id=700), start=False)
+        assert await engine.adopt_one(unshown.id) == 0  # its front end's to place, for now
+        assert unshown.id not in engine.queue and process.port.placed_again == []
+        engine.clock = lambda: time.time() + PLACE_GRACE + 1  # and now it is late
+        assert await engine.adopt_one(unshown.id) == 1
+        assert await engine.adopt_one(unshown.id) == 0
+        assert process.port.placed_again == [unshown.id]  # shown again once
+        assert engine.queue.queued() == [queued.id, unshown.id]
 
 
 async def _shown(process: Process, job_id: int) -> bool:
