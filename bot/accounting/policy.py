@@ -248,6 +248,20 @@ class PolicyStore:
             cached = self._cache[guild_id] = _GuildPolicies(version, stored)
             if not stored:  # most servers: every member gets the one default policy
                 cached.policies[frozenset()] = self._no_guild
+        return self._resolved(cached, role_ids)
+
+    def known(
+        self, guild_id: int | None, role_ids: Iterable[int] = ()
+    ) -> tuple[int | None, Policy] | None:
+        """The member's policy as last read, and the server's settings version it was read at,
+        without a look-up: for a caller that checks the version itself, in the same
+        transaction as it uses the policy. None when the server's settings were never read."""
+        if guild_id is None:
+            return None, self._no_guild
+        cached = self._cache.get(guild_id)
+        return None if cached is None else (cached.version, self._resolved(cached, role_ids))
+
+    def _resolved(self, cached: _GuildPolicies, role_ids: Iterable[int]) -> Policy:
         key = cached.roles.intersection(role_ids)
         policy = cached.policies.get(key)
         if policy is None:

@@ -79,6 +79,9 @@ _ACTIVE_SQL = (
 # When the member's last job was accepted: its reservation (one per job, made with it).
 _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
+# The reservation and the settlement of images on PostgreSQL: migrations/postgresql/0007.
+_RESERVE_SQL = f"SELECT wanbot_reserve({', '.join('?' * 24)})"
+_SETTLE_IN_SERVER_SQL = "SELECT wanbot_settle(?, ?, ?, ?)"
 # A settlement's two rows, once: the entries it added (none when the job was settled before).
 _SETTLE_SQL = (
     "INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model,"
@@ -245,6 +248,10 @@ class Quota:
         return await self.db.write(self._reserve, new)
 
     def _reserve(self, conn: Conn, new: NewJob) -> Job:
+        if self.db.dialect == "postgresql" and not new.kind.makes_video:
+            job = self._reserve_in_server(conn, new)
+            if job is not None:
+                return job
         conn.lock("user", new.user_id)
         now = self.clock()
         policy = self.policy.effective(conn, new.guild_id, new.role_ids)
@@ -294,6 +301,41 @@ class Quota:
         # A video counts in the seconds limits (summed from the ledger), not the images ones.
         _add_held(conn, new.user_id, new.guild_id, now, 0 if seconds else n, n * micros(unit_price))
         return job
+
+    def _reserve_in_server(self, conn: Conn, new: NewJob) -> Job | None:
+        """PostgreSQL: the steps below for images, in one statement run by the server
+        (`wanbot_reserve`, migrations/postgresql/0007), with the member's policy as this
+        process last resolved it. None when that policy is not known yet or the server's
+        settings changed since, or when a limit refuses: the steps below run next, in this
+        transaction, and refresh the policy or say which limit refuses and until when."""
+        known = self.policy.known(new.guild_id, new.role_ids)
+        if known is None:
+            return None
+        version, policy = known
+        limits = limits_of(policy)
+        now = self.clock()
+        unit_price = self.price(new.request)
+        budget = policy.money("monthly_budget")
+        month, next_month = _month(now)
+        job_id = conn.execute(
+            _RESERVE_SQL,
+            (
+                now,
+                now - DAY,
+                month,
+                next_month,
+                version,
+                limits.cooldown_seconds,
+                limits.concurrent_jobs_per_user,
+                limits.images_per_user_day,
+                limits.images_per_guild_day,
+                micros(budget) if budget > 0 else -1,
+                unit_price,
+                micros(unit_price),
+                *JobStore.values(new),
+            ),
+        ).fetchone()[0]
+        return JobStore.inserted(conn, job_id, new, now) if job_id > 0 else None
 
     def _check(self, conn: Conn, new: NewJob, limits: Limits, now: float) -> None:
         """The member's own limits: cooldown, jobs in progress, images per day."""
@@ -362,6 +404,11 @@ class Quota:
         (inside a `Database.write`). A delivered video is charged the seconds DashScope
         reported (`job.video_seconds`; the reservation's when it reported none), never more
         than were reserved; the charge row's unit price is what those seconds cost."""
+        delivered = max(0, min(delivered, job.n))
+        if self.db.dialect == "postgresql":  # images: all of it in one statement in the server
+            settled = conn.execute(_SETTLE_IN_SERVER_SQL, (job.id, job.n, delivered, self.clock()))
+            if settled.fetchone()[0] != "video":
+                return
         reserved = conn.execute(
             "SELECT created_at, unit_price, model, seconds FROM ledger"
             " WHERE job_id = ? AND entry = 'reserve'",
@@ -370,7 +417,6 @@ class Quota:
         if reserved is None:
             return
         at, unit_price, model, seconds = reserved
-        delivered = max(0, min(delivered, job.n))
         refunded = job.n - delivered
         charged_price, charged_seconds = unit_price, 0
         if seconds and delivered:

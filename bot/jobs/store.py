@@ -70,23 +70,31 @@ class JobStore:
             "INSERT INTO jobs (state, kind, tool, model, mode, params, n, user_id, guild_id,"
             " channel_id, thread_id, locale, parent_job_id, created_at, updated_at)"
             " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                *stored_kind(new.kind),
-                new.request.model,
-                "sync" if new.sync else "async",
-                new.params.to_json(),
-                new.request.n,
-                new.user_id,
-                new.guild_id,
-                new.channel_id,
-                new.thread_id,
-                new.locale,
-                new.parent_job_id,
-                now,
-                now,
-            ),
+            (*self.values(new), now, now),
         ).fetchone()
-        job_id = int(row[0])
+        return self.inserted(conn, int(row[0]), new, now)
+
+    @staticmethod
+    def values(new: NewJob) -> tuple[Any, ...]:
+        """A new job's row: kind, tool, model, mode, params, n, user_id, guild_id, channel_id,
+        thread_id, locale, parent_job_id (the times are the caller's)."""
+        return (
+            *stored_kind(new.kind),
+            new.request.model,
+            "sync" if new.sync else "async",
+            new.params.to_json(),
+            new.request.n,
+            new.user_id,
+            new.guild_id,
+            new.channel_id,
+            new.thread_id,
+            new.locale,
+            new.parent_job_id,
+        )
+
+    @staticmethod
+    def inserted(conn: Conn, job_id: int, new: NewJob, now: float) -> Job:
+        """The job whose row was just inserted as `job_id`, with its input images stored."""
         if new.request.images:
             conn.executemany(
                 "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
