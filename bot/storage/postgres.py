@@ -319,18 +319,30 @@ class PostgresDatabase(Database):
     def _transact(self, fn: Callable[[Conn], T]) -> T:
         for attempt in range(RETRIES):
             try:
-                # The stack closes after the COMMIT: a pipeline entered in `fn` sends it.
-                with (
-                    self._pool.connection() as raw,
-                    contextlib.ExitStack() as until_commit,
-                    raw.transaction(),
-                ):
-                    return fn(PgConn(raw, until_commit))
+                return self._transact_once(fn)
             except _RETRYABLE as exc:
                 if attempt + 1 == RETRIES:
                     raise
                 log.info("transaction retried after %s", type(exc).__name__)
         raise AssertionError("unreachable")
+
+    def _transact_once(self, fn: Callable[[Conn], T]) -> T:
+        try:
+            # The stack closes after the COMMIT: a pipeline entered in `fn` sends it.
+            with (
+                self._pool.connection() as raw,
+                contextlib.ExitStack() as until_commit,
+                raw.transaction(),
+            ):
+                return fn(PgConn(raw, until_commit))
+        except psycopg.errors.PipelineAborted as aborted:
+            # A statement failed in pipeline mode and its error came back only when the
+            # pipeline closed, after the COMMIT: psycopg raises "pipeline aborted" with the
+            # statement's own error behind it. Raise that one (a unique violation, a
+            # serialization failure to run again), as without pipeline mode.
+            if isinstance(aborted.__context__, psycopg.Error):
+                raise aborted.__context__ from None
+            raise
 
     async def write(
         self, fn: Callable[Concatenate[Conn, P], T], /, *args: P.args, **kwargs: P.kwargs
