@@ -26,6 +26,7 @@ from bot.accounting.quota import (
     Limits,
     Quota,
     QuotaExceeded,
+    micros,
     month_start,
     next_month_start,
 )
@@ -550,3 +551,18 @@ async def test_a_random_history_is_the_same_on_both_backends(tmp_path: Path, see
     assert month_start(last) > month_start(START) and last - START > 2 * DAY
     months = {row[1] for row in postgres[3]["spend"]}
     assert len(months) >= 2, months
+
+
+@pytest.mark.parametrize("price", [0.0001245, 0.0004955, 0.14])
+async def test_a_refund_gives_back_the_money_its_reservation_held(make: Make, price: float) -> None:
+    """The millionths a settlement gives back are the ones the reservation added (`micros`),
+    for prices whose millionths a decimal rounding would round the other way."""
+    s = await make(NO_LIMITS)
+    s.quota.prices = {"wan2.6-t2i": price}
+    await s.quota.policy.set(GUILD, "monthly_budget", "100.00", by_user=ADMIN)
+    await s.reserve(1)
+    job = await s.reserve(4)
+    await s.end(job, JobState.DONE, delivered=1)
+    assert await s.assert_totals_match_the_ledger() == 1
+    spend = await s.db.fetchone("SELECT micros FROM quota_spend WHERE guild_id = ?", (GUILD,))
+    assert spend is not None and spend["micros"] == 2 * micros(price)
