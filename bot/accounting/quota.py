@@ -79,7 +79,7 @@ _ACTIVE_SQL = (
 # When the member's last job was accepted: its reservation (one per job, made with it).
 _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
-# The reservation and the settlement of images on PostgreSQL: migrations/postgresql/0007.
+# The reservation and the settlement of images on PostgreSQL: migrations/postgresql/0007, 0008.
 _RESERVE_SQL = f"SELECT wanbot_reserve({', '.join('?' * 24)})"
 _SETTLE_IN_SERVER_SQL = "SELECT wanbot_settle(?, ?, ?, ?)"
 # A settlement's two rows, once: the entries it added (none when the job was settled before).
