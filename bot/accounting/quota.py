@@ -79,8 +79,8 @@ _ACTIVE_SQL = (
 # When the member's last job was accepted: its reservation (one per job, made with it).
 _LAST_JOB_SQL = "SELECT MAX(created_at) FROM ledger WHERE user_id = ? AND entry = 'reserve'"
 _FOREVER = 1e18
-# The reservation and the settlement of images on PostgreSQL: migrations/postgresql/0007, 0008.
-_RESERVE_SQL = f"SELECT wanbot_reserve({', '.join('?' * 24)})"
+# The reservation and the settlement of images on PostgreSQL: migrations/postgresql/0007.
+_RESERVE_SQL = f"SELECT wanbot_reserve({', '.join('?' * 25)})"
 _SETTLE_IN_SERVER_SQL = "SELECT wanbot_settle(?, ?, ?, ?)"
 # A settlement's two rows, once: the entries it added (none when the job was settled before).
 _SETTLE_SQL = (
@@ -245,13 +245,13 @@ class Quota:
         """Check every limit and accept the job (queued, n images reserved) in one transaction.
         The member's and the server's locks come first, so two processes cannot both pass a
         check that only one of them may (SQLite's writers are alone anyway)."""
+        if self.db.dialect == "postgresql" and not new.kind.makes_video:
+            job = await self._reserve_in_server(new)
+            if job is not None:
+                return job
         return await self.db.write(self._reserve, new)
 
     def _reserve(self, conn: Conn, new: NewJob) -> Job:
-        if self.db.dialect == "postgresql" and not new.kind.makes_video:
-            job = self._reserve_in_server(conn, new)
-            if job is not None:
-                return job
         conn.lock("user", new.user_id)
         now = self.clock()
         policy = self.policy.effective(conn, new.guild_id, new.role_ids)
@@ -302,12 +302,12 @@ class Quota:
         _add_held(conn, new.user_id, new.guild_id, now, 0 if seconds else n, n * micros(unit_price))
         return job
 
-    def _reserve_in_server(self, conn: Conn, new: NewJob) -> Job | None:
-        """PostgreSQL: the steps below for images, in one statement run by the server
-        (`wanbot_reserve`, migrations/postgresql/0007), with the member's policy as this
-        process last resolved it. None when that policy is not known yet or the server's
-        settings changed since, or when a limit refuses: the steps below run next, in this
-        transaction, and refresh the policy or say which limit refuses and until when."""
+    async def _reserve_in_server(self, new: NewJob) -> Job | None:
+        """PostgreSQL: `_reserve`'s steps for images in one statement the server runs as a
+        transaction of its own (`wanbot_reserve`, migrations/postgresql/0007), with the
+        member's policy as this process last resolved it. None when that policy is not known
+        yet or the server's settings changed since, or when a limit refuses: `_reserve` runs
+        next, and refreshes the policy or says which limit refuses and until when."""
         known = self.policy.known(new.guild_id, new.role_ids)
         if known is None:
             return None
@@ -317,7 +317,8 @@ class Quota:
         unit_price = self.price(new.request)
         budget = policy.money("monthly_budget")
         month, next_month = _month(now)
-        job_id = conn.execute(
+        # One statement: `fetchone` runs it without BEGIN and COMMIT, one round trip.
+        row = await self.db.fetchone(
             _RESERVE_SQL,
             (
                 now,
@@ -333,9 +334,11 @@ class Quota:
                 unit_price,
                 micros(unit_price),
                 *JobStore.values(new),
+                list(new.request.images),
             ),
-        ).fetchone()[0]
-        return JobStore.inserted(conn, job_id, new, now) if job_id > 0 else None
+        )
+        job_id = int(row[0])
+        return Job.queued(job_id, new, now) if job_id > 0 else None
 
     def _check(self, conn: Conn, new: NewJob, limits: Limits, now: float) -> None:
         """The member's own limits: cooldown, jobs in progress, images per day."""

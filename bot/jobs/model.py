@@ -89,11 +89,6 @@ class IllegalTransition(Exception):
         self.target = target
 
 
-def check_transition(job_id: int, current: JobState, target: JobState) -> None:
-    if target not in TRANSITIONS[current]:
-        raise IllegalTransition(job_id, current, target)
-
-
 @dataclass(frozen=True)
 class JobParams:
     """What the user asked for, apart from the model, n and the input images."""

@@ -9,15 +9,15 @@ from typing import Any
 from bot.dashscope.results import TaskResult
 from bot.jobs.model import (
     STATE_TIME_COLUMN,
+    TRANSITIONS,
     IllegalTransition,
     Job,
     JobState,
     NewJob,
     ResultImage,
-    check_transition,
     stored_kind,
 )
-from bot.storage.db import Conn, Database, as_dict
+from bot.storage.db import Conn, Database
 
 # Columns a transition may set besides the state and its timestamp.
 _UPDATABLE = {
@@ -51,6 +51,11 @@ UNNOTIFIED_SQL = (
 
 
 _BY_ID = "SELECT * FROM jobs WHERE id = ?"
+# The states a job may move to each state from.
+_SOURCES = {
+    target: [source.value for source, targets in TRANSITIONS.items() if target in targets]
+    for target in JobState
+}
 _DELETION_DONE = "UPDATE jobs SET deletion_done_at = ? WHERE id = ? AND deleted_at IS NOT NULL"
 _ADD_REPOST = (
     "INSERT INTO reposts (message_id, job_id, channel_id) VALUES (?, ?, ?)"
@@ -72,7 +77,13 @@ class JobStore:
             " VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (*self.values(new), now, now),
         ).fetchone()
-        return self.inserted(conn, int(row[0]), new, now)
+        job_id = int(row[0])
+        if new.request.images:
+            conn.executemany(
+                "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
+                [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
+            )
+        return Job.queued(job_id, new, now)
 
     @staticmethod
     def values(new: NewJob) -> tuple[Any, ...]:
@@ -91,16 +102,6 @@ class JobStore:
             new.locale,
             new.parent_job_id,
         )
-
-    @staticmethod
-    def inserted(conn: Conn, job_id: int, new: NewJob, now: float) -> Job:
-        """The job whose row was just inserted as `job_id`, with its input images stored."""
-        if new.request.images:
-            conn.executemany(
-                "INSERT INTO job_inputs (job_id, position, data_uri) VALUES (?, ?, ?)",
-                [(job_id, i, uri) for i, uri in enumerate(new.request.images)],
-            )
-        return Job.queued(job_id, new, now)
 
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone(_BY_ID, (job_id,))
@@ -182,12 +183,9 @@ class JobStore:
         ]
 
     def transition(self, conn: Conn, job_id: int, target: JobState, **fields: Any) -> Job:
-        """Move a job to `target` (inside a `Database.write`); raise if not allowed."""
-        row = conn.execute(_BY_ID, (job_id,)).fetchone()
-        if row is None:
-            raise IllegalTransition(job_id, None, target)
-        state = JobState(row["state"])
-        check_transition(job_id, state, target)
+        """Move a job to `target` (inside a `Database.write`); raise if not allowed. One
+        statement when allowed: the row is moved only from a state that may go to `target`,
+        and comes back as written."""
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)} in a transition")
@@ -195,16 +193,19 @@ class JobStore:
         columns = {"state": target.value, "updated_at": now, **fields}
         if target in STATE_TIME_COLUMN:
             columns[STATE_TIME_COLUMN[target]] = now
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        cursor = conn.execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
-            (*columns.values(), job_id, state.value),
-        )
-        if cursor.rowcount != 1:
-            raise IllegalTransition(job_id, state, target)
-        written = as_dict(row)
-        written.update(columns)
-        return Job.from_row(written)  # what a second read would return, without the read
+        sources = _SOURCES[target]
+        row = None
+        if sources:
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            row = conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?"  # noqa: S608
+                f" AND state IN ({', '.join('?' * len(sources))}) RETURNING *",
+                (*columns.values(), job_id, *sources),
+            ).fetchone()
+        if row is None:  # say why: no such job, or its state may not go there
+            found = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            raise IllegalTransition(job_id, JobState(found[0]) if found else None, target)
+        return Job.from_row(row)
 
     def update(self, conn: Conn, job_id: int, **fields: Any) -> None:
         """Change bookkeeping columns without changing the state (inside a `Database.write`)."""

@@ -1,4 +1,5 @@
--- A reservation of images in one statement: `bot.accounting.quota.Quota._reserve_in_server`.
+-- A reservation of images in one statement, a transaction of its own:
+-- `bot.accounting.quota.Quota._reserve_in_server`.
 --
 -- On PostgreSQL a reservation ran a dozen statements from the bot, each a call into the driver
 -- and a trip to the server, while holding the member's and the server's locks; `bench cluster`
@@ -8,8 +9,8 @@
 -- takes the locks, checks them against the rows and the running totals exactly as
 -- `Quota._reserve` does, and writes the job, its reservation and the totals. It answers:
 --   > 0  the new job's id: accepted;
---   0    a limit refuses (nothing kept: the bot runs its own checks next, which say which
---        limit and when it frees, or accept if it freed meanwhile);
+--   0    a limit refuses (no job: the bot runs its own checks next, which say which limit
+--        and when it frees, or accept if it freed meanwhile);
 --   -1   the server's settings changed since the bot resolved the member's policy.
 -- Videos and refusals take the bot's own path; the store's contract tests hold the two to one
 -- behaviour.
@@ -83,7 +84,9 @@ CREATE FUNCTION wanbot_reserve(
     -- the job's row, in the order of `JobStore.values`
     p_kind TEXT, p_tool TEXT, p_model TEXT, p_mode TEXT, p_params TEXT, p_n BIGINT,
     p_user BIGINT, p_guild BIGINT, p_channel BIGINT, p_thread BIGINT, p_locale TEXT,
-    p_parent BIGINT
+    p_parent BIGINT,
+    -- its input images (data URIs), in order
+    p_inputs TEXT[]
 ) RETURNS BIGINT LANGUAGE plpgsql AS $$
 DECLARE
     found_version BIGINT;
@@ -145,6 +148,8 @@ BEGIN
     VALUES ('queued', p_kind, p_tool, p_model, p_mode, p_params, p_n, p_user, p_guild, p_channel,
             p_thread, p_locale, p_parent, p_now, p_now)
     RETURNING id INTO new_id;
+    INSERT INTO job_inputs (job_id, position, data_uri)
+    SELECT new_id, ordinality - 1, uri FROM unnest(p_inputs) WITH ORDINALITY AS inputs(uri);
     INSERT INTO ledger (job_id, user_id, guild_id, entry, images, created_at, unit_price, model,
                         seconds)
     VALUES (new_id, p_user, p_guild, 'reserve', p_n, p_now, p_unit_price, p_model, 0);
@@ -189,9 +194,10 @@ BEGIN
         UPDATE quota_windows SET held = held - refunded WHERE cutoff < r.created_at
            AND ((scope = 'user_id' AND owner = r.user_id)
                 OR (scope = 'guild_id' AND owner = r.guild_id));
-        -- millionths rounded half away from zero, as `quota.micros`
+        -- millionths as `quota.micros` counts them: the double product, half away from zero
         UPDATE quota_spend
-           SET micros = micros - refunded * CAST(ROUND(CAST(r.unit_price AS NUMERIC) * 1000000) AS BIGINT)
+           SET micros = micros - refunded * CAST(sign(r.unit_price)
+                                                 * floor(abs(r.unit_price) * 1000000 + 0.5) AS BIGINT)
          WHERE guild_id = r.guild_id AND month = CAST(EXTRACT(EPOCH FROM date_trunc('month',
                    to_timestamp(floor(r.created_at)) AT TIME ZONE 'UTC')) AS DOUBLE PRECISION);
     END IF;
