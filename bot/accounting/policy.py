@@ -343,6 +343,14 @@ class PolicyStore:
         return old
 
     async def for_member(self, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
+        """A member's policy: the server's settings version read on its own (one look-up),
+        and the rows read again only when it has changed since they were resolved."""
+        if guild_id is None:
+            return self._no_guild
+        row = await self.db.fetchone(_VERSION, (guild_id,))
+        cached = self._cache.get(guild_id)
+        if cached is not None and cached.version == (row[0] if row else None):
+            return self._resolved(cached, role_ids)
         return await self.db.write(self.effective, guild_id, tuple(role_ids))
 
     async def overrides(self, guild_id: int) -> list[Any]:
