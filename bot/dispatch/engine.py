@@ -85,6 +85,9 @@ class Handover(Protocol):
 
     async def job_queued(self, job_id: int) -> None: ...
 
+    def queued_in(self, conn: Conn, job_id: int) -> None:
+        """`job_queued` as part of the caller's transaction, told when it commits."""
+
     async def cancel(self, job_id: int, user_id: int, moderator: bool) -> None: ...
 
 
@@ -351,16 +354,25 @@ class Engine:
         job submitted with `start=False` go. A job handed over to the cluster's dispatcher is
         the dispatcher's to show from then on: an edit of this process's, coming late, could
         hide the words it ended with (a failure at submission comes at once)."""
-        await self.front_db.write(
-            self.store.update, job_id, status_message_id=status_message_id, thread_id=thread_id
-        )
-        job = await self.store.get(job_id)
-        assert job is not None
+        job = await self.front_db.write(self._place, job_id, status_message_id, thread_id)
         handed_over = job.state is JobState.QUEUED and self.standing_by
-        if job.state is JobState.QUEUED:
-            await self._enqueue(job)
         if not handed_over:
+            if job.state is JobState.QUEUED:
+                await self._enqueue(job)
             await self._notify(job)
+        return job
+
+    def _place(
+        self, conn: Conn, job_id: int, status_message_id: int | None, thread_id: int | None
+    ) -> Job:
+        """The job's place recorded; a standby hands a queued job over in the same
+        transaction (its dispatcher hears of it when it commits)."""
+        job = self.store.updated(
+            conn, job_id, status_message_id=status_message_id, thread_id=thread_id
+        )
+        assert job is not None
+        if job.state is JobState.QUEUED and self.handover is not None and self.standing_by:
+            self.handover.queued_in(conn, job.id)
         return job
 
     def expected_seconds(self, job: Job) -> float:

@@ -17,7 +17,7 @@ from bot.jobs.model import (
     ResultImage,
     stored_kind,
 )
-from bot.storage.db import Conn, Database
+from bot.storage.db import Conn, Cursor, Database
 
 # Columns a transition may set besides the state and its timestamp.
 _UPDATABLE = {
@@ -209,12 +209,20 @@ class JobStore:
 
     def update(self, conn: Conn, job_id: int, **fields: Any) -> None:
         """Change bookkeeping columns without changing the state (inside a `Database.write`)."""
+        self._update(conn, job_id, fields, "")
+
+    def updated(self, conn: Conn, job_id: int, **fields: Any) -> Job | None:
+        """`update`, and the job as written (None: no such job), in one statement."""
+        row = self._update(conn, job_id, fields, " RETURNING *").fetchone()
+        return Job.from_row(row) if row else None
+
+    def _update(self, conn: Conn, job_id: int, fields: dict[str, Any], returning: str) -> Cursor:
         unknown = set(fields) - _UPDATABLE
         if unknown or not fields:
             raise ValueError(f"cannot set {sorted(unknown) or 'nothing'}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        conn.execute(
-            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+        return conn.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?{returning}",  # noqa: S608
             (*fields.values(), self.clock(), job_id),
         )
 

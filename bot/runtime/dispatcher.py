@@ -20,8 +20,8 @@ import socket
 from collections.abc import Callable
 
 from bot.dispatch.engine import Engine
-from bot.storage.cluster import Lease, listen, notify
-from bot.storage.db import Database
+from bot.storage.cluster import Lease, listen, notify, notify_in
+from bot.storage.db import Conn, Database
 from bot.storage.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ class NotifyHandover:
         self.db = db
 
     async def job_queued(self, job_id: int) -> None:
-        await notify(self.db, f"queued:{job_id}")
+        await self.db.write(self.queued_in, job_id)
+
+    def queued_in(self, conn: Conn, job_id: int) -> None:
+        notify_in(conn, f"queued:{job_id}")
 
     async def cancel(self, job_id: int, user_id: int, moderator: bool) -> None:
         await notify(self.db, f"cancel:{job_id}:{user_id}:{int(moderator)}")

@@ -186,14 +186,15 @@ class FencedDatabase(Database):
         await self.inner.close()
 
 
-def _notify(conn: Conn, payload: str) -> None:
+def notify_in(conn: Conn, payload: str) -> None:
+    """Tell the dispatcher, inside the caller's transaction (delivered when it commits)."""
     # Channels are per database: the schema's name goes first, for its own listeners.
     conn.execute("SELECT pg_notify(?, current_schema() || ' ' || ?)", (CHANNEL, payload))
 
 
 async def notify(db: Database, payload: str) -> None:
     """Tell the dispatcher (delivered when this commits)."""
-    await db.write(_notify, payload)
+    await db.write(notify_in, payload)
 
 
 async def listen(
