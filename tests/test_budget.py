@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,18 +55,20 @@ class Setup:
     quota: Quota
     clock: FakeClock
 
-    async def reserve(
-        self,
+    @staticmethod
+    def new(
         n: int = 1,
         *,
         user: int = 2,
         guild: int | None = GUILD,
         model: str = "wan2.6-t2i",
         roles: tuple[int, ...] = (),
-    ) -> Job:
-        return await self.quota.reserve(
-            NewJob(image_request(n=n, model=model), user_id=user, guild_id=guild, role_ids=roles)
-        )
+    ) -> NewJob:
+        request = image_request(n=n, model=model)
+        return NewJob(request, user_id=user, guild_id=guild, role_ids=roles)
+
+    async def reserve(self, n: int = 1, **kw: Any) -> Job:
+        return await self.quota.reserve(self.new(n, **kw))
 
     async def refused(self, n: int = 1, **kw: object) -> QuotaExceeded:
         before = await self.counts()

@@ -34,7 +34,7 @@ from bot.jobs.model import Job, JobState, NewJob
 from bot.jobs.store import JobStore
 from bot.storage.db import Conn, Database
 from tests.backends import database_target, postgres_schema
-from tests.engine_helpers import NO_LIMITS, FakeClock, image_request
+from tests.engine_helpers import NO_LIMITS, FakeClock
 from tests.test_budget import ADMIN, GUILD
 from tests.test_budget import Setup as BudgetSetup
 
@@ -61,18 +61,6 @@ class Setup(BudgetSetup):
     """test_budget's, with the fast path alone and every row a reservation may write."""
 
     quota: CountingQuota
-
-    @staticmethod
-    def new(
-        n: int = 1,
-        *,
-        user: int = 2,
-        guild: int | None = GUILD,
-        model: str = "wan2.6-t2i",
-        roles: tuple[int, ...] = (),
-    ) -> NewJob:
-        request = image_request(n=n, model=model)
-        return NewJob(request, user_id=user, guild_id=guild, role_ids=roles)
 
     async def fast(self, n: int = 1, **kw: Any) -> Job | None:
         """The fast path alone, one statement (None: it left the job to the Python steps,
