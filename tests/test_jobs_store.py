@@ -198,6 +198,23 @@ async def test_update_changes_bookkeeping_only(store: JobStore, clock: FakeClock
     assert (await store.get(job_id)).state is Q  # type: ignore[union-attr]
 
 
+async def test_updated_returns_the_job_as_written(store: JobStore, clock: FakeClock) -> None:
+    job_id = await insert(store)
+    clock.advance(3)
+    job = await store.db.write(store.updated, job_id, status_message_id=77, thread_id=78)
+    assert job is not None and (job.status_message_id, job.thread_id) == (77, 78)
+    assert job == await store.get(job_id)
+    assert await store.db.write(store.updated, job_id + 100, status_message_id=1) is None
+
+
+async def test_get_many_keeps_the_order_asked_and_skips_missing_jobs(store: JobStore) -> None:
+    first, second, third = [await insert(store) for _ in range(3)]
+    found = await store.get_many([third, first + 100, first, second])
+    assert [job.id for job in found] == [third, first, second]
+    assert found[0] == await store.get(third)
+    assert await store.get_many([]) == []
+
+
 async def test_insert_keeps_everything_needed_to_finish_after_a_restart(store: JobStore) -> None:
     request = image_request("a lighthouse at dusk", n=3)
     request = replace(

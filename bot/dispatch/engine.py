@@ -486,10 +486,8 @@ class Engine:
             await wait_for_event(self._wake_scheduler, next_wake)
 
     async def _notify_positions(self, limit: int = 25) -> None:
-        for job_id in self.queue.queued()[:limit]:
-            job = await self.store.get(job_id)
-            if job is not None:
-                await self._notify(job)
+        for job in await self.store.get_many(self.queue.queued()[:limit]):
+            await self._notify(job)
 
     async def _submit(self, job_id: int, model: str) -> None:
         try:
