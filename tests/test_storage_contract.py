@@ -393,3 +393,24 @@ async def test_postgres_that_cannot_be_used_says_why_without_the_password(
     assert (":1/test" if where == "unreachable port" else "no_such_wanbot_db") in message
     assert password not in message
     assert password not in caplog.text
+
+
+async def test_postgres_runs_a_lone_statement_again_after_a_serialization_failure() -> None:
+    """A lone statement (`fetchone`: a reservation in the server is one) that PostgreSQL
+    aborts as a deadlock or a serialization failure is run again, as a transaction is: here
+    it fails the first time it runs (a sequence counts the runs: it is not rolled back)."""
+    async with postgres_schema() as url:
+        db = await Database.open(url)
+        try:
+            await execute(db, "CREATE SEQUENCE runs")
+            await execute(
+                db,
+                "CREATE FUNCTION flaky() RETURNS TEXT LANGUAGE plpgsql AS $$ BEGIN"
+                " IF nextval('runs') = 1 THEN"
+                " RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure';"
+                " END IF; RETURN 'done'; END $$",
+            )
+            assert (await db.fetchone("SELECT flaky()"))[0] == "done"
+            assert (await db.fetchone("SELECT last_value FROM runs"))[0] == 2
+        finally:
+            await db.close()

@@ -355,11 +355,20 @@ class PostgresDatabase(Database):
 
     def _read(self, sql: str, params: Sequence[Any], every: bool) -> Any:
         """One query on its own, outside any transaction (the pool's connections are in
-        autocommit): one round trip, where BEGIN, the query and COMMIT took three."""
+        autocommit): one round trip, where BEGIN, the query and COMMIT took three. A query
+        that writes (a reservation in the server) is a transaction of its own, run again
+        like any other when PostgreSQL aborts it as a deadlock."""
         query, args = bind(sql, params)
-        with self._pool.connection() as raw:
-            cursor = raw.execute(query, args)
-            return cursor.fetchall() if every else cursor.fetchone()
+        for attempt in range(RETRIES):
+            try:
+                with self._pool.connection() as raw:
+                    cursor = raw.execute(query, args)
+                    return cursor.fetchall() if every else cursor.fetchone()
+            except _RETRYABLE as exc:
+                if attempt + 1 == RETRIES:
+                    raise
+                log.info("statement retried after %s", type(exc).__name__)
+        raise AssertionError("unreachable")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
         loop = asyncio.get_running_loop()
