@@ -354,26 +354,28 @@ class Engine:
         job submitted with `start=False` go. A job handed over to the cluster's dispatcher is
         the dispatcher's to show from then on: an edit of this process's, coming late, could
         hide the words it ended with (a failure at submission comes at once)."""
-        job = await self.front_db.write(self._place, job_id, status_message_id, thread_id)
-        handed_over = job.state is JobState.QUEUED and self.standing_by
+        job, handed_over = await self.front_db.write(
+            self._place, job_id, status_message_id, thread_id
+        )
         if not handed_over:
-            if job.state is JobState.QUEUED:
+            if job.state is JobState.QUEUED:  # handed over now if this process stood down
                 await self._enqueue(job)
             await self._notify(job)
         return job
 
     def _place(
         self, conn: Conn, job_id: int, status_message_id: int | None, thread_id: int | None
-    ) -> Job:
-        """The job's place recorded; a standby hands a queued job over in the same
-        transaction (its dispatcher hears of it when it commits)."""
+    ) -> tuple[Job, bool]:
+        """The job's place recorded, and whether it was handed over: a standby hands a
+        queued job to the dispatcher in the same transaction (told when it commits)."""
         job = self.store.updated(
             conn, job_id, status_message_id=status_message_id, thread_id=thread_id
         )
         assert job is not None
         if job.state is JobState.QUEUED and self.handover is not None and self.standing_by:
             self.handover.queued_in(conn, job.id)
-        return job
+            return job, True
+        return job, False
 
     def expected_seconds(self, job: Job) -> float:
         return self.durations.expected(job.model, job.n, job.timing_kind)
