@@ -229,7 +229,9 @@ class PolicyStore:
         }
         self.clock = clock
         self._no_guild = self.resolve([])
-        self._cache: dict[int, _GuildPolicies] = {}  # touched on the database thread only
+        # Read and replaced whole per server (one dict operation each), from the database's
+        # threads and the event loop: a reader gets a consistent (version, rows) pair.
+        self._cache: dict[int, _GuildPolicies] = {}
 
     def effective(self, conn: Conn, guild_id: int | None, role_ids: Iterable[int] = ()) -> Policy:
         """A member's policy (inside a `Database.write`).

@@ -67,8 +67,8 @@ _SECONDS_SQL = {
 # settled job's charge row says it cost (a video's seconds may cost less than reserved), else
 # what its reservation holds.
 _SPENT_MICROS_SQL = (
-    "SELECT COALESCE(SUM(COALESCE(c.images * CAST(ROUND(c.unit_price * 1000000) AS INTEGER),"
-    " r.images * CAST(ROUND(r.unit_price * 1000000) AS INTEGER))), 0) FROM ledger r"
+    "SELECT COALESCE(SUM(COALESCE(c.images * CAST(ROUND(c.unit_price * 1000000) AS BIGINT),"
+    " r.images * CAST(ROUND(r.unit_price * 1000000) AS BIGINT))), 0) FROM ledger r"
     " LEFT JOIN ledger c ON c.job_id = r.job_id AND c.entry = 'charge'"
     " WHERE r.entry = 'reserve' AND r.guild_id = ?1 AND r.created_at >= ?2 AND r.created_at < ?3"
 )
