@@ -565,3 +565,27 @@ async def test_a_refund_gives_back_the_money_its_reservation_held(make: Make, pr
     assert await s.assert_totals_match_the_ledger() == 1
     spend = await s.db.fetchone("SELECT micros FROM quota_spend WHERE guild_id = ?", (GUILD,))
     assert spend is not None and spend["micros"] == 2 * micros(price)
+
+
+async def test_a_window_moved_on_by_a_later_clock_still_counts_what_this_one_holds(
+    make: Make,
+) -> None:
+    """Two requests' clocks need not arrive in order (another process's, or one that waited
+    less for the lock): a window already moved past reservations that are still inside this
+    request's 24 h counts them again, for the member and for the server, without a rebuild."""
+    s = await make(replace(NO_LIMITS, images_per_user_day=3, images_per_guild_day=6))
+    await s.reserve(2)  # at START, for user 2
+    s.clock.now = START + DAY + 10  # the first has left this window: the totals move on
+    await s.reserve(1)
+    await s.reserve(1, user=3)
+    s.clock.now = START + DAY - 5  # an earlier clock: the first is inside its 24 h again
+    day = await s.refused(1)
+    assert isinstance(day, LimitReached)
+    assert (day.limit, day.used) == ("user_day", 3)
+    await s.reserve(2, user=3)  # the server's 2 + 1 + 1 + 2 = 6 of 6
+    server = await s.refused(1, user=4)
+    assert isinstance(server, LimitReached)
+    assert (server.limit, server.used) == ("guild_day", 6)
+    cutoffs = await s.db.fetchall("SELECT cutoff FROM quota_windows WHERE scope = 'guild_id'")
+    assert [row[0] for row in cutoffs] == [START + 10]  # not moved back, nor rebuilt
+    await s.assert_totals_match_the_ledger()

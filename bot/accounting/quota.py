@@ -492,10 +492,16 @@ def _window(conn: Conn, column: str, owner: int, now: float) -> list[tuple[float
 
 def _held(conn: Conn, column: str, owner: int, now: float) -> int:
     """Images held in the owner's last 24 h, from the running total: one look-up, plus a write
-    when reservations left the window since the last check (they are subtracted once)."""
+    when reservations left the window since the last check (they are subtracted once), or a
+    look at the few that left it since this cutoff when a later clock moved it on already."""
     cutoff = now - DAY
     row = conn.execute(_MOVE_SQL[column], (owner, column, cutoff)).fetchone()
-    if row is None or cutoff < row[0]:  # first use, or the clock went back: rebuild
+    if row is not None and cutoff < row[0]:
+        # A request with a later clock (another process's, or one that waited less for the
+        # lock) moved the total on already: add back what it took out since this cutoff.
+        back = conn.execute(_HELD_SQL[column], (owner, cutoff, row[0])).fetchone()[0]
+        return int(row[1]) + int(back)
+    if row is None:  # first use: build it from the ledger
         held = conn.execute(_HELD_SQL[column], (owner, cutoff, _FOREVER)).fetchone()[0]
         conn.execute(
             "INSERT INTO quota_windows (scope, owner, cutoff, held) VALUES (?, ?, ?, ?)"

@@ -16,7 +16,8 @@
 -- behaviour.
 
 -- Images held in one owner's last 24 h (`_held` in quota.py): the running total, moved past the
--- reservations that left the window since its cutoff, or rebuilt from the ledger.
+-- reservations that left the window since its cutoff; or, when a request with a later clock
+-- moved it on already, the total and what left it since this cutoff; or built from the ledger.
 CREATE FUNCTION wanbot_held(p_scope TEXT, p_owner BIGINT, p_cutoff DOUBLE PRECISION)
 RETURNS BIGINT LANGUAGE plpgsql AS $$
 DECLARE
@@ -24,6 +25,9 @@ DECLARE
     w_held BIGINT;
     leaving BIGINT;
     leaving_images BIGINT;
+    found_row BOOLEAN;
+    upto DOUBLE PRECISION;
+    back BIGINT;
 BEGIN
     IF p_scope = 'user_id' THEN
         SELECT w.cutoff, w.held, COUNT(r.id), COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0)
@@ -42,18 +46,28 @@ BEGIN
           LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'
          WHERE w.scope = p_scope AND w.owner = p_owner GROUP BY w.cutoff, w.held;
     END IF;
-    IF NOT FOUND OR p_cutoff < w_cutoff THEN  -- first use, or the clock went back: rebuild
+    -- Images held by the owner's reservations made in (p_cutoff, upto]: what a request with a
+    -- later clock took out already (upto: its cutoff), or everything (first use: no total yet).
+    found_row := FOUND;
+    upto := CASE WHEN found_row THEN w_cutoff ELSE 'Infinity'::DOUBLE PRECISION END;
+    IF NOT found_row OR p_cutoff < w_cutoff THEN
         IF p_scope = 'user_id' THEN
-            SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) INTO w_held
+            SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) INTO back
               FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'
              WHERE r.entry = 'reserve' AND r.seconds = 0 AND r.user_id = p_owner
-               AND r.created_at > p_cutoff;
+               AND r.created_at > p_cutoff AND r.created_at <= upto;
         ELSE
-            SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) INTO w_held
+            SELECT COALESCE(SUM(r.images - COALESCE(f.images, 0)), 0) INTO back
               FROM ledger r LEFT JOIN ledger f ON f.job_id = r.job_id AND f.entry = 'refund'
              WHERE r.entry = 'reserve' AND r.seconds = 0 AND r.guild_id = p_owner
-               AND r.created_at > p_cutoff;
+               AND r.created_at > p_cutoff AND r.created_at <= upto;
         END IF;
+    END IF;
+    IF found_row AND p_cutoff < w_cutoff THEN  -- a later clock moved it on: add that back
+        RETURN w_held + back;
+    END IF;
+    IF NOT found_row THEN  -- first use: build it from the ledger
+        w_held := back;
         INSERT INTO quota_windows (scope, owner, cutoff, held)
         VALUES (p_scope, p_owner, p_cutoff, w_held)
         ON CONFLICT (scope, owner) DO UPDATE SET cutoff = excluded.cutoff, held = excluded.held;
