@@ -316,15 +316,21 @@ class PostgresDatabase(Database):
         row = await self.fetchone("SELECT MAX(version) FROM wanbot_schema")
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _transact(self, fn: Callable[[Conn], T]) -> T:
+    @staticmethod
+    def _retrying(run: Callable[[], T]) -> T:
+        """`run()`, run again when PostgreSQL aborts it as a deadlock or a serialization
+        failure (a transaction, or a lone statement: plain database work, safe to repeat)."""
         for attempt in range(RETRIES):
             try:
-                return self._transact_once(fn)
+                return run()
             except _RETRYABLE as exc:
                 if attempt + 1 == RETRIES:
                     raise
-                log.info("transaction retried after %s", type(exc).__name__)
+                log.info("retried after %s", type(exc).__name__)
         raise AssertionError("unreachable")
+
+    def _transact(self, fn: Callable[[Conn], T]) -> T:
+        return self._retrying(lambda: self._transact_once(fn))
 
     def _transact_once(self, fn: Callable[[Conn], T]) -> T:
         try:
@@ -359,16 +365,13 @@ class PostgresDatabase(Database):
         that writes (a reservation in the server) is a transaction of its own, run again
         like any other when PostgreSQL aborts it as a deadlock."""
         query, args = bind(sql, params)
-        for attempt in range(RETRIES):
-            try:
-                with self._pool.connection() as raw:
-                    cursor = raw.execute(query, args)
-                    return cursor.fetchall() if every else cursor.fetchone()
-            except _RETRYABLE as exc:
-                if attempt + 1 == RETRIES:
-                    raise
-                log.info("statement retried after %s", type(exc).__name__)
-        raise AssertionError("unreachable")
+
+        def once() -> Any:
+            with self._pool.connection() as raw:
+                cursor = raw.execute(query, args)
+                return cursor.fetchall() if every else cursor.fetchone()
+
+        return self._retrying(once)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
         loop = asyncio.get_running_loop()
