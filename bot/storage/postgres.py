@@ -1,11 +1,12 @@
 """The PostgreSQL backend (`DATABASE_URL=postgresql://…`), for several bot processes.
 
-Driver: psycopg 3 (with its pool). It has both a blocking and an asyncio API over the same
+Driver: psycopg 3 (with its pools). It has both a blocking and an asyncio API over the same
 connection objects: the store's functions (`Conn` -> result) run unchanged here as on SQLite,
 each whole transaction on one worker thread (one hop from the event loop per transaction, not
-one per statement), and the lease and LISTEN/NOTIFY use its asyncio connections
-(`bot.storage.cluster`). It is maintained by PostgreSQL's driver maintainers, ships libpq in its
-binary wheel, and speaks the server's own types and errors.
+one per statement); a lone statement (`fetchone`, `fetchall`) runs on the event loop itself,
+on a pool of asyncio connections, with no hop at all; and the lease and LISTEN/NOTIFY use
+asyncio connections too (`bot.storage.cluster`). It is maintained by PostgreSQL's driver
+maintainers, ships libpq in its binary wheel, and speaks the server's own types and errors.
 
 Nothing of SQLite's speed machinery is here: concurrent transactions on pooled connections, and
 PostgreSQL's row locks and transaction-scoped advisory locks (`Conn.lock`) for the checks that
@@ -31,7 +32,8 @@ import psycopg
 import psycopg.errors
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg.cursor import BaseCursor
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from bot.storage import db as base
 from bot.storage.db import Conn, Cursor, Database, DatabaseError
@@ -41,9 +43,14 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-POOL_SIZE = 8  # connections (and worker threads) per process
+# Connections per process, opened at the start (a burst must not wait while PostgreSQL forks
+# backends): transactions, one worker thread each; and lone statements, on the event loop.
+# Those are short, and a few keep the server busy: with more in flight at once, each waits
+# longer for a CPU of the server's (`bench cluster`: 4 gave a lower p99 than 8, on two cores).
+POOL_SIZE = 8
+STATEMENT_POOL_SIZE = 4
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a first connection
-RETRIES = 5  # runs of a transaction aborted by a deadlock or a serialization failure
+RETRIES = 5  # runs of a statement or transaction aborted by a deadlock or serialization failure
 MIGRATION_LOCK = "wanbot-migrations"  # one process migrates, the others wait
 # An advisory lock's key: its name hashed together with the schema the connection's search_path
 # selects, so deployments in different schemas of one database (advisory locks are the
@@ -116,7 +123,7 @@ class PgRow:
         return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
 
 
-def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], PgRow]:
+def _rows(cursor: BaseCursor[Any, Any]) -> Callable[[Sequence[Any]], PgRow]:
     # The names straight from the result: `cursor.description` builds a Column (and looks up
     # its type) for every column of every statement, a tenth of a transaction's time here.
     result = cursor.pgresult
@@ -207,18 +214,49 @@ def safe_name(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
-def _configure(raw: psycopg.Connection[Any]) -> None:
+def _configure(raw: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     raw.row_factory = _rows
     raw.adapters.register_loader("numeric", _NumberLoader)
+
+
+def _pool_options(size: int, name: str) -> dict[str, Any]:
+    """A pool of `size` connections in autocommit, all opened at the start."""
+    return {
+        "min_size": size,
+        "max_size": size,
+        "open": False,
+        "kwargs": {"autocommit": True},
+        "name": name,
+    }
+
+
+async def _configure_async(raw: psycopg.AsyncConnection[Any]) -> None:
+    _configure(raw)
+
+
+def _again(attempt: int, exc: Exception) -> bool:
+    """Whether a run PostgreSQL aborted as a deadlock or a serialization failure (`attempt`
+    runs before it) goes again: plain database work, safe to repeat, up to `RETRIES` runs."""
+    if attempt + 1 >= RETRIES:
+        return False
+    log.info("retried after %s", type(exc).__name__)
+    return True
 
 
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool: ConnectionPool[Any], executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: ConnectionPool[Any],
+        statements: AsyncConnectionPool[Any],
+        executor: ThreadPoolExecutor,
+    ) -> None:
         self._url = url  # holds the password: never logged, never in repr
         self._name = safe_name(url)
-        self._pool = pool
+        self._pool = pool  # transactions, on the executor's threads
+        self._statements = statements  # lone statements, on the event loop
         self._executor = executor
 
     def __repr__(self) -> str:
@@ -244,20 +282,20 @@ class PostgresDatabase(Database):
                 "postgresql://user:password@host:5432/database"
             ) from None
         pool: ConnectionPool[Any] = ConnectionPool(
+            url, configure=_configure, **_pool_options(POOL_SIZE, "wanbot")
+        )
+        statements: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
-            min_size=1,
-            max_size=POOL_SIZE,
-            open=False,
-            configure=_configure,
-            kwargs={"autocommit": True},
-            name="wanbot",
+            configure=_configure_async,
+            **_pool_options(STATEMENT_POOL_SIZE, "wanbot-statements"),
         )
         executor = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="postgres")
-        db = cls(url, pool, executor)
+        db = cls(url, pool, statements, executor)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(executor, db._connect)
             await loop.run_in_executor(executor, db._migrate)
+            await statements.open(wait=True, timeout=CONNECT_TIMEOUT)
         except BaseException:
             await db.close()
             raise
@@ -266,7 +304,7 @@ class PostgresDatabase(Database):
     def _connect(self) -> None:
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        except Exception as exc:  # PoolTimeout: the first connection failed; say why
+        except Exception as exc:  # PoolTimeout: the connections failed; say why
             try:
                 with psycopg.connect(self._url, connect_timeout=5):
                     pass
@@ -304,6 +342,7 @@ class PostgresDatabase(Database):
                 raw.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", (MIGRATION_LOCK,))
 
     async def close(self) -> None:
+        await self._statements.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=False)
@@ -316,21 +355,14 @@ class PostgresDatabase(Database):
         row = await self.fetchone("SELECT MAX(version) FROM wanbot_schema")
         return int(row[0]) if row and row[0] is not None else 0
 
-    @staticmethod
-    def _retrying(run: Callable[[], T]) -> T:
-        """`run()`, run again when PostgreSQL aborts it as a deadlock or a serialization
-        failure (a transaction, or a lone statement: plain database work, safe to repeat)."""
+    def _transact(self, fn: Callable[[Conn], T]) -> T:
         for attempt in range(RETRIES):
             try:
-                return run()
+                return self._transact_once(fn)
             except _RETRYABLE as exc:
-                if attempt + 1 == RETRIES:
+                if not _again(attempt, exc):
                     raise
-                log.info("retried after %s", type(exc).__name__)
         raise AssertionError("unreachable")
-
-    def _transact(self, fn: Callable[[Conn], T]) -> T:
-        return self._retrying(lambda: self._transact_once(fn))
 
     def _transact_once(self, fn: Callable[[Conn], T]) -> T:
         try:
@@ -359,24 +391,25 @@ class PostgresDatabase(Database):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transact, bound)
 
-    def _read(self, sql: str, params: Sequence[Any], every: bool) -> Any:
+    async def _statement(self, sql: str, params: Iterable[Any], every: bool) -> Any:
         """One query on its own, outside any transaction (the pool's connections are in
-        autocommit): one round trip, where BEGIN, the query and COMMIT took three. A query
-        that writes (a reservation in the server) is a transaction of its own, run again
-        like any other when PostgreSQL aborts it as a deadlock."""
-        query, args = bind(sql, params)
-
-        def once() -> Any:
-            with self._pool.connection() as raw:
-                cursor = raw.execute(query, args)
-                return cursor.fetchall() if every else cursor.fetchone()
-
-        return self._retrying(once)
+        autocommit): one round trip, where BEGIN, the query and COMMIT took three, and on the
+        event loop, with no hop to a thread and back. A query that writes (a reservation in
+        the server) is a transaction of its own, run again like any other when PostgreSQL
+        aborts it as a deadlock."""
+        query, args = bind(sql, tuple(params))
+        for attempt in range(RETRIES):
+            try:
+                async with self._statements.connection() as raw:
+                    cursor = await raw.execute(query, args)
+                    return await (cursor.fetchall() if every else cursor.fetchone())
+            except _RETRYABLE as exc:
+                if not _again(attempt, exc):
+                    raise
+        raise AssertionError("unreachable")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._read, sql, tuple(params), False)
+        return await self._statement(sql, params, every=False)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._read, sql, tuple(params), True)
+        return await self._statement(sql, params, every=True)
