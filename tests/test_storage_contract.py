@@ -414,3 +414,42 @@ async def test_postgres_runs_a_lone_statement_again_after_a_serialization_failur
             assert (await db.fetchone("SELECT last_value FROM runs"))[0] == 2
         finally:
             await db.close()
+
+
+async def test_postgres_lone_statement_does_not_queue_behind_transactions() -> None:
+    """A lone statement (a `/quota` read, a reservation in the server) has connections of its
+    own: it is answered while every transaction connection is busy, here each waiting for a
+    lock the test holds, and those transactions still finish once it is released."""
+    async with postgres_schema() as url:
+        db = await Database.open(url)
+        try:
+            with psycopg.connect(url, autocommit=True) as holder:
+                holder.execute("SELECT pg_advisory_lock(4242)")
+
+                def wait_for_the_lock(conn: Conn) -> int:
+                    conn.execute("SELECT pg_advisory_xact_lock(4242)")
+                    return 1
+
+                busy = [
+                    asyncio.ensure_future(db.write(wait_for_the_lock))
+                    for _ in range(bot.storage.postgres.POOL_SIZE)
+                ]
+                try:
+                    waiting = (
+                        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND objid = 4242 AND NOT granted"
+                    )
+                    for _ in range(500):  # until every transaction waits for the lock
+                        [(count,)] = holder.execute(waiting).fetchall()
+                        if count == len(busy):
+                            break
+                        await asyncio.sleep(0.02)
+                    assert count == len(busy)
+                    answer = await asyncio.wait_for(db.fetchone("SELECT 1 + 1"), timeout=10)
+                    assert answer[0] == 2
+                    assert not any(task.done() for task in busy)
+                finally:
+                    holder.execute("SELECT pg_advisory_unlock(4242)")
+                assert await asyncio.gather(*busy) == [1] * len(busy)
+        finally:
+            await db.close()
