@@ -409,8 +409,15 @@ class Quota:
         than were reserved; the charge row's unit price is what those seconds cost."""
         delivered = max(0, min(delivered, job.n))
         if self.db.dialect == "postgresql":  # images: all of it in one statement in the server
-            settled = conn.execute(_SETTLE_IN_SERVER_SQL, (job.id, job.n, delivered, self.clock()))
-            if settled.fetchone()[0] != "video":
+            settling = (job.id, job.n, delivered, self.clock())
+            if not job.kind.makes_video:
+                # Sent with the COMMIT, its answer not waited for: the running totals' rows it
+                # updates, which the server's reservations wait for, are not held while an
+                # answer travels back and this thread waits for its turn to send the COMMIT.
+                conn.pipeline()
+                conn.execute(_SETTLE_IN_SERVER_SQL, settling)
+                return
+            if conn.execute(_SETTLE_IN_SERVER_SQL, settling).fetchone()[0] != "video":
                 return
         reserved = conn.execute(
             "SELECT created_at, unit_price, model, seconds FROM ledger"
