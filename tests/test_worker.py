@@ -155,10 +155,12 @@ def test_worker_runs_queued_jobs_serves_health_and_exits_when_idle(
 
             def metrics_when_three_ended() -> str | None:
                 body = http.get("/metrics").text
-                return body if 'wanbot_jobs{state="done"} 2' in body else None
+                ended = ('wanbot_jobs{state="done"} 2', 'wanbot_jobs{state="failed"} 1')
+                return body if all(line in body for line in ended) else None
 
-            # The quick jobs end ~5 s in; the slow one keeps the worker busy a little longer.
-            body = wait_for(metrics_when_three_ended, 20, "two jobs done", process)
+            # The quick jobs end ~5 s in (the moderated one failed, maybe a moment after the
+            # two done); the slow one keeps the worker busy a little longer.
+            body = wait_for(metrics_when_three_ended, 20, "two jobs done, one failed", process)
             response = http.get("/metrics")
             assert response.headers["content-type"].startswith("text/plain")
         assert "# TYPE wanbot_jobs gauge" in body
